@@ -21,8 +21,7 @@ unsafe impl GlobalAlloc for ModuleAlloc {
             // jemalloc aligns to the size class; rounding the size up to the alignment keeps
             // over-aligned layouts correct (the same rule as the crate's `RedisAlloc`).
             Some(alloc) => {
-                let size = (layout.size() + layout.align() - 1) & !(layout.align() - 1);
-                unsafe { alloc(size).cast() }
+                unsafe { alloc(layout.pad_to_align().size()).cast() }
             }
             None => unsafe { System.alloc(layout) },
         }

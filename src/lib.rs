@@ -1,19 +1,47 @@
-//! redis-ratelimit: native rate-limiting commands for Redis.
+//! redis-ratelimit: native rate-limiting commands for Redis and Valkey.
+//!
+//! Layout: [`algo`] holds the pure algorithms; [`rule`] parses arguments; [`datatype`] is the
+//! `ratelimit` key type; `commands` are the `RL.*` handlers. This file only registers them.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod algo;
 mod alloc;
+mod clock;
+mod commands;
+pub mod datatype;
+mod logging;
+mod panic;
+mod replication;
+pub mod rule;
 
+use datatype::RATE_LIMIT_TYPE;
 use redis_module::{redis_module, Context, RedisString, Status};
 
-fn init(_ctx: &Context, _args: &[RedisString]) -> Status {
-    Status::Ok
+fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+    panic::install_hook();
+    match commands::register_all(ctx.ctx) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            ctx.log_warning(&format!("ratelimit: {e}"));
+            Status::Err
+        }
+    }
 }
 
 redis_module! {
     name: "ratelimit",
     version: 1,
     allocator: (crate::alloc::ModuleAlloc, crate::alloc::ModuleAlloc),
-    data_types: [],
+    data_types: [RATE_LIMIT_TYPE],
     init: init,
-    commands: [],
 }

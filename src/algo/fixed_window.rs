@@ -1,1 +1,179 @@
-//! TODO
+//! Fixed window counter; a window starts at the first request admitted after the previous
+//! window ended (as the Python `limits` library does), not on an epoch-aligned grid.
+//!
+//! The state is the window's start and the cost admitted in it. The window is
+//! `[window_start, window_start + W)`; from `window_start + W` on the key is as if absent.
+//!
+//! * a request of cost `n` is admitted iff `count + n ≤ limit`; on an absent key the window
+//!   starts at `now`;
+//! * `remaining` = `limit − count` after the charge;
+//! * `retry_after` (denied, `n ≤ limit`) = `window_start + W − now`: the window's end;
+//! * `reset_after` / expiry = `window_start + W` (0 for an absent key).
+//!
+//! A clock step back (now before `window_start`) still counts in the stored window; durations
+//! are measured from the real `now`. On a rule change the start and count are kept and the
+//! window ends at `window_start + new W` (if that is not after `now`, the window is over).
+//!
+//! Worked example: limit 3, `W` = 1 s. Requests at 10.0 s and 10.2 s open the window
+//! `[10 s, 11 s)` with count 2. At 10.5 s a cost-2 request is denied with `remaining` 1 and
+//! `retry_after` 0.5 s; at 11.0 s it passes and opens `[11 s, 12 s)`.
+//!
+//! ```
+//! use redis_ratelimit::algo::fixed_window::{decide, FixedWindowState};
+//! use redis_ratelimit::algo::{Algorithm, RetryAfter, Rule};
+//! let rule = Rule::new(Algorithm::FixedWindow, 3, 1_000_000, None).unwrap();
+//! let state = FixedWindowState { window_start_us: 10_000_000, count: 2 };
+//! let (d, _) = decide(Some(&state), &rule, 2, 10_500_000);
+//! assert_eq!((d.allowed, d.remaining), (false, 1));
+//! assert_eq!(d.retry_after, RetryAfter::After(500_000));
+//! let (d, write) = decide(Some(&state), &rule, 2, 11_000_000);
+//! assert!(d.allowed);
+//! assert_eq!(write, Some(FixedWindowState { window_start_us: 11_000_000, count: 2 }));
+//! ```
+
+use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+
+/// State of a fixed-window limiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedWindowState {
+    /// When the current window started (its first admitted request), µs since the epoch.
+    pub window_start_us: u64,
+    /// Cost admitted in the current window.
+    pub count: u64,
+}
+
+impl FixedWindowState {
+    /// Whether the fields are within bounds (timestamp, count).
+    pub fn is_valid(&self) -> bool {
+        self.window_start_us <= MAX_TIMESTAMP_US && self.count <= MAX_COUNT
+    }
+
+    /// Absolute µs at which the window ends (0 for an empty state).
+    pub fn expires_at_us(&self, rule: &Rule) -> u64 {
+        if self.count == 0 {
+            0
+        } else {
+            self.window_start_us.saturating_add(rule.window_us())
+        }
+    }
+
+    /// The state as seen at `now_us` under `rule`: `None` when its window is over (or empty).
+    pub fn at(&self, rule: &Rule, now_us: u64) -> Option<FixedWindowState> {
+        (self.count > 0 && now_us < self.expires_at_us(rule)).then_some(*self)
+    }
+
+    /// Ages the state under `old` at `now_us`; start and count carry over to any new rule
+    /// unchanged (the new window length then decides when the window ends).
+    pub fn carried_over(&self, old: &Rule, now_us: u64) -> Option<FixedWindowState> {
+        self.at(old, now_us)
+    }
+}
+
+/// Decides a request of `cost` at `now_us` against `state` (already under `rule`; `None` =
+/// absent). Returns the decision and, iff allowed with `cost > 0`, the state to store.
+pub fn decide(
+    state: Option<&FixedWindowState>,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> (Decision, Option<FixedWindowState>) {
+    let state = state.and_then(|s| s.at(rule, now_us));
+    let capacity = rule.capacity();
+    let limit = rule.limit();
+    let count = state.map_or(0, |s| s.count);
+    let remaining = |count: u64| limit.saturating_sub(count);
+    let reset_after =
+        |s: Option<FixedWindowState>| s.map_or(0, |s| s.expires_at_us(rule).saturating_sub(now_us));
+    if cost == 0 || cost > capacity {
+        let decision = Decision {
+            allowed: cost == 0,
+            capacity,
+            remaining: remaining(count),
+            retry_after: if cost == 0 {
+                RetryAfter::Now
+            } else {
+                RetryAfter::Never
+            },
+            reset_after_us: reset_after(state),
+        };
+        return (decision, None);
+    }
+    match count.checked_add(cost) {
+        Some(charged) if charged <= limit => {
+            let written = FixedWindowState {
+                window_start_us: state.map_or(now_us, |s| s.window_start_us),
+                count: charged,
+            };
+            let decision = Decision {
+                allowed: true,
+                capacity,
+                remaining: remaining(charged),
+                retry_after: RetryAfter::Now,
+                reset_after_us: reset_after(Some(written)),
+            };
+            (decision, Some(written))
+        }
+        _ => {
+            let reset_after_us = reset_after(state);
+            let decision = Decision {
+                allowed: false,
+                capacity,
+                remaining: remaining(count),
+                // The window's end; an absent key never denies a cost within the limit.
+                retry_after: RetryAfter::After(reset_after_us.max(1)),
+                reset_after_us,
+            };
+            (decision, None)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+mod unit {
+    use super::*;
+    use crate::algo::Algorithm;
+
+    fn rule(limit: u64, w: u64) -> Rule {
+        Rule::new(Algorithm::FixedWindow, limit, w, None).unwrap()
+    }
+
+    #[test]
+    fn window_edges_and_limit_one() {
+        let r = rule(1, 100);
+        let (d, s) = decide(None, &r, 1, 1_234);
+        assert_eq!((d.allowed, d.remaining, d.reset_after_us), (true, 0, 100));
+        let s = s.unwrap();
+        assert_eq!(s.window_start_us, 1_234);
+        let (d, w) = decide(Some(&s), &r, 1, 1_333);
+        assert_eq!((d.allowed, d.retry_after), (false, RetryAfter::After(1)));
+        assert!(w.is_none());
+        let (d, w) = decide(Some(&s), &r, 1, 1_334);
+        assert!(d.allowed);
+        assert_eq!(w.unwrap().window_start_us, 1_334);
+        let (d, _) = decide(Some(&s), &r, 2, 1_300);
+        assert_eq!(d.retry_after, RetryAfter::Never);
+        assert_eq!((d.remaining, d.reset_after_us), (0, 34));
+    }
+
+    #[test]
+    fn clock_backwards_and_rule_change() {
+        let r = rule(5, 1_000);
+        let s = FixedWindowState {
+            window_start_us: 10_000,
+            count: 5,
+        };
+        let (d, _) = decide(Some(&s), &r, 1, 9_900);
+        assert_eq!(d.retry_after, RetryAfter::After(1_100));
+        assert_eq!(d.reset_after_us, 1_100);
+        // Shorter window: ends at 10_300.
+        let short = rule(5, 300);
+        assert_eq!(s.carried_over(&r, 10_299), Some(s));
+        let (d, _) = decide(Some(&s), &short, 1, 10_299);
+        assert_eq!(d.retry_after, RetryAfter::After(1));
+        let (d, _) = decide(Some(&s), &short, 1, 10_300);
+        assert!(d.allowed);
+        // Aged under the old rule first: over at 11_000 even with a longer new window.
+        assert_eq!(s.carried_over(&r, 11_000), None);
+    }
+}

@@ -5,6 +5,49 @@
 //! a [`Limiter`] (rule + state) per key; [`Limiter::decide`] is the one dispatch point.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
+//!
+//! Semantics shared by every algorithm (see each module for its exact rule):
+//!
+//! * `cost == 0` is always allowed and never written: it reports the current `remaining` and
+//!   `reset_after_us` (this is also what a peek with cost 0 returns).
+//! * `cost > capacity` is denied with [`RetryAfter::Never`] and never written.
+//! * An allowed request with `cost >= 1` is charged and returns the limiter to store; its
+//!   [`Limiter::expires_at_us`] is exactly `now + reset_after_us`.
+//! * A denied request (cost within capacity) returns the *exact* earliest delay after which the
+//!   same request would pass if nothing else arrived: at `now + d - 1` it is still denied.
+//! * A stored state past its expiry behaves exactly like an absent key.
+//! * A clock that steps back a little never panics: counting happens as if at the stored window
+//!   start, while durations are still measured from the real `now`.
+//! * A request under a rule other than the stored one (same algorithm) first ages the stored
+//!   state under its old rule, then carries the used amount over to the new rule.
+//!
+//! Every computation is checked or saturating (products in `u128`), so any decoded state — even
+//! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
+//! hold for valid states and `now_us <= MAX_TIMESTAMP_US`.
+//!
+//! ```
+//! use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
+//! // 2 requests per second, sliding window.
+//! let rule = Rule::new(Algorithm::SlidingWindow, 2, 1_000_000, None).unwrap();
+//! let t = 10_000_000; // an aligned window start
+//! let (d, stored) = Limiter::decide(None, &rule, 2, t).unwrap();
+//! assert!(d.allowed && d.remaining == 0);
+//! let stored = stored.unwrap(); // allowed with cost >= 1: store it
+//! assert_eq!(stored.expires_at_us(), t + d.reset_after_us);
+//! let (d, write) = Limiter::decide(Some(&stored), &rule, 1, t).unwrap();
+//! assert!(!d.allowed && write.is_none());
+//! // Half-way through the next window the 2 earlier requests weigh 2 × 0.5 = 1.
+//! assert_eq!(d.retry_after, RetryAfter::After(1_500_000));
+//! ```
+
+// Pure code reachable from Redis callbacks: no panics, no unchecked arithmetic or indexing.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 pub mod fixed_window;
 pub mod gcra;
@@ -14,11 +57,19 @@ pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
 pub use sliding_window::SlidingWindowState;
 
+#[cfg(test)]
+mod reference;
+#[cfg(test)]
+mod tests;
+
 /// Longest accepted window: 365 days, in microseconds.
 pub const MAX_WINDOW_US: u64 = 365 * 24 * 3600 * 1_000_000;
 
 /// Largest accepted `limit`, `BURST` or `COST` (fits a signed 64-bit reply).
 pub const MAX_COUNT: u64 = i64::MAX as u64;
+
+/// Latest timestamp a decoded state may hold (9999-12-31T23:59:59.999999Z in µs).
+pub const MAX_TIMESTAMP_US: u64 = 253_402_300_799_999_999;
 
 /// Longest accepted gcra burst tolerance (`BURST` × emission interval): 100 years in µs.
 ///
@@ -128,7 +179,7 @@ impl Rule {
             if t == 0 {
                 return Err(RuleError::EmissionInterval);
             }
-            let tolerance = u128::from(t) * u128::from(burst);
+            let tolerance = u128::from(t).saturating_mul(u128::from(burst));
             if tolerance > u128::from(MAX_GCRA_TOLERANCE_US) {
                 return Err(RuleError::Tolerance);
             }
@@ -159,7 +210,7 @@ impl Rule {
     /// gcra emission interval `window / limit` in whole µs, rounded down (0 means invalid for
     /// gcra; a validated gcra rule always has at least 1).
     pub fn emission_interval_us(&self) -> u64 {
-        self.window_us / self.limit
+        self.window_us.checked_div(self.limit).unwrap_or(0)
     }
 }
 
@@ -207,4 +258,157 @@ pub struct Limiter {
     pub rule: Rule,
     /// The algorithm's state (its variant always matches `rule.algorithm()`).
     pub state: State,
+}
+
+impl State {
+    /// The algorithm this state belongs to.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            State::SlidingWindow(_) => Algorithm::SlidingWindow,
+            State::FixedWindow(_) => Algorithm::FixedWindow,
+            State::Gcra(_) => Algorithm::Gcra,
+        }
+    }
+}
+
+/// A request named an algorithm other than the one stored at the key (the glue replies with an
+/// error and leaves the key alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AlgorithmMismatch {
+    /// The algorithm of the stored state.
+    pub stored: Algorithm,
+    /// The algorithm the request asked for.
+    pub requested: Algorithm,
+}
+
+impl Limiter {
+    /// Decide a request of `cost` at `now_us` under `rule` against the key's stored limiter
+    /// (`None` = absent key).
+    ///
+    /// Returns the decision and, iff the request was allowed AND `cost > 0`, the limiter to store
+    /// (its rule = `rule`). Peeking = calling this and ignoring the second value. When `rule`
+    /// differs from the stored rule, the stored state is first aged under its old rule, then
+    /// carried over to `rule` (see each algorithm's module).
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
+    /// let rule = Rule::new(Algorithm::FixedWindow, 1, 1_000, None).unwrap();
+    /// let (d, stored) = Limiter::decide(None, &rule, 1, 5_000).unwrap();
+    /// assert!(d.allowed);
+    /// let stored = stored.unwrap();
+    /// let (d, write) = Limiter::decide(Some(&stored), &rule, 1, 5_400).unwrap();
+    /// assert_eq!((d.allowed, d.retry_after, write), (false, RetryAfter::After(600), None));
+    /// let gcra = Rule::new(Algorithm::Gcra, 1, 1_000, None).unwrap();
+    /// assert!(Limiter::decide(Some(&stored), &gcra, 1, 5_400).is_err());
+    /// ```
+    pub fn decide(
+        stored: Option<&Limiter>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> Result<(Decision, Option<Limiter>), AlgorithmMismatch> {
+        let state = match stored {
+            None => None,
+            Some(l) if l.state.algorithm() != rule.algorithm() => {
+                return Err(AlgorithmMismatch {
+                    stored: l.state.algorithm(),
+                    requested: rule.algorithm(),
+                })
+            }
+            Some(l) if l.rule == *rule => Some(l.state),
+            Some(l) => l.state.carried_over(&l.rule, rule, now_us),
+        };
+        let (decision, state) = match (rule.algorithm(), state) {
+            (Algorithm::SlidingWindow, Some(State::SlidingWindow(s))) => wrap(
+                sliding_window::decide(Some(&s), rule, cost, now_us),
+                State::SlidingWindow,
+            ),
+            (Algorithm::SlidingWindow, _) => wrap(
+                sliding_window::decide(None, rule, cost, now_us),
+                State::SlidingWindow,
+            ),
+            (Algorithm::FixedWindow, Some(State::FixedWindow(s))) => wrap(
+                fixed_window::decide(Some(&s), rule, cost, now_us),
+                State::FixedWindow,
+            ),
+            (Algorithm::FixedWindow, _) => wrap(
+                fixed_window::decide(None, rule, cost, now_us),
+                State::FixedWindow,
+            ),
+            (Algorithm::Gcra, Some(State::Gcra(s))) => {
+                wrap(gcra::decide(Some(&s), rule, cost, now_us), State::Gcra)
+            }
+            (Algorithm::Gcra, _) => wrap(gcra::decide(None, rule, cost, now_us), State::Gcra),
+        };
+        Ok((decision, state.map(|state| Limiter { rule: *rule, state })))
+    }
+
+    /// Absolute µs at which this limiter becomes equivalent to an absent key (the key's expiry).
+    /// For a written state this is > now; 0 for a state that holds nothing.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Rule};
+    /// let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, None).unwrap();
+    /// let (_, stored) = Limiter::decide(None, &rule, 3, 7).unwrap();
+    /// assert_eq!(stored.unwrap().expires_at_us(), 7 + 3 * 100_000);
+    /// ```
+    pub fn expires_at_us(&self) -> u64 {
+        match &self.state {
+            State::SlidingWindow(s) => s.expires_at_us(&self.rule),
+            State::FixedWindow(s) => s.expires_at_us(&self.rule),
+            State::Gcra(s) => s.expires_at_us(),
+        }
+    }
+
+    /// Whether a decoded limiter (from RDB / a replicated payload) satisfies every invariant:
+    /// the state variant matches `rule.algorithm()`, counts are at most `MAX_COUNT`, timestamps
+    /// at most `MAX_TIMESTAMP_US`, and a sliding `window_start_us` is a multiple of the window.
+    ///
+    /// Zero counts are accepted (such a state behaves as an absent key).
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Rule, SlidingWindowState, State};
+    /// let rule = Rule::new(Algorithm::SlidingWindow, 10, 1_000, None).unwrap();
+    /// let ok = SlidingWindowState { window_start_us: 5_000, current: 3, previous: 9 };
+    /// assert!(Limiter { rule, state: State::SlidingWindow(ok) }.is_valid());
+    /// let unaligned = SlidingWindowState { window_start_us: 5_001, ..ok };
+    /// assert!(!Limiter { rule, state: State::SlidingWindow(unaligned) }.is_valid());
+    /// ```
+    pub fn is_valid(&self) -> bool {
+        match (self.rule.algorithm(), &self.state) {
+            (Algorithm::SlidingWindow, State::SlidingWindow(s)) => s.is_valid(&self.rule),
+            (Algorithm::FixedWindow, State::FixedWindow(s)) => s.is_valid(),
+            (Algorithm::Gcra, State::Gcra(s)) => s.is_valid(),
+            _ => false,
+        }
+    }
+}
+
+impl State {
+    /// Ages `self` under `old` at `now_us`, then adapts what is left to `new` (same algorithm).
+    /// `None` = nothing left (as absent).
+    fn carried_over(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<State> {
+        match self {
+            State::SlidingWindow(s) => s.carried_over(old, new, now_us).map(State::SlidingWindow),
+            State::FixedWindow(s) => s.carried_over(old, now_us).map(State::FixedWindow),
+            State::Gcra(s) => s.carried_over(old, new, now_us).map(State::Gcra),
+        }
+    }
+}
+
+fn wrap<S>(
+    (decision, state): (Decision, Option<S>),
+    f: impl FnOnce(S) -> State,
+) -> (Decision, Option<State>) {
+    (decision, state.map(f))
+}
+
+/// `a * b` without overflow.
+fn mul(a: u64, b: u64) -> u128 {
+    u128::from(a).saturating_mul(u128::from(b))
+}
+
+/// A `u128` duration or instant clamped into `u64`.
+fn clamp_u64(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
 }

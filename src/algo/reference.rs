@@ -1,0 +1,1 @@
+//! Reference models (test only).

@@ -1,0 +1,1 @@
+//! Randomised comparison and property tests.

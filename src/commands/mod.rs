@@ -1,0 +1,123 @@
+//! The `RL.*` commands and the pipeline they share: check arity → parse → open the key once →
+//! decide → write, expire, replicate → reply.
+//!
+//! Commands are registered with the raw API rather than the crate's `redis_command!`: that lets
+//! every handler run under `catch_unwind`, read arguments without copying them into a `Vec`, and
+//! reply with plain integers (see ../../shared notes on what each part of a command costs).
+
+mod limit;
+mod registry;
+mod setstate;
+
+use std::ffi::{c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use redis_module::raw;
+
+use crate::panic::payload_text;
+
+pub(crate) use registry::register_all;
+
+/// The raw server context of the command being run.
+pub(crate) type Ctx = *mut raw::RedisModuleCtx;
+/// One command argument.
+pub(crate) type Arg = *mut raw::RedisModuleString;
+
+/// How a command fails; becomes the error reply.
+#[derive(Debug)]
+pub(crate) enum CmdError {
+    /// The server's standard wrong-arity error.
+    WrongArity,
+    /// A fixed message with its prefix (`ERR …`, `WRONGTYPE …`).
+    Static(&'static CStr),
+    /// A composed message with its prefix.
+    Owned(String),
+}
+
+/// The standard wrong-type error.
+pub(crate) const WRONGTYPE: CmdError =
+    CmdError::Static(c"WRONGTYPE Operation against a key holding the wrong kind of value");
+
+/// Borrowed bytes of an argument.
+pub(crate) fn arg_bytes<'a>(arg: Arg) -> &'a [u8] {
+    let Some(ptr_len) = (unsafe { raw::RedisModule_StringPtrLen }) else {
+        return &[];
+    };
+    let mut len = 0usize;
+    // SAFETY: the server keeps argv alive for the whole command.
+    let ptr = unsafe { ptr_len(arg, &mut len) };
+    if ptr.is_null() {
+        return &[];
+    }
+    unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
+}
+
+/// Runs a command body, turning its error or panic into an error reply.
+pub(crate) fn run(
+    ctx: Ctx,
+    argv: *mut Arg,
+    argc: c_int,
+    body: fn(Ctx, &[Arg]) -> Result<(), CmdError>,
+) -> c_int {
+    let args: &[Arg] = match usize::try_from(argc) {
+        // SAFETY: the server passes argc valid arguments.
+        Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
+        _ => &[],
+    };
+    let result = match catch_unwind(AssertUnwindSafe(|| body(ctx, args))) {
+        Ok(r) => r,
+        Err(payload) => Err(CmdError::Owned(format!(
+            "ERR internal error in ratelimit: {}; see the server log",
+            payload_text(payload.as_ref())
+        ))),
+    };
+    if let Err(e) = result {
+        reply_error(ctx, &e);
+    }
+    raw::REDISMODULE_OK as c_int
+}
+
+fn reply_error(ctx: Ctx, e: &CmdError) {
+    unsafe {
+        match e {
+            CmdError::WrongArity => {
+                if let Some(f) = raw::RedisModule_WrongArity {
+                    f(ctx);
+                }
+            }
+            CmdError::Static(msg) => {
+                if let Some(f) = raw::RedisModule_ReplyWithError {
+                    f(ctx, msg.as_ptr());
+                }
+            }
+            CmdError::Owned(msg) => {
+                let text = CString::new(msg.replace(['\0', '\r', '\n'], " ")).unwrap_or_default();
+                if let Some(f) = raw::RedisModule_ReplyWithError {
+                    f(ctx, text.as_ptr());
+                }
+            }
+        }
+    }
+}
+
+/// Replies with an array of integers.
+pub(crate) fn reply_integers(ctx: Ctx, values: &[i64]) {
+    unsafe {
+        if let (Some(array), Some(int)) = (
+            raw::RedisModule_ReplyWithArray,
+            raw::RedisModule_ReplyWithLongLong,
+        ) {
+            array(ctx, values.len() as std::ffi::c_long);
+            for &v in values {
+                int(ctx, v);
+            }
+        }
+    }
+}
+
+/// Replies `+OK`.
+pub(crate) fn reply_ok(ctx: Ctx) {
+    if let Some(f) = unsafe { raw::RedisModule_ReplyWithSimpleString } {
+        unsafe { f(ctx, c"OK".as_ptr()) };
+    }
+}

@@ -1,0 +1,135 @@
+//! The command table: names, flags, arity and key specs, registered with the raw API.
+//!
+//! `RedisModule_SetCommandInfo` (7.0+) gives the server the real arity (so it answers wrong
+//! arities with its standard error) and a key spec per command, which is what makes RL.PEEK's key
+//! read-only for ACL `%R~` selectors and replicas.
+
+use std::ffi::{c_int, CStr};
+
+use redis_module::raw;
+
+use super::limit::{rl_allow, rl_peek};
+use super::setstate::rl_setstate;
+use super::{Arg, Ctx};
+
+type Handler = extern "C" fn(Ctx, *mut Arg, c_int) -> c_int;
+
+struct CommandSpec {
+    name: &'static CStr,
+    handler: Handler,
+    flags: &'static CStr,
+    arity: c_int,
+    key_flags: u32,
+    summary: &'static CStr,
+}
+
+const COMMANDS: [CommandSpec; 3] = [
+    CommandSpec {
+        name: c"rl.allow",
+        handler: rl_allow,
+        flags: c"write deny-oom fast",
+        arity: -4,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Admits and charges a request if the key's rate limit allows it",
+    },
+    CommandSpec {
+        name: c"rl.peek",
+        handler: rl_peek,
+        flags: c"readonly fast",
+        arity: -4,
+        key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
+        summary: c"Tells what RL.ALLOW would reply, without charging or writing",
+    },
+    CommandSpec {
+        name: c"rl.setstate",
+        handler: rl_setstate,
+        flags: c"write deny-oom fast",
+        arity: 3,
+        key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
+    },
+];
+
+static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
+    version: 1,
+    sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+    sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+    sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+};
+
+/// One key at argument 1.
+fn key_spec(flags: u32) -> raw::RedisModuleCommandKeySpec {
+    raw::RedisModuleCommandKeySpec {
+        notes: std::ptr::null(),
+        flags: u64::from(flags),
+        begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
+        },
+        find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                lastkey: 0,
+                keystep: 1,
+                limit: 0,
+            },
+        },
+    }
+}
+
+fn end_of_key_specs() -> raw::RedisModuleCommandKeySpec {
+    // SAFETY: the terminator is an all-zero key spec (a plain C struct of integers and pointers).
+    unsafe { std::mem::zeroed() }
+}
+
+/// Registers every command; `Err` names what failed (the module then refuses to load).
+pub(crate) fn register_all(ctx: Ctx) -> Result<(), String> {
+    let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
+        raw::RedisModule_GetCommand
+    }) else {
+        return Err("the server lacks RedisModule_CreateCommand".into());
+    };
+    for spec in &COMMANDS {
+        let name = spec.name.to_string_lossy();
+        let status = unsafe {
+            create(
+                ctx,
+                spec.name.as_ptr(),
+                Some(spec.handler),
+                spec.flags.as_ptr(),
+                1,
+                1,
+                1,
+            )
+        };
+        if status != raw::REDISMODULE_OK as c_int {
+            return Err(format!("could not create command {name}"));
+        }
+        let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
+            continue; // before 7.0: the legacy first/last/step key positions still apply
+        };
+        let command = unsafe { get(ctx, spec.name.as_ptr()) };
+        if command.is_null() {
+            return Err(format!("could not look up command {name}"));
+        }
+        let mut key_specs = [key_spec(spec.key_flags), end_of_key_specs()];
+        let info = raw::RedisModuleCommandInfo {
+            version: &INFO_VERSION,
+            summary: spec.summary.as_ptr(),
+            complexity: c"O(1)".as_ptr(),
+            since: c"0.1.0".as_ptr(),
+            history: std::ptr::null_mut(),
+            tips: std::ptr::null(),
+            arity: spec.arity,
+            key_specs: key_specs.as_mut_ptr(),
+            args: std::ptr::null_mut(),
+        };
+        // The server copies what it keeps.
+        if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
+            return Err(format!("could not set command info of {name}"));
+        }
+    }
+    Ok(())
+}

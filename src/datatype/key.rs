@@ -1,0 +1,101 @@
+//! Opening a key that holds (or will hold) a limiter. The handle is closed on drop, also when a
+//! command unwinds from a panic.
+
+use std::ffi::c_int;
+
+use redis_module::raw;
+
+use super::callbacks::{into_value, limiter_ref, RATE_LIMIT_TYPE};
+use crate::algo::Limiter;
+
+/// The key holds a value of another type.
+#[derive(Debug)]
+pub(crate) struct WrongType;
+
+/// An open key.
+pub(crate) struct LimiterKey {
+    key: *mut raw::RedisModuleKey,
+}
+
+impl LimiterKey {
+    /// Opens `name` for reading only (never creates it) or for writing.
+    pub(crate) fn open(
+        ctx: *mut raw::RedisModuleCtx,
+        name: *mut raw::RedisModuleString,
+        write: bool,
+    ) -> LimiterKey {
+        let mode = if write {
+            raw::REDISMODULE_READ | raw::REDISMODULE_WRITE
+        } else {
+            raw::REDISMODULE_READ
+        };
+        // SAFETY: ctx and name come from the server for this command. In read mode a missing
+        // key gives NULL, which every method treats as empty.
+        let key = match unsafe { raw::RedisModule_OpenKey } {
+            Some(open) => unsafe { open(ctx, name, mode as c_int) },
+            None => std::ptr::null_mut(),
+        };
+        LimiterKey { key }
+    }
+
+    fn value_ptr(&self) -> Result<*mut std::ffi::c_void, WrongType> {
+        if self.key.is_null() {
+            return Ok(std::ptr::null_mut());
+        }
+        let (Some(key_type), Some(get_type), Some(get_value)) = (
+            unsafe { raw::RedisModule_KeyType },
+            unsafe { raw::RedisModule_ModuleTypeGetType },
+            unsafe { raw::RedisModule_ModuleTypeGetValue },
+        ) else {
+            return Err(WrongType);
+        };
+        match unsafe { key_type(self.key) } as isize {
+            raw::REDISMODULE_KEYTYPE_EMPTY => Ok(std::ptr::null_mut()),
+            raw::REDISMODULE_KEYTYPE_MODULE
+                if unsafe { get_type(self.key) } == *RATE_LIMIT_TYPE.raw_type.borrow() =>
+            {
+                Ok(unsafe { get_value(self.key) })
+            }
+            _ => Err(WrongType),
+        }
+    }
+
+    /// The stored limiter; `None` when the key does not exist.
+    pub(crate) fn get(&self) -> Result<Option<Limiter>, WrongType> {
+        let value = self.value_ptr()?;
+        // SAFETY: a value of our type was made by `into_value`.
+        Ok(unsafe { limiter_ref(value) }.map(|l| *l))
+    }
+
+    /// Stores `limiter` (in place when the key holds one already) and sets the key to expire at
+    /// `expire_at_ms` (absolute Unix ms). The key must be open for writing.
+    pub(crate) fn store(&mut self, limiter: &Limiter, expire_at_ms: i64) -> Result<(), WrongType> {
+        let value = self.value_ptr()?;
+        if let Some(slot) = unsafe { limiter_ref(value) } {
+            *slot = *limiter;
+        } else {
+            let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
+                return Err(WrongType);
+            };
+            let boxed = into_value(*limiter);
+            let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
+            if status != raw::REDISMODULE_OK as c_int {
+                // SAFETY: the server did not take ownership; free it ourselves.
+                drop(unsafe { Box::from_raw(boxed.cast::<Limiter>()) });
+                return Err(WrongType);
+            }
+        }
+        if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
+            unsafe { set_abs_expire(self.key, expire_at_ms) };
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LimiterKey {
+    fn drop(&mut self) {
+        if let (false, Some(close)) = (self.key.is_null(), unsafe { raw::RedisModule_CloseKey }) {
+            unsafe { close(self.key) };
+        }
+    }
+}

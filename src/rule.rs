@@ -1,0 +1,378 @@
+//! Parsing of command arguments into a typed [`Request`]: `limit window [COST n] [ALGO a] [BURST n]`.
+//!
+//! Pure code (no Redis import): arguments arrive as byte slices; errors carry the exact reply
+//! text, which is part of the public API (README "Errors").
+
+use crate::algo::{Algorithm, Rule, RuleError, MAX_COUNT, MAX_WINDOW_US};
+
+/// A parsed `RL.ALLOW` / `RL.PEEK` request (everything after the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The validated rule.
+    pub rule: Rule,
+    /// How much this request consumes (default 1; 0 = only look).
+    pub cost: u64,
+}
+
+/// The optional arguments, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opt {
+    /// `COST n`
+    Cost,
+    /// `ALGO name`
+    Algo,
+    /// `BURST n`
+    Burst,
+}
+
+impl Opt {
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Cost => "COST",
+            Opt::Algo => "ALGO",
+            Opt::Burst => "BURST",
+        }
+    }
+}
+
+/// Why arguments were refused. [`ArgError::message`] gives the reply text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgError {
+    /// `limit` is not an integer in range.
+    Limit,
+    /// `window` is not a valid duration.
+    Window,
+    /// `COST` is not an integer in range.
+    Cost,
+    /// `BURST` is not an integer in range.
+    Burst,
+    /// `BURST` given with a counter algorithm.
+    BurstNotGcra,
+    /// `ALGO` names no algorithm.
+    UnknownAlgo(Vec<u8>),
+    /// An option at the end with no value.
+    MissingValue(Opt),
+    /// The same option twice.
+    Repeated(Opt),
+    /// Something that is not an option.
+    UnknownOption(Vec<u8>),
+    /// gcra: `window / limit` under 1 µs.
+    EmissionInterval,
+    /// gcra: `BURST × window / limit` too long.
+    Tolerance,
+}
+
+impl ArgError {
+    /// The error reply, with its `ERR` prefix.
+    ///
+    /// ```
+    /// use redis_ratelimit::rule::{parse_request, ArgError};
+    /// let err = parse_request([&b"0"[..], b"1s"]).unwrap_err();
+    /// assert_eq!(err, ArgError::Limit);
+    /// assert!(err.message().starts_with("ERR limit must be"));
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            ArgError::Limit => format!("ERR limit must be an integer from 1 to {MAX_COUNT}"),
+            ArgError::Window => "ERR window must be a duration from 1 microsecond to 365d: \
+                 whole seconds (60) or a number with a unit ms, s, m, h or d (500ms, 1.5s, 1m)"
+                .to_string(),
+            ArgError::Cost => format!("ERR COST must be an integer from 0 to {MAX_COUNT}"),
+            ArgError::Burst => format!("ERR BURST must be an integer from 1 to {MAX_COUNT}"),
+            ArgError::BurstNotGcra => "ERR BURST applies only to ALGO gcra".to_string(),
+            ArgError::UnknownAlgo(name) => format!(
+                "ERR unknown ALGO '{}': use sliding-window, fixed-window or gcra",
+                String::from_utf8_lossy(name)
+            ),
+            ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
+            ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
+            ArgError::UnknownOption(name) => format!(
+                "ERR unknown option '{}': expected COST, ALGO or BURST",
+                String::from_utf8_lossy(name)
+            ),
+            ArgError::EmissionInterval => "ERR gcra needs window/limit of at least 1 microsecond: \
+                 use a longer window or a smaller limit"
+                .to_string(),
+            ArgError::Tolerance => {
+                "ERR gcra BURST × window/limit must not exceed 100 years".to_string()
+            }
+        }
+    }
+}
+
+impl From<RuleError> for ArgError {
+    fn from(e: RuleError) -> Self {
+        match e {
+            RuleError::Limit => ArgError::Limit,
+            RuleError::Window => ArgError::Window,
+            RuleError::Burst => ArgError::Burst,
+            RuleError::BurstNotGcra => ArgError::BurstNotGcra,
+            RuleError::EmissionInterval => ArgError::EmissionInterval,
+            RuleError::Tolerance => ArgError::Tolerance,
+        }
+    }
+}
+
+/// Parses `limit window [COST n] [ALGO a] [BURST n]` (options in any order, case-insensitive,
+/// each at most once).
+///
+/// ```
+/// use redis_ratelimit::rule::parse_request;
+/// let req = parse_request([&b"10"[..], b"1m", b"cost", b"2"]).unwrap();
+/// assert_eq!((req.rule.limit(), req.rule.window_us(), req.cost), (10, 60_000_000, 2));
+/// ```
+pub fn parse_request<'a, I>(args: I) -> Result<Request, ArgError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = args.into_iter();
+    let limit = args
+        .next()
+        .and_then(parse_count)
+        .filter(|&l| l >= 1)
+        .ok_or(ArgError::Limit)?;
+    let window_us = args.next().and_then(parse_window).ok_or(ArgError::Window)?;
+
+    let mut cost = None;
+    let mut algo = None;
+    let mut burst = None;
+    while let Some(name) = args.next() {
+        let opt = if name.eq_ignore_ascii_case(b"COST") {
+            Opt::Cost
+        } else if name.eq_ignore_ascii_case(b"ALGO") {
+            Opt::Algo
+        } else if name.eq_ignore_ascii_case(b"BURST") {
+            Opt::Burst
+        } else {
+            return Err(ArgError::UnknownOption(name.to_vec()));
+        };
+        let value = args.next().ok_or(ArgError::MissingValue(opt))?;
+        let repeated = match opt {
+            Opt::Cost => cost
+                .replace(parse_count(value).ok_or(ArgError::Cost)?)
+                .is_some(),
+            Opt::Algo => algo
+                .replace(
+                    Algorithm::from_name(value)
+                        .ok_or_else(|| ArgError::UnknownAlgo(value.to_vec()))?,
+                )
+                .is_some(),
+            Opt::Burst => burst
+                .replace(
+                    parse_count(value)
+                        .filter(|&b| b >= 1)
+                        .ok_or(ArgError::Burst)?,
+                )
+                .is_some(),
+        };
+        if repeated {
+            return Err(ArgError::Repeated(opt));
+        }
+    }
+    let algorithm = algo.unwrap_or(Algorithm::SlidingWindow);
+    let rule = Rule::new(algorithm, limit, window_us, burst)?;
+    Ok(Request {
+        rule,
+        cost: cost.unwrap_or(1),
+    })
+}
+
+/// A non-negative decimal integer up to [`MAX_COUNT`]: digits only, no sign, no spaces.
+pub fn parse_count(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(c.wrapping_sub(b'0')))?;
+    }
+    (n <= MAX_COUNT).then_some(n)
+}
+
+/// A window in µs: whole seconds (`60`), or a number with a unit `ms|s|m|h|d` that may have a
+/// fraction (`1.5s`), rounded to the nearest µs (halves up). Result in `1..=MAX_WINDOW_US`.
+///
+/// ```
+/// use redis_ratelimit::rule::parse_window;
+/// assert_eq!(parse_window(b"500ms"), Some(500_000));
+/// assert_eq!(parse_window(b"1.5s"), Some(1_500_000));
+/// assert_eq!(parse_window(b"1.5"), None); // a bare decimal is ambiguous
+/// ```
+pub fn parse_window(s: &[u8]) -> Option<u64> {
+    let unit_start = s
+        .iter()
+        .position(|c| c.is_ascii_alphabetic())
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(unit_start);
+    let unit_us: u128 = match unit {
+        b"" | b"s" => 1_000_000,
+        b"ms" => 1_000,
+        b"m" => 60_000_000,
+        b"h" => 3_600_000_000,
+        b"d" => 86_400_000_000,
+        _ => return None,
+    };
+    let (int_part, frac_part) = match number.iter().position(|&c| c == b'.') {
+        Some(dot) if !unit.is_empty() => {
+            let (i, f) = number.split_at(dot);
+            (i, f.get(1..)?)
+        }
+        Some(_) => return None,
+        None => (number, &b""[..]),
+    };
+    if int_part.is_empty() || number.last() == Some(&b'.') || frac_part.len() > 18 {
+        return None;
+    }
+    let int_value = u128::from(parse_count(int_part)?);
+    let mut frac_value: u128 = 0;
+    for &c in frac_part {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        frac_value = frac_value
+            .checked_mul(10)?
+            .checked_add(u128::from(c.wrapping_sub(b'0')))?;
+    }
+    let scale = 10u128.checked_pow(u32::try_from(frac_part.len()).ok()?)?;
+    // Round half up: (frac × unit + scale/2) / scale.
+    let frac_us = frac_value
+        .checked_mul(unit_us)?
+        .checked_add(scale / 2)?
+        .checked_div(scale)?;
+    let total = int_value.checked_mul(unit_us)?.checked_add(frac_us)?;
+    u64::try_from(total)
+        .ok()
+        .filter(|us| (1..=MAX_WINDOW_US).contains(us))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Request, ArgError> {
+        parse_request(args.iter().map(|a| a.as_bytes()))
+    }
+
+    #[test]
+    fn windows() {
+        let ok = [
+            ("60", 60_000_000),
+            ("1", 1_000_000),
+            ("500ms", 500_000),
+            ("1.5s", 1_500_000),
+            ("1m", 60_000_000),
+            ("1h", 3_600_000_000),
+            ("1d", 86_400_000_000),
+            ("365d", MAX_WINDOW_US),
+            ("0.001ms", 1),
+            ("0.0015ms", 2),
+            ("0.0014ms", 1),
+            ("1.0000001s", 1_000_000),
+            ("007s", 7_000_000),
+        ];
+        for (s, us) in ok {
+            assert_eq!(parse_window(s.as_bytes()), Some(us), "{s}");
+        }
+        let bad = [
+            "",
+            "0",
+            "-1",
+            "1.5",
+            "10x",
+            "366d",
+            "0ms",
+            "0.0004ms",
+            "1.s",
+            ".5s",
+            "1..5s",
+            "1.5.s",
+            "s",
+            "1S",
+            "1 s",
+            " 1",
+            "+1",
+            "1e3",
+            "1ms2",
+            "99999999999999999999d",
+            "1.0000000000000000001s",
+            "365.0001d",
+        ];
+        for s in bad {
+            assert_eq!(parse_window(s.as_bytes()), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count(b"0"), Some(0));
+        assert_eq!(parse_count(b"9223372036854775807"), Some(MAX_COUNT));
+        for s in [
+            "",
+            "-1",
+            "1.5",
+            "+1",
+            " 1",
+            "9223372036854775808",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_count(s.as_bytes()), None, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn requests() {
+        let r = parse(&["10", "1m"]).unwrap();
+        assert_eq!(r.rule.algorithm(), Algorithm::SlidingWindow);
+        assert_eq!((r.rule.limit(), r.rule.capacity(), r.cost), (10, 10, 1));
+        let r = parse(&["10", "1s", "burst", "20", "Algo", "GCRA", "cost", "0"]).unwrap();
+        assert_eq!(r.rule.algorithm(), Algorithm::Gcra);
+        assert_eq!((r.rule.capacity(), r.cost), (20, 0));
+        let r = parse(&["3", "1", "ALGO", "fixed-window"]).unwrap();
+        assert_eq!(r.rule.algorithm(), Algorithm::FixedWindow);
+    }
+
+    #[test]
+    fn request_errors() {
+        let cases: &[(&[&str], ArgError)] = &[
+            (&[], ArgError::Limit),
+            (&["0", "1"], ArgError::Limit),
+            (&["x", "1"], ArgError::Limit),
+            (&["1"], ArgError::Window),
+            (&["1", "1", "COST"], ArgError::MissingValue(Opt::Cost)),
+            (&["1", "1", "COST", "-1"], ArgError::Cost),
+            (
+                &["1", "1", "COST", "1", "COST", "1"],
+                ArgError::Repeated(Opt::Cost),
+            ),
+            (
+                &["1", "1", "ALGO", "gcra", "ALGO", "gcra"],
+                ArgError::Repeated(Opt::Algo),
+            ),
+            (
+                &["1", "1", "ALGO", "x"],
+                ArgError::UnknownAlgo(b"x".to_vec()),
+            ),
+            (&["1", "1", "BURST", "2"], ArgError::BurstNotGcra),
+            (&["1", "1", "BURST", "0", "ALGO", "gcra"], ArgError::Burst),
+            (
+                &["1", "1", "NOPE", "1"],
+                ArgError::UnknownOption(b"NOPE".to_vec()),
+            ),
+            (
+                &["2000000", "1", "ALGO", "gcra"],
+                ArgError::EmissionInterval,
+            ),
+            (
+                &["1", "365d", "ALGO", "gcra", "BURST", "101"],
+                ArgError::Tolerance,
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(args).unwrap_err(), *want, "{args:?}");
+            assert!(want.message().starts_with("ERR "));
+        }
+    }
+}
