@@ -121,3 +121,29 @@ pub(crate) fn reply_ok(ctx: Ctx) {
         unsafe { f(ctx, c"OK".as_ptr()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panicking_body(_: Ctx, args: &[Arg]) -> Result<(), CmdError> {
+        // Indexing past the end: the kind of bug catch_unwind must contain.
+        let _ = args[7];
+        Ok(())
+    }
+
+    #[test]
+    fn a_panicking_command_returns_to_the_server() {
+        // Outside a server the reply functions are absent; what matters is that `run` returns.
+        let status = run(std::ptr::null_mut(), std::ptr::null_mut(), 0, panicking_body);
+        assert_eq!(status, raw::REDISMODULE_OK as c_int);
+    }
+
+    #[test]
+    fn panic_payloads_become_text() {
+        let caught = catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+        assert_eq!(payload_text(caught.as_ref()), "boom 1");
+        let caught = catch_unwind(|| panic!("static")).unwrap_err();
+        assert_eq!(payload_text(caught.as_ref()), "static");
+    }
+}
