@@ -479,7 +479,13 @@ impl Conn {
 
     /// Sends `n` copies of `RL.<cmd> key <args…>` in one pipeline (the server handles them
     /// back to back, so timing-sensitive sequences don't depend on round trips), then reads them.
-    pub fn rl_pipeline(&mut self, cmd: &str, key: impl AsRef<[u8]>, args: &str, n: usize) -> Vec<Rl> {
+    pub fn rl_pipeline(
+        &mut self,
+        cmd: &str,
+        key: impl AsRef<[u8]>,
+        args: &str,
+        n: usize,
+    ) -> Vec<Rl> {
         let mut v: Vec<Vec<u8>> = vec![format!("RL.{cmd}").into_bytes(), key.as_ref().to_vec()];
         v.extend(args.split_whitespace().map(|a| a.as_bytes().to_vec()));
         for _ in 0..n {
