@@ -14,8 +14,8 @@
 //!
 //! A clock step back simply makes `tat − now` larger (more of the bucket looks used). On a rule
 //! change the used part of the bucket is kept in cells: if `tat > now`,
-//! `tat' = now + ceil((tat − now) × T_new / T_old)`; so raising the limit or burst never denies
-//! a request the old rule would have admitted.
+//! `tat' = now + ceil((tat − now) × T_new / T_old)` (capped at `MAX_TIMESTAMP_US`); so raising
+//! the limit or burst never denies a request the old rule would have admitted.
 //!
 //! Worked example: 10 per second with burst 5 (`T` = 100 ms, `τ` = 500 ms). On an empty bucket
 //! at 0 a cost-5 request passes (`tat` = 500 ms, `remaining` 0, `reset_after` 500 ms); another
@@ -61,7 +61,7 @@ impl GcraState {
     }
 
     /// Ages the state at `now_us`, then rescales the used cells from `old`'s emission interval
-    /// to `new`'s: `tat' = now + ceil((tat − now) × T_new / T_old)`.
+    /// to `new`'s: `tat' = now + ceil((tat − now) × T_new / T_old)`, at most `MAX_TIMESTAMP_US`.
     pub fn carried_over(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<GcraState> {
         let aged = self.at(now_us)?;
         let (t_old, t_new) = (old.emission_interval_us(), new.emission_interval_us());
@@ -72,8 +72,10 @@ impl GcraState {
         let Some(scaled) = div_ceil(used, u128::from(t_old)) else {
             return Some(aged); // t_old == 0: not a gcra rule, nothing sensible to rescale
         };
+        // More used cells than fit before year 9999 mean "practically never": keep it storable.
+        let latest = MAX_TIMESTAMP_US.max(now_us.saturating_add(1));
         Some(GcraState {
-            tat_us: clamp_u64(u128::from(now_us).saturating_add(scaled)),
+            tat_us: clamp_u64(u128::from(now_us).saturating_add(scaled)).min(latest),
         })
     }
 }

@@ -19,11 +19,14 @@
 //! * A clock that steps back a little never panics: counting happens as if at the stored window
 //!   start, while durations are still measured from the real `now`.
 //! * A request under a rule other than the stored one (same algorithm) first ages the stored
-//!   state under its old rule, then carries the used amount over to the new rule.
+//!   state under its old rule, then carries the used amount over to the new rule
+//!   ([`Limiter::carried_over`]) and decides against that. The answers describe the carried-over
+//!   state; since a denied request writes nothing, the next request migrates the old state
+//!   again, so `retry_after` / `reset_after_us` are exact only once the new rule is stored.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
-//! hold for valid states and `now_us <= MAX_TIMESTAMP_US`.
+//! hold for valid states and a clock well before `MAX_TIMESTAMP_US` (year 9999).
 //!
 //! ```
 //! use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
@@ -309,14 +312,8 @@ impl Limiter {
     ) -> Result<(Decision, Option<Limiter>), AlgorithmMismatch> {
         let state = match stored {
             None => None,
-            Some(l) if l.state.algorithm() != rule.algorithm() => {
-                return Err(AlgorithmMismatch {
-                    stored: l.state.algorithm(),
-                    requested: rule.algorithm(),
-                })
-            }
             Some(l) if l.rule == *rule => Some(l.state),
-            Some(l) => l.state.carried_over(&l.rule, rule, now_us),
+            Some(l) => l.carried_over(rule, now_us)?.map(|l| l.state),
         };
         let (decision, state) = match (rule.algorithm(), state) {
             (Algorithm::SlidingWindow, Some(State::SlidingWindow(s))) => wrap(
@@ -341,6 +338,50 @@ impl Limiter {
             (Algorithm::Gcra, _) => wrap(gcra::decide(None, rule, cost, now_us), State::Gcra),
         };
         Ok((decision, state.map(|state| Limiter { rule: *rule, state })))
+    }
+
+    /// This limiter as `rule` sees it at `now_us`: aged under its own rule, then adapted to
+    /// `rule` (see each algorithm's module); `Ok(None)` when nothing is left (as absent).
+    ///
+    /// [`Limiter::decide`] does this itself on every request under a changed rule and writes
+    /// the result only when the request is allowed, so until then every request migrates the
+    /// old state anew. Storing this value makes the new rule's answers exact from `now_us` on.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, FixedWindowState, Limiter, Rule, State};
+    /// let old = Rule::new(Algorithm::FixedWindow, 5, 1_000, None).unwrap();
+    /// let new = Rule::new(Algorithm::FixedWindow, 5, 300, None).unwrap();
+    /// let state = State::FixedWindow(FixedWindowState { window_start_us: 10_000, count: 5 });
+    /// let l = Limiter { rule: old, state };
+    /// assert_eq!(l.carried_over(&new, 10_299).unwrap(), Some(Limiter { rule: new, state }));
+    /// assert_eq!(l.carried_over(&new, 10_300).unwrap(), None); // its new window is over
+    /// ```
+    pub fn carried_over(
+        &self,
+        rule: &Rule,
+        now_us: u64,
+    ) -> Result<Option<Limiter>, AlgorithmMismatch> {
+        if self.state.algorithm() != rule.algorithm() {
+            return Err(AlgorithmMismatch {
+                stored: self.state.algorithm(),
+                requested: rule.algorithm(),
+            });
+        }
+        let state = match &self.state {
+            State::SlidingWindow(s) => s
+                .carried_over(&self.rule, rule, now_us)
+                .and_then(|s| s.at(rule, now_us))
+                .map(State::SlidingWindow),
+            State::FixedWindow(s) => s
+                .carried_over(&self.rule, now_us)
+                .and_then(|s| s.at(rule, now_us))
+                .map(State::FixedWindow),
+            State::Gcra(s) => s
+                .carried_over(&self.rule, rule, now_us)
+                .and_then(|s| s.at(now_us))
+                .map(State::Gcra),
+        };
+        Ok(state.map(|state| Limiter { rule: *rule, state }))
     }
 
     /// Absolute µs at which this limiter becomes equivalent to an absent key (the key's expiry).
@@ -380,18 +421,6 @@ impl Limiter {
             (Algorithm::FixedWindow, State::FixedWindow(s)) => s.is_valid(),
             (Algorithm::Gcra, State::Gcra(s)) => s.is_valid(),
             _ => false,
-        }
-    }
-}
-
-impl State {
-    /// Ages `self` under `old` at `now_us`, then adapts what is left to `new` (same algorithm).
-    /// `None` = nothing left (as absent).
-    fn carried_over(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<State> {
-        match self {
-            State::SlidingWindow(s) => s.carried_over(old, new, now_us).map(State::SlidingWindow),
-            State::FixedWindow(s) => s.carried_over(old, now_us).map(State::FixedWindow),
-            State::Gcra(s) => s.carried_over(old, new, now_us).map(State::Gcra),
         }
     }
 }

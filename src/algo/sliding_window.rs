@@ -77,14 +77,7 @@ impl SlidingWindowState {
 
     /// Absolute µs at which every weight has decayed to 0 (0 for an empty state).
     pub fn expires_at_us(&self, rule: &Rule) -> u64 {
-        let w = rule.window_us();
-        if self.current > 0 {
-            self.window_start_us.saturating_add(w.saturating_mul(2))
-        } else if self.previous > 0 {
-            self.window_start_us.saturating_add(w)
-        } else {
-            0
-        }
+        expiry(self, rule.window_us())
     }
 
     /// The state as seen at `now_us` under `rule`: rolled into the window containing `now_us`
@@ -172,6 +165,17 @@ pub fn decide(
     }
 }
 
+/// When every weight of `state` has decayed (0 for an empty state).
+fn expiry(state: &SlidingWindowState, w: u64) -> u64 {
+    if state.current > 0 {
+        state.window_start_us.saturating_add(w.saturating_mul(2))
+    } else if state.previous > 0 {
+        state.window_start_us.saturating_add(w)
+    } else {
+        0
+    }
+}
+
 /// Start of the `window_us`-long aligned window containing `t`.
 fn align(t: u64, window_us: u64) -> u64 {
     t.saturating_sub(t.checked_rem(window_us).unwrap_or(0))
@@ -229,17 +233,10 @@ impl View {
     }
 
     fn reset_after_us(&self) -> u64 {
-        let rule_w = self.w;
-        let expires = if self.state.current > 0 {
-            self.state
-                .window_start_us
-                .saturating_add(rule_w.saturating_mul(2))
-        } else if self.state.previous > 0 {
-            self.state.window_start_us.saturating_add(rule_w)
-        } else {
-            return 0;
-        };
-        expires.saturating_sub(self.now_us)
+        match expiry(&self.state, self.w) {
+            0 => 0,
+            at => at.saturating_sub(self.now_us),
+        }
     }
 
     /// Exact earliest delay for a denied `cost <= limit` (at least 1).

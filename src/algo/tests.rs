@@ -1,1 +1,622 @@
-//! Randomised comparison and property tests.
+//! Randomised comparison against the reference models, and properties on random states.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use super::reference::{self, BucketRef, FixedRef, Model, SlidingRef};
+use super::*;
+
+/// splitmix64: small, deterministic, good enough for test inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        match (hi - lo).checked_add(1) {
+            Some(span) => lo + self.next() % span,
+            None => self.next(),
+        }
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.range(0, items.len() as u64 - 1) as usize]
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.range(1, 100) <= percent
+    }
+}
+
+const ALGORITHMS: [Algorithm; 3] = [
+    Algorithm::SlidingWindow,
+    Algorithm::FixedWindow,
+    Algorithm::Gcra,
+];
+
+/// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
+const BASE_US: u64 = 1_700_000_000_000_000;
+
+fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
+    loop {
+        let limit = match rng.range(0, 9) {
+            0..=4 => rng.pick(&[1, 2, 3, 4, 5, 7, 10]),
+            5..=7 => rng.range(1, 100),
+            8 => rng.range(1, 1_000_000),
+            _ => rng.pick(&[MAX_COUNT, MAX_COUNT / 3, 1 << 40]),
+        };
+        let window = match rng.range(0, 9) {
+            0..=2 => rng.pick(&[1, 2, 3, 7, 10]),
+            3..=5 => rng.range(1, 1_000),
+            6..=7 => rng.pick(&[1_000_000, 60_000_000, 3_600_000_000]),
+            8 => rng.range(1, 100_000_000),
+            _ => MAX_WINDOW_US,
+        };
+        let burst = if algorithm == Algorithm::Gcra && rng.chance(50) {
+            Some(match rng.range(0, 3) {
+                0 => rng.range(1, 5),
+                1 => limit,
+                2 => rng.range(1, 1_000),
+                _ => limit.saturating_mul(2),
+            })
+        } else {
+            None
+        };
+        if let Ok(rule) = Rule::new(algorithm, limit, window, burst) {
+            return rule;
+        }
+    }
+}
+
+/// A rule of the same algorithm, changing limit, window or both (or burst for gcra).
+fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
+    loop {
+        let fresh = random_rule(rng, rule.algorithm());
+        let (limit, window) = match rng.range(0, 3) {
+            0 => (fresh.limit(), rule.window_us()),
+            1 => (rule.limit(), fresh.window_us()),
+            2 => (
+                rule.limit().saturating_add(rng.range(0, 3)),
+                rule.window_us(),
+            ),
+            _ => (fresh.limit(), fresh.window_us()),
+        };
+        let burst = (rule.algorithm() == Algorithm::Gcra && rng.chance(50))
+            .then(|| rng.range(1, 2 * rule.burst().min(1 << 40)));
+        if let Ok(new) = Rule::new(rule.algorithm(), limit, window, burst) {
+            return new;
+        }
+    }
+}
+
+fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
+    let cap = rule.capacity();
+    match rng.range(0, 19) {
+        0..=1 => 0,
+        2..=8 => 1,
+        9..=12 => rng.range(1, 5).min(cap),
+        13..=14 => last.map_or(1, |d| d.remaining.max(1)).min(cap),
+        15 => cap.saturating_add(1).min(MAX_COUNT),
+        16 => cap,
+        _ => rng.range(1, cap),
+    }
+}
+
+fn next_time(
+    rng: &mut Rng,
+    now: u64,
+    rule: &Rule,
+    stored: Option<&Limiter>,
+    last: Option<&Decision>,
+) -> u64 {
+    let w = rule.window_us();
+    let next = match rng.range(0, 19) {
+        0..=3 => now,
+        4..=7 => now + rng.range(1, 3),
+        8 => now.saturating_sub(rng.range(1, 3)),
+        9 => now.saturating_sub(rng.range(0, w / 2)),
+        10..=11 => {
+            let edge = now - now % w + w; // next aligned boundary
+            (edge + rng.range(0, 2)).saturating_sub(1)
+        }
+        12..=13 => match stored.map(Limiter::expires_at_us) {
+            Some(exp) if exp > 0 => (exp + rng.range(0, 2)).saturating_sub(1),
+            _ => now + 1,
+        },
+        14..=15 => match last.map(|d| d.retry_after) {
+            Some(RetryAfter::After(d)) => (now + d + rng.range(0, 1)).saturating_sub(1),
+            _ => now + rng.range(0, w),
+        },
+        16 => now + rng.range(0, w),
+        17 => now + rng.range(0, 3 * w),
+        18 => now + rng.range(2, 6) * w,
+        _ => now + rng.range(0, 10_000),
+    };
+    // Keep time realistic (the spans searched by the reference stay small).
+    next.clamp(BASE_US / 2, MAX_TIMESTAMP_US / 2)
+}
+
+/// Runs one random sequence of decisions against the real code and the reference model.
+fn compare_sequence<M: Model>(seed: u64, algorithm: Algorithm, steps: usize) {
+    let mut rng = Rng(seed);
+    let mut rule = random_rule(&mut rng, algorithm);
+    let mut now = BASE_US + rng.range(0, 1 << 40);
+    let mut stored: Option<Limiter> = None;
+    let mut model: Option<(Rule, M)> = None;
+    let mut last: Option<Decision> = None;
+    for step in 0..steps {
+        if rng.chance(4) {
+            rule = changed_rule(&mut rng, &rule);
+        }
+        now = next_time(&mut rng, now, &rule, stored.as_ref(), last.as_ref());
+        let cost = random_cost(&mut rng, &rule, last.as_ref());
+
+        let (decision, written) = Limiter::decide(stored.as_ref(), &rule, cost, now).unwrap();
+        let view = match &model {
+            None => M::empty(),
+            Some((old, m)) if old == &rule => m.clone(),
+            Some((old, m)) => m.carry_over(old, &rule, now),
+        };
+        let (expected, ref_written) = reference::decide(&view, &rule, cost, now);
+        let context = || {
+            format!(
+                "seed {seed} step {step}: rule {rule:?} cost {cost} now {now} stored {stored:?}"
+            )
+        };
+        assert_eq!(decision, expected, "{}", context());
+        assert_eq!(written.is_some(), ref_written.is_some(), "{}", context());
+        if let Some(w) = written {
+            assert_eq!(w.rule, rule);
+            assert!(w.is_valid(), "{}: wrote {w:?}", context());
+            assert_eq!(
+                w.expires_at_us(),
+                now + decision.reset_after_us,
+                "{}",
+                context()
+            );
+            assert!(w.expires_at_us() > now);
+            stored = Some(w);
+            model = Some((rule, ref_written.unwrap()));
+        }
+        last = Some(decision);
+    }
+}
+
+#[test]
+fn sliding_window_matches_reference() {
+    for seed in 0..150 {
+        compare_sequence::<SlidingRef>(seed, Algorithm::SlidingWindow, 400);
+    }
+}
+
+#[test]
+fn fixed_window_matches_reference() {
+    for seed in 0..150 {
+        compare_sequence::<FixedRef>(1_000 + seed, Algorithm::FixedWindow, 400);
+    }
+}
+
+#[test]
+fn gcra_matches_reference() {
+    for seed in 0..150 {
+        compare_sequence::<BucketRef>(2_000 + seed, Algorithm::Gcra, 400);
+    }
+}
+
+/// A random valid state for `rule` around `now` (including counts above the limit and, rarely,
+/// a window start after `now`).
+fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
+    let w = rule.window_us();
+    let count = |rng: &mut Rng| match rng.range(0, 5) {
+        0 => 0,
+        1 => rule.limit(),
+        2 => rng.range(0, rule.limit().saturating_add(2)).min(MAX_COUNT),
+        3 => rng.range(0, 5),
+        4 => rng.range(0, rule.limit()),
+        _ => MAX_COUNT,
+    };
+    match rule.algorithm() {
+        Algorithm::SlidingWindow => {
+            let t = (now + rng.range(0, w)).saturating_sub(rng.range(0, 3 * w));
+            State::SlidingWindow(SlidingWindowState {
+                window_start_us: t - t % w,
+                current: count(rng),
+                previous: count(rng),
+            })
+        }
+        Algorithm::FixedWindow => State::FixedWindow(FixedWindowState {
+            window_start_us: (now + rng.range(0, 10)).saturating_sub(rng.range(0, 2 * w)),
+            count: count(rng),
+        }),
+        Algorithm::Gcra => {
+            let t = rule.emission_interval_us();
+            let tau = rule.burst() * t;
+            let tat = match rng.range(0, 3) {
+                0 => now.saturating_sub(rng.range(0, t * 2)),
+                1 => now + rng.range(0, tau),
+                2 => now + tau + rng.range(0, t),
+                _ => now + rng.range(0, 2 * tau + 5),
+            };
+            State::Gcra(GcraState { tat_us: tat })
+        }
+    }
+}
+
+fn random_limiter(rng: &mut Rng) -> (Limiter, u64) {
+    let algorithm = rng.pick(&ALGORITHMS);
+    let rule = random_rule(rng, algorithm);
+    let now = BASE_US + rng.range(0, 1 << 45);
+    let state = random_state(rng, &rule, now);
+    let limiter = Limiter { rule, state };
+    assert!(limiter.is_valid(), "{limiter:?}");
+    (limiter, now)
+}
+
+fn decide(l: Option<&Limiter>, rule: &Rule, cost: u64, now: u64) -> (Decision, Option<Limiter>) {
+    Limiter::decide(l, rule, cost, now).unwrap()
+}
+
+/// After any decision, exactly `remaining` further cost-1 requests pass at the same instant.
+#[test]
+fn remaining_is_exact() {
+    let mut rng = Rng(7);
+    for _ in 0..10_000 {
+        let (l, now) = random_limiter(&mut rng);
+        let rule = if rng.chance(20) {
+            changed_rule(&mut rng, &l.rule)
+        } else {
+            l.rule
+        };
+        let cost = random_cost(&mut rng, &rule, None);
+        let (d, written) = decide(Some(&l), &rule, cost, now);
+        let after = written.unwrap_or(l);
+        let r = d.remaining;
+        assert!(r <= rule.capacity());
+        if r <= 20 {
+            let mut cur = after;
+            for i in 0..r {
+                let (d1, w) = decide(Some(&cur), &rule, 1, now);
+                assert!(d1.allowed, "{i}/{r} of {cur:?}");
+                assert_eq!(d1.remaining, r - i - 1);
+                cur = w.unwrap();
+            }
+            assert!(
+                !decide(Some(&cur), &rule, 1, now).0.allowed,
+                "{after:?} {r}"
+            );
+        } else {
+            // Equivalent for these algorithms: a cost-r request passes, r + 1 does not.
+            let (d_r, _) = decide(Some(&after), &rule, r, now);
+            assert!(d_r.allowed && d_r.remaining == 0);
+            assert!(!decide(Some(&after), &rule, r + 1, now).0.allowed);
+        }
+    }
+}
+
+/// A denied request passes exactly `retry_after` later, and not 1 µs earlier; the full capacity
+/// passes exactly `reset_after` later.
+#[test]
+fn retry_after_and_reset_after_are_exact() {
+    let mut rng = Rng(8);
+    let mut denied = 0;
+    for _ in 0..10_000 {
+        // Under the stored rule: after a rule change the answers are exact only once the
+        // carried-over limiter is stored (see `decide_under_new_rule_is_carried_over`).
+        let (l, now) = random_limiter(&mut rng);
+        let rule = l.rule;
+        let cost = random_cost(&mut rng, &rule, None);
+        let (d, written) = decide(Some(&l), &rule, cost, now);
+        match d.retry_after {
+            RetryAfter::After(delay) => {
+                denied += 1;
+                assert!(delay >= 1 && !d.allowed && written.is_none());
+                assert!(!decide(Some(&l), &rule, cost, now + delay - 1).0.allowed);
+                assert!(decide(Some(&l), &rule, cost, now + delay).0.allowed);
+            }
+            RetryAfter::Never => assert!(cost > rule.capacity() && written.is_none()),
+            RetryAfter::Now => assert!(d.allowed),
+        }
+        let after = written.unwrap_or(l);
+        let (full, _) = decide(Some(&after), &rule, rule.capacity(), now + d.reset_after_us);
+        assert!(full.allowed);
+        if d.reset_after_us > 0 {
+            let (not_yet, _) = decide(
+                Some(&after),
+                &rule,
+                rule.capacity(),
+                now + d.reset_after_us - 1,
+            );
+            assert!(!not_yet.allowed, "{after:?} {d:?} {now}");
+        }
+        if let Some(w) = written {
+            assert_eq!(w.expires_at_us() - now, d.reset_after_us);
+        }
+    }
+    assert!(denied > 1_500, "too few denials exercised: {denied}");
+}
+
+/// From `expires_at` on, a stored limiter behaves exactly like an absent key.
+#[test]
+fn expired_state_is_absent() {
+    let mut rng = Rng(9);
+    for _ in 0..10_000 {
+        let (l, now) = random_limiter(&mut rng);
+        let exp = l.expires_at_us();
+        // An empty state expires "at 0": it is absent at any time.
+        let from = if exp == 0 { now } else { exp };
+        let t = match rng.range(0, 2) {
+            0 => from,
+            1 => from + 1,
+            _ => from + rng.range(0, 3 * l.rule.window_us()),
+        };
+        let cost = random_cost(&mut rng, &l.rule, None);
+        assert_eq!(
+            decide(Some(&l), &l.rule, cost, t),
+            decide(None, &l.rule, cost, t),
+            "{l:?} at {t}"
+        );
+    }
+}
+
+/// Raising the limit (and, for gcra, not lowering the burst) never denies what the old rule
+/// admitted.
+#[test]
+fn raising_limit_never_denies_more() {
+    let mut rng = Rng(10);
+    let mut checked = 0;
+    for _ in 0..10_000 {
+        let (l, now) = random_limiter(&mut rng);
+        let old = l.rule;
+        let limit = old
+            .limit()
+            .saturating_add(rng.pick(&[0, 1, 2, 10, old.limit()]))
+            .min(MAX_COUNT);
+        let burst = (old.algorithm() == Algorithm::Gcra)
+            .then(|| old.burst().saturating_add(rng.range(0, 3)).min(MAX_COUNT));
+        let Ok(new) = Rule::new(old.algorithm(), limit, old.window_us(), burst) else {
+            continue;
+        };
+        let now = now + rng.range(0, 3);
+        let cost = random_cost(&mut rng, &old, None);
+        if decide(Some(&l), &old, cost, now).0.allowed {
+            checked += 1;
+            let (d, _) = decide(Some(&l), &new, cost, now);
+            assert!(d.allowed, "{l:?} {new:?} cost {cost} now {now}");
+        }
+    }
+    assert!(checked > 2_000);
+}
+
+fn extreme(rng: &mut Rng) -> u64 {
+    match rng.range(0, 7) {
+        0 => 0,
+        1 => u64::MAX,
+        2 => MAX_COUNT,
+        3 => MAX_TIMESTAMP_US,
+        4 => u64::MAX - rng.range(0, 1_000),
+        5 => rng.range(0, 10),
+        6 => rng.next() >> rng.range(0, 63),
+        _ => rng.next(),
+    }
+}
+
+fn extreme_rule(rng: &mut Rng) -> Rule {
+    let algorithm = rng.pick(&ALGORITHMS);
+    loop {
+        let e = extreme(rng);
+        let limit = rng.pick(&[1, 2, MAX_COUNT, e]);
+        let e = extreme(rng);
+        let window = rng.pick(&[1, MAX_WINDOW_US, e % (MAX_WINDOW_US + 1)]);
+        let burst = rng.chance(50).then(|| {
+            let e = extreme(rng);
+            rng.pick(&[1, MAX_COUNT, e])
+        });
+        if let Ok(rule) = Rule::new(algorithm, limit, window, burst) {
+            return rule;
+        }
+        if rng.chance(30) {
+            return random_rule(rng, algorithm);
+        }
+    }
+}
+
+/// Arbitrary (even invalid) states and extreme values never panic, overflow or underflow.
+#[test]
+fn never_panics_on_arbitrary_input() {
+    let mut rng = Rng(11);
+    for _ in 0..50_000 {
+        let stored_rule = extreme_rule(&mut rng);
+        let state = match rng.range(0, 2) {
+            0 => State::SlidingWindow(SlidingWindowState {
+                window_start_us: extreme(&mut rng),
+                current: extreme(&mut rng),
+                previous: extreme(&mut rng),
+            }),
+            1 => State::FixedWindow(FixedWindowState {
+                window_start_us: extreme(&mut rng),
+                count: extreme(&mut rng),
+            }),
+            _ => State::Gcra(GcraState {
+                tat_us: extreme(&mut rng),
+            }),
+        };
+        let l = Limiter {
+            rule: stored_rule,
+            state,
+        };
+        let _ = l.is_valid();
+        let _ = l.expires_at_us();
+        let rule = if rng.chance(50) {
+            let mut r = extreme_rule(&mut rng);
+            if rng.chance(50) {
+                // Same algorithm as the state, possibly not as the stored rule.
+                while r.algorithm() != state.algorithm() {
+                    r = extreme_rule(&mut rng);
+                }
+            }
+            r
+        } else {
+            stored_rule
+        };
+        let e = extreme(&mut rng);
+        let cost = rng.pick(&[0, 1, MAX_COUNT, e % (MAX_COUNT + 1)]);
+        let now = extreme(&mut rng);
+        match Limiter::decide(Some(&l), &rule, cost, now) {
+            Ok((d, w)) => {
+                assert!(d.remaining <= d.capacity);
+                if let Some(w) = w {
+                    let _ = w.expires_at_us();
+                    let _ = decide(Some(&w), &rule, cost, now);
+                }
+            }
+            Err(e) => assert_ne!(e.stored, e.requested),
+        }
+        let _ = Limiter::decide(None, &rule, cost, now);
+    }
+}
+
+/// Under a new rule, a decision is the one taken against the carried-over limiter.
+#[test]
+fn decide_under_new_rule_is_carried_over() {
+    let mut rng = Rng(13);
+    for _ in 0..10_000 {
+        let (l, now) = random_limiter(&mut rng);
+        let rule = changed_rule(&mut rng, &l.rule);
+        let now = now + rng.range(0, 2 * l.rule.window_us());
+        let cost = random_cost(&mut rng, &rule, None);
+        let carried = l.carried_over(&rule, now).unwrap();
+        if let Some(c) = carried {
+            assert_eq!(c.rule, rule);
+            assert!(c.is_valid(), "{l:?} -> {c:?} at {now}");
+        }
+        assert_eq!(
+            decide(Some(&l), &rule, cost, now),
+            decide(carried.as_ref(), &rule, cost, now)
+        );
+    }
+}
+
+#[test]
+fn algorithm_mismatch_is_an_error() {
+    let sliding = Rule::new(Algorithm::SlidingWindow, 5, 1_000, None).unwrap();
+    let gcra = Rule::new(Algorithm::Gcra, 5, 1_000, None).unwrap();
+    let (_, stored) = decide(None, &sliding, 1, BASE_US);
+    let err = Limiter::decide(stored.as_ref(), &gcra, 1, BASE_US).unwrap_err();
+    assert_eq!(
+        err,
+        AlgorithmMismatch {
+            stored: Algorithm::SlidingWindow,
+            requested: Algorithm::Gcra
+        }
+    );
+}
+
+#[test]
+fn cost_zero_reports_without_writing() {
+    let mut rng = Rng(12);
+    for _ in 0..1_000 {
+        let (l, now) = random_limiter(&mut rng);
+        let (d, w) = decide(Some(&l), &l.rule, 0, now);
+        assert!(d.allowed && w.is_none() && d.retry_after == RetryAfter::Now);
+        // Same remaining / reset as a request beyond capacity (both only peek).
+        let (over, w) = decide(Some(&l), &l.rule, l.rule.capacity() + 1, now);
+        if l.rule.capacity() < MAX_COUNT {
+            assert_eq!(over.retry_after, RetryAfter::Never);
+            assert_eq!(
+                (over.remaining, over.reset_after_us),
+                (d.remaining, d.reset_after_us)
+            );
+            assert!(w.is_none());
+        }
+    }
+}
+
+#[test]
+fn is_valid_checks_every_invariant() {
+    let sliding = Rule::new(Algorithm::SlidingWindow, 5, 1_000, None).unwrap();
+    let fixed = Rule::new(Algorithm::FixedWindow, 5, 1_000, None).unwrap();
+    let gcra = Rule::new(Algorithm::Gcra, 5, 1_000, None).unwrap();
+    let sw = |s, c, p| Limiter {
+        rule: sliding,
+        state: State::SlidingWindow(SlidingWindowState {
+            window_start_us: s,
+            current: c,
+            previous: p,
+        }),
+    };
+    assert!(sw(2_000, 5, 9).is_valid());
+    assert!(sw(0, 0, 0).is_valid());
+    assert!(!sw(2_001, 1, 1).is_valid());
+    assert!(!sw(2_000, MAX_COUNT + 1, 0).is_valid());
+    assert!(!sw(2_000, 0, MAX_COUNT + 1).is_valid());
+    let last_aligned = MAX_TIMESTAMP_US - MAX_TIMESTAMP_US % 1_000;
+    assert!(sw(last_aligned, 1, 1).is_valid());
+    assert!(!sw(last_aligned + 1_000, 1, 1).is_valid());
+    let fw = |s, c| FixedWindowState {
+        window_start_us: s,
+        count: c,
+    };
+    let ok = |rule, state| Limiter { rule, state }.is_valid();
+    assert!(ok(
+        fixed,
+        State::FixedWindow(fw(MAX_TIMESTAMP_US, MAX_COUNT))
+    ));
+    assert!(!ok(fixed, State::FixedWindow(fw(MAX_TIMESTAMP_US + 1, 1))));
+    assert!(!ok(fixed, State::FixedWindow(fw(1, MAX_COUNT + 1))));
+    assert!(ok(
+        gcra,
+        State::Gcra(GcraState {
+            tat_us: MAX_TIMESTAMP_US
+        })
+    ));
+    assert!(!ok(gcra, State::Gcra(GcraState { tat_us: u64::MAX })));
+    // Variant must match the rule's algorithm.
+    assert!(!ok(sliding, State::FixedWindow(fw(1, 1))));
+    assert!(!ok(gcra, State::FixedWindow(fw(1, 1))));
+    assert!(!ok(fixed, State::Gcra(GcraState { tat_us: 1 })));
+}
+
+#[test]
+fn huge_values_at_the_edges() {
+    // Largest limit and window: products need u128.
+    let r = Rule::new(Algorithm::SlidingWindow, MAX_COUNT, MAX_WINDOW_US, None).unwrap();
+    let now = MAX_TIMESTAMP_US - MAX_TIMESTAMP_US % MAX_WINDOW_US + 5;
+    let (d, w) = decide(None, &r, MAX_COUNT, now);
+    assert!(d.allowed && d.remaining == 0);
+    let w = w.unwrap();
+    assert!(w.is_valid());
+    let (d, _) = decide(Some(&w), &r, 1, now);
+    assert!(!d.allowed);
+    let RetryAfter::After(delay) = d.retry_after else {
+        panic!()
+    };
+    assert!(decide(Some(&w), &r, 1, now + delay).0.allowed);
+    assert!(!decide(Some(&w), &r, 1, now + delay - 1).0.allowed);
+
+    let r = Rule::new(Algorithm::FixedWindow, MAX_COUNT, MAX_WINDOW_US, None).unwrap();
+    let (d, w) = decide(None, &r, MAX_COUNT, MAX_TIMESTAMP_US);
+    assert!(d.allowed);
+    assert_eq!(d.reset_after_us, MAX_WINDOW_US);
+    let (d, _) = decide(w.as_ref(), &r, MAX_COUNT, MAX_TIMESTAMP_US);
+    assert_eq!(d.retry_after, RetryAfter::After(MAX_WINDOW_US));
+
+    // gcra with the largest tolerance.
+    let r = Rule::new(Algorithm::Gcra, 1, 1, Some(MAX_GCRA_TOLERANCE_US)).unwrap();
+    let (d, w) = decide(None, &r, MAX_GCRA_TOLERANCE_US, BASE_US);
+    assert!(d.allowed && d.remaining == 0);
+    assert_eq!(d.reset_after_us, MAX_GCRA_TOLERANCE_US);
+    assert!(w.unwrap().is_valid());
+    let (d, _) = decide(w.as_ref(), &r, 1, BASE_US);
+    assert_eq!(d.retry_after, RetryAfter::After(1));
+    // Cost MAX_COUNT beyond a small capacity.
+    let (d, _) = decide(w.as_ref(), &r, MAX_COUNT, BASE_US);
+    assert_eq!(d.retry_after, RetryAfter::Never);
+}

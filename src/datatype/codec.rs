@@ -13,7 +13,8 @@
 //! | 26 | 8×3 | state: sliding `window_start_us, current, previous`; fixed `window_start_us, count, 0`; gcra `tat_us, 0, 0` |
 //!
 //! Decoding is strict: wrong length, unknown version or tag, a rule that `RL.ALLOW` would refuse,
-//! non-zero unused fields or a state that breaks its invariants all give `None`. A new algorithm
+//! non-zero unused fields, a state that breaks its invariants or one that holds nothing all give
+//! `None`. A new algorithm
 //! adds a tag; a new field layout bumps the version (and the RDB encoding version).
 
 use crate::algo::{
@@ -100,7 +101,8 @@ pub fn decode(bytes: &[u8]) -> Option<Limiter> {
         _ => return None,
     };
     let limiter = Limiter { rule, state };
-    limiter.is_valid().then_some(limiter)
+    // A state that holds nothing is never written (it equals an absent key), so never accepted.
+    (limiter.is_valid() && limiter.expires_at_us() > 0).then_some(limiter)
 }
 
 #[cfg(test)]
