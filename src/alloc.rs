@@ -20,9 +20,7 @@ unsafe impl GlobalAlloc for ModuleAlloc {
         match unsafe { raw::RedisModule_Alloc } {
             // jemalloc aligns to the size class; rounding the size up to the alignment keeps
             // over-aligned layouts correct (the same rule as the crate's `RedisAlloc`).
-            Some(alloc) => {
-                unsafe { alloc(layout.pad_to_align().size()).cast() }
-            }
+            Some(alloc) => unsafe { alloc(layout.pad_to_align().size()).cast() },
             None => unsafe { System.alloc(layout) },
         }
     }

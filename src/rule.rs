@@ -187,7 +187,9 @@ pub fn parse_count(s: &[u8]) -> Option<u64> {
         if !c.is_ascii_digit() {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(c.wrapping_sub(b'0')))?;
+        n = n
+            .checked_mul(10)?
+            .checked_add(u64::from(c.wrapping_sub(b'0')))?;
     }
     (n <= MAX_COUNT).then_some(n)
 }

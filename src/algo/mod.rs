@@ -20,9 +20,9 @@
 //!   start, while durations are still measured from the real `now`.
 //! * A request under a rule other than the stored one (same algorithm) first ages the stored
 //!   state under its old rule, then carries the used amount over to the new rule
-//!   ([`Limiter::carried_over`]) and decides against that. The answers describe the carried-over
-//!   state; since a denied request writes nothing, the next request migrates the old state
-//!   again, so `retry_after` / `reset_after_us` are exact only once the new rule is stored.
+//!   ([`Limiter::carried_over`]) and decides against that. A denied request under a changed
+//!   rule returns the carried-over limiter to store, so the new rule takes effect at once and
+//!   the denial's `retry_after` / `reset_after_us` are exact too.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
@@ -288,10 +288,13 @@ impl Limiter {
     /// Decide a request of `cost` at `now_us` under `rule` against the key's stored limiter
     /// (`None` = absent key).
     ///
-    /// Returns the decision and, iff the request was allowed AND `cost > 0`, the limiter to store
-    /// (its rule = `rule`). Peeking = calling this and ignoring the second value. When `rule`
-    /// differs from the stored rule, the stored state is first aged under its old rule, then
-    /// carried over to `rule` (see each algorithm's module).
+    /// Returns the decision and the limiter to store (its rule = `rule`), if any: after an
+    /// allowed request with `cost > 0`, and after a denied one (`cost` ≤ capacity) under a rule
+    /// other than the stored one. When `rule` differs from the stored rule, the stored state is
+    /// first aged under its old rule, then carried over to `rule` (see each algorithm's module);
+    /// storing that even on a denial makes the new rule take effect at once, so the denial's
+    /// `retry_after` and `reset_after` (= the key's TTL) are exact. Peeking = calling this and
+    /// ignoring the second value.
     ///
     /// ```
     /// use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
@@ -310,12 +313,12 @@ impl Limiter {
         cost: u64,
         now_us: u64,
     ) -> Result<(Decision, Option<Limiter>), AlgorithmMismatch> {
-        let state = match stored {
-            None => None,
-            Some(l) if l.rule == *rule => Some(l.state),
-            Some(l) => l.carried_over(rule, now_us)?.map(|l| l.state),
+        let (state, converted) = match stored {
+            None => (None, false),
+            Some(l) if l.rule == *rule => (Some(l.state), false),
+            Some(l) => (l.carried_over(rule, now_us)?.map(|l| l.state), true),
         };
-        let (decision, state) = match (rule.algorithm(), state) {
+        let (decision, written) = match (rule.algorithm(), state) {
             (Algorithm::SlidingWindow, Some(State::SlidingWindow(s))) => wrap(
                 sliding_window::decide(Some(&s), rule, cost, now_us),
                 State::SlidingWindow,
@@ -337,15 +340,22 @@ impl Limiter {
             }
             (Algorithm::Gcra, _) => wrap(gcra::decide(None, rule, cost, now_us), State::Gcra),
         };
-        Ok((decision, state.map(|state| Limiter { rule: *rule, state })))
+        let to_store = match (written, decision.retry_after) {
+            (Some(w), _) => Some(w),
+            (None, RetryAfter::After(_)) if converted => state,
+            (None, _) => None,
+        };
+        Ok((
+            decision,
+            to_store.map(|state| Limiter { rule: *rule, state }),
+        ))
     }
 
     /// This limiter as `rule` sees it at `now_us`: aged under its own rule, then adapted to
     /// `rule` (see each algorithm's module); `Ok(None)` when nothing is left (as absent).
     ///
-    /// [`Limiter::decide`] does this itself on every request under a changed rule and writes
-    /// the result only when the request is allowed, so until then every request migrates the
-    /// old state anew. Storing this value makes the new rule's answers exact from `now_us` on.
+    /// [`Limiter::decide`] does this itself on every request under a changed rule and returns
+    /// the result to store (charged when allowed, as is when denied).
     ///
     /// ```
     /// use redis_ratelimit::algo::{Algorithm, FixedWindowState, Limiter, Rule, State};

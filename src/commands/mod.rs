@@ -135,7 +135,12 @@ mod tests {
     #[test]
     fn a_panicking_command_returns_to_the_server() {
         // Outside a server the reply functions are absent; what matters is that `run` returns.
-        let status = run(std::ptr::null_mut(), std::ptr::null_mut(), 0, panicking_body);
+        let status = run(
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+            panicking_body,
+        );
         assert_eq!(status, raw::REDISMODULE_OK as c_int);
     }
 
