@@ -18,6 +18,7 @@ pub mod algo;
 mod alloc;
 mod clock;
 mod commands;
+pub mod config;
 pub mod datatype;
 mod logging;
 mod panic;
@@ -27,9 +28,12 @@ pub mod rule;
 use datatype::RATE_LIMIT_TYPE;
 use redis_module::{redis_module, Context, RedisString, Status};
 
-fn init(ctx: &Context, _args: &[RedisString]) -> Status {
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
     panic::install_hook();
-    match commands::register_all(ctx.ctx) {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
+    match config::parse_module_args(&args)
+        .and_then(|a| commands::register_all(ctx.ctx, a.debug_command))
+    {
         Ok(()) => Status::Ok,
         Err(e) => {
             ctx.log_warning(&format!("ratelimit: {e}"));

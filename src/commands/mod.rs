@@ -5,6 +5,7 @@
 //! every handler run under `catch_unwind`, read arguments without copying them into a `Vec`, and
 //! reply with plain integers (see ../../shared notes on what each part of a command costs).
 
+mod debug;
 mod limit;
 mod registry;
 mod setstate;

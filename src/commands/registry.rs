@@ -8,6 +8,7 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw;
 
+use super::debug::rl_debug;
 use super::limit::{rl_allow, rl_peek};
 use super::setstate::rl_setstate;
 use super::{Arg, Ctx};
@@ -84,14 +85,26 @@ fn end_of_key_specs() -> raw::RedisModuleCommandKeySpec {
     unsafe { std::mem::zeroed() }
 }
 
-/// Registers every command; `Err` names what failed (the module then refuses to load).
-pub(crate) fn register_all(ctx: Ctx) -> Result<(), String> {
+/// Fault injection for the tests (see `debug`); registered only on request.
+const DEBUG_COMMAND: CommandSpec = CommandSpec {
+    name: c"rl.debug",
+    handler: rl_debug,
+    flags: c"write",
+    arity: -2,
+    key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
+    summary: c"Fault injection for tests (enable-debug-command yes at load)",
+};
+
+/// Registers every command (and `RL.DEBUG` when `with_debug`); `Err` names what failed (the
+/// module then refuses to load).
+pub(crate) fn register_all(ctx: Ctx, with_debug: bool) -> Result<(), String> {
     let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
         raw::RedisModule_GetCommand
     }) else {
         return Err("the server lacks RedisModule_CreateCommand".into());
     };
-    for spec in &COMMANDS {
+    let debug = with_debug.then_some(&DEBUG_COMMAND);
+    for spec in COMMANDS.iter().chain(debug) {
         let name = spec.name.to_string_lossy();
         let status = unsafe {
             create(

@@ -72,6 +72,7 @@ fn unique_dir() -> PathBuf {
 pub struct NodeConfig {
     directives: Vec<(String, String)>,
     replica_of: Option<u16>,
+    module_args: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -95,7 +96,14 @@ impl NodeConfig {
                 d("loglevel", "notice"),
             ],
             replica_of: None,
+            module_args: Vec::new(),
         }
+    }
+
+    /// Adds arguments after the module path on the `loadmodule` line.
+    pub fn module_args(mut self, args: &[&str]) -> NodeConfig {
+        self.module_args.extend(args.iter().map(|a| a.to_string()));
+        self
     }
 
     /// Sets (or replaces) a config directive, e.g. `.set("appendonly", "yes")`.
@@ -136,7 +144,11 @@ impl NodeConfig {
         if let Some(p) = self.replica_of {
             out.push_str(&format!("replicaof 127.0.0.1 {p}\n"));
         }
-        out.push_str(&format!("loadmodule \"{}\"\n", module.display()));
+        out.push_str(&format!("loadmodule \"{}\"", module.display()));
+        for a in &self.module_args {
+            out.push_str(&format!(" {a}"));
+        }
+        out.push('\n');
         out
     }
 }

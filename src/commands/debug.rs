@@ -1,0 +1,32 @@
+//! `RL.DEBUG PANIC | PANIC-OPEN key`: fault injection for the tests, registered only when the
+//! module is loaded with `enable-debug-command yes` (off by default, like the server's own DEBUG).
+//!
+//! It proves at the server level what the rest of the module relies on: a panic in a command
+//! becomes an `ERR internal error …` reply, a line in the server log, and nothing else — the
+//! server stays up and an open key is closed during unwinding.
+
+use std::ffi::c_int;
+
+use super::{arg_bytes, run, Arg, CmdError, Ctx};
+use crate::datatype::key::LimiterKey;
+
+/// `RL.DEBUG subcommand [key]`
+pub(crate) extern "C" fn rl_debug(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
+    run(ctx, argv, argc, debug)
+}
+
+#[allow(clippy::panic)] // the point of the command
+fn debug(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
+    match args {
+        [_, sub] if arg_bytes(*sub).eq_ignore_ascii_case(b"PANIC") => {
+            panic!("RL.DEBUG PANIC was called")
+        }
+        [_, sub, key] if arg_bytes(*sub).eq_ignore_ascii_case(b"PANIC-OPEN") => {
+            let _open = LimiterKey::open(ctx, *key, true);
+            panic!("RL.DEBUG PANIC-OPEN was called with the key open")
+        }
+        _ => Err(CmdError::Static(
+            c"ERR unknown RL.DEBUG subcommand: use PANIC or PANIC-OPEN key",
+        )),
+    }
+}
