@@ -109,7 +109,12 @@ fn rdb_restart_keeps_state_and_ttl() {
 }
 
 fn aof_server() -> Server {
-    NodeConfig::new().set("appendonly", "yes").start()
+    // `always`: every write is in the file before the reply. With `everysec` a busy machine may
+    // postpone the write by up to 2 s, and the tests read the file right away.
+    NodeConfig::new()
+        .set("appendonly", "yes")
+        .set("appendfsync", "always")
+        .start()
 }
 
 fn wait_for_rewrite(c: &mut Conn) {
