@@ -11,15 +11,17 @@ use crate::rule::parse_request;
 
 /// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n]`
 pub(crate) extern "C" fn rl_allow(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| decide(ctx, args, true))
+    run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, true))
 }
 
 /// `RL.PEEK key limit window [COST n] [ALGO a] [BURST n]`
 pub(crate) extern "C" fn rl_peek(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| decide(ctx, args, false))
+    run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, false))
 }
 
-fn decide(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
+/// The shared pipeline: arity → parse → open the key once → decide → store, expire, replicate →
+/// reply. `commit` is false for RL.PEEK.
+fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     let [_, key_name, rule_args @ ..] = args else {
         return Err(CmdError::WrongArity);
     };
