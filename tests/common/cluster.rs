@@ -643,7 +643,12 @@ impl ClusterClient {
 
     /// The port this client would send `key` to.
     pub fn port_for(&self, key: &[u8]) -> u16 {
-        self.owner[key_slot(key) as usize]
+        self.port_for_slot(key_slot(key))
+    }
+
+    /// The port of the master serving `slot`, as far as this client knows.
+    pub fn port_for_slot(&self, slot: u16) -> u16 {
+        self.owner[slot as usize]
     }
 
     /// The connection to `port` (opened on first use).
@@ -652,6 +657,11 @@ impl ClusterClient {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => Ok(e.insert(Conn::connect(port)?)),
         }
+    }
+
+    /// Sends one command to the node on `port` as is (no routing, no redirects followed).
+    pub fn try_cmd_on<A: AsRef<[u8]>>(&mut self, port: u16, args: &[A]) -> io::Result<Reply> {
+        self.exchange(port, false, args)
     }
 
     fn exchange<A: AsRef<[u8]>>(
