@@ -26,7 +26,7 @@ const MOVE_SLOTS: usize = 1000;
 const CLIENTS: usize = 4;
 
 fn limit(i: usize) -> u64 {
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         LOW
     } else {
         HIGH
