@@ -18,7 +18,7 @@ fn rule(i: usize) -> String {
     let algo = ALGOS[i % 3];
     let limit = [3, 10, 50][(i / 3) % 3];
     let window = ["1h", "6h", "365d"][(i / 9) % 3];
-    let burst = if algo == "gcra" && i % 2 == 0 {
+    let burst = if algo == "gcra" && i.is_multiple_of(2) {
         " BURST 7"
     } else {
         ""
