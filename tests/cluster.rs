@@ -72,7 +72,7 @@ fn every_slot_behaves_as_on_one_node() {
         }
     }
     let rule = |i: usize| {
-        let algo = ALGOS[i % 3];
+        let algo = ALGOS[i % ALGOS.len()];
         let limit = 1 + (i / 3) % 5;
         let window = ["1h", "2h", "365d"][(i / 15) % 3];
         format!("{limit} {window} ALGO {algo}")
@@ -385,7 +385,7 @@ fn replicas_match_their_masters_after_a_mixed_workload() {
         }
         let i = rng.below(keys.len() as u64) as usize;
         let key = &keys[i];
-        let algo = ALGOS[i % 3];
+        let algo = ALGOS[i % ALGOS.len()];
         let limit = *rng.pick(&[1u64, 2, 3, 5, 8]);
         let window = if i.is_multiple_of(4) {
             *rng.pick(&["100ms", "200ms"])
@@ -408,7 +408,7 @@ fn replicas_match_their_masters_after_a_mixed_workload() {
             // Another algorithm than the key's: an error (and no write) when the key exists.
             13..=14 => format!(
                 "RL.ALLOW {key} {limit} 1h ALGO {} COST {cost}",
-                ALGOS[(i + 1) % 3]
+                ALGOS[(i + 1) % ALGOS.len()]
             ),
             _ => format!("RL.ALLOW {key} {args} COST {cost}"),
         };

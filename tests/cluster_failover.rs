@@ -1,5 +1,5 @@
 //! Failover under traffic (3 masters × 1 replica, 2 s node timeout): client threads keep sending
-//! `RL.ALLOW` to three limiter keys (one per algorithm, limit L, a 365-day window, one shard) while
+//! `RL.ALLOW` to one limiter key per algorithm (limit L, a 365-day window, all in one shard) while
 //! that shard's master is SIGKILLed; its replica is promoted and the limits go on from the state
 //! it had replicated. Over-admission = requests the clients saw admitted − L, per key.
 //!
@@ -29,6 +29,9 @@ use common::{wait_until, Reply, Rl, Rng, ALGOS};
 
 const WINDOW: &str = "365d";
 
+/// One limiter key per algorithm.
+const N: usize = ALGOS.len();
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     /// No request in flight, the replica has acknowledged everything, then the kill.
@@ -54,8 +57,8 @@ const WAIT_MS: u64 = 200;
 
 #[derive(Default)]
 struct Shared {
-    admitted: [AtomicU64; 3],
-    unconfirmed: [AtomicU64; 3],
+    admitted: [AtomicU64; N],
+    unconfirmed: [AtomicU64; N],
     denied: AtomicU64,
     errors: AtomicU64,
     sent: AtomicU64,
@@ -106,7 +109,7 @@ fn client_loop(
             thread::sleep(Duration::from_millis(2));
             continue;
         }
-        let i = rng.below(3) as usize;
+        let i = rng.below(N as u64) as usize;
         let k = key(i);
         let killed = shared.killed.load(Ordering::SeqCst);
         let args = ["RL.ALLOW", &k, &limit.to_string(), WINDOW, "ALGO", ALGOS[i]];
@@ -163,11 +166,11 @@ fn client_loop(
 
 struct Outcome {
     /// Admissions the clients saw (with WAIT: acknowledged by the replica), per key.
-    admitted: [u64; 3],
+    admitted: [u64; N],
     /// Admissions the replica did not acknowledge within `WAIT_MS` (`Mode::Wait` only).
-    unconfirmed: [u64; 3],
+    unconfirmed: [u64; N],
     /// Admissions seen between the cut and the end of the requests handed out after it.
-    after_cut: [u64; 3],
+    after_cut: [u64; N],
 }
 
 fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
@@ -176,12 +179,13 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
     let master = cluster.master_port_of_slot(slot);
     let replica = cluster.shards()[&master][0];
     let shared = Arc::new(Shared::default());
-    let total = |a: &[AtomicU64; 3]| a.iter().map(|x| x.load(Ordering::SeqCst)).sum::<u64>();
-    let per_key = |a: &[AtomicU64; 3]| [0, 1, 2].map(|i| a[i].load(Ordering::SeqCst));
+    let total = |a: &[AtomicU64; N]| a.iter().map(|x| x.load(Ordering::SeqCst)).sum::<u64>();
+    let per_key =
+        |a: &[AtomicU64; N]| -> [u64; N] { std::array::from_fn(|i| a[i].load(Ordering::SeqCst)) };
     // Admissions seen, with or without WAIT's acknowledgement.
-    let seen = || {
+    let seen = || -> [u64; N] {
         let (a, u) = (per_key(&shared.admitted), per_key(&shared.unconfirmed));
-        [0, 1, 2].map(|i| a[i] + u[i])
+        std::array::from_fn(|i| a[i] + u[i])
     };
     // Hands out `n` requests and waits until they are all answered.
     let run_exactly = |n: i64| {
@@ -206,7 +210,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
         .collect();
 
     // Half of the allowance first.
-    let half = (3 * limit / 2) as i64;
+    let half = (N as u64 * limit / 2) as i64;
     if mode == Mode::NoPause {
         unlimited();
         wait_until(CLUSTER_TIMEOUT, "half the limit admitted", || {
@@ -216,7 +220,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
         run_exactly(half);
         cluster.wait_replicated(master);
     }
-    let mut after_cut = [0; 3];
+    let mut after_cut = [0; N];
     if mode == Mode::CutOff || mode == Mode::Wait {
         // The replica's link breaks and cannot come back (its master rejects the password it
         // now sends), while the master goes on admitting.
@@ -235,7 +239,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
         let at_cut = seen();
         run_exactly(CUT_OFF_REQUESTS);
         let now = seen();
-        after_cut = [0, 1, 2].map(|i| now[i] - at_cut[i]);
+        after_cut = std::array::from_fn(|i| now[i] - at_cut[i]);
     }
     if mode == Mode::Wait {
         unlimited(); // the kill lands among requests in flight
@@ -249,7 +253,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
         .store(epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
     shared.killed.store(true, Ordering::SeqCst);
     unlimited();
-    if before_kill.0 + before_kill.1 >= 3 * limit {
+    if before_kill.0 + before_kill.1 >= N as u64 * limit {
         eprintln!("the kill came after the whole allowance was used: this run measured nothing");
     }
 
@@ -267,7 +271,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
     // Run until the promoted master denies every key.
     let mut on_new = cluster.node_on(replica).conn();
     wait_until(CLUSTER_TIMEOUT, "every key to reach its limit", || {
-        (0..3).all(|i| {
+        (0..N).all(|i| {
             // COST 0: `remaining` as it stands (a cost-1 peek reports it after the charge).
             let args = format!("{limit} {WINDOW} ALGO {} COST 0", ALGOS[i]);
             on_new.peek(key(i), &args).remaining == 0
@@ -309,7 +313,7 @@ fn failover_under_traffic(mode: Mode, limit: u64, clients: usize) -> Outcome {
         over,
         over.iter().sum::<i64>(),
         result.after_cut,
-        (0..3)
+        (0..N)
             .map(|i| (result.admitted[i] + result.unconfirmed[i]) as i64 - limit as i64)
             .sum::<i64>()
     );
@@ -343,7 +347,7 @@ fn failover_after_a_pause_admits_exactly_the_limit() {
     let limit = 1000;
     let r = failover_under_traffic(Mode::Pause, limit, 8);
     // Every admission before the kill had reached the replica; none was lost, none repeated.
-    assert_eq!(r.admitted, [limit; 3], "admitted per key ({ALGOS:?})");
+    assert_eq!(r.admitted, [limit; N], "admitted per key ({ALGOS:?})");
 }
 
 #[test]
@@ -371,9 +375,9 @@ fn failover_with_wait_admits_no_more_than_the_limit() {
     let r = failover_under_traffic(Mode::Wait, limit, clients);
     // The replica missed at least the admissions after the cut: a client that did not wait
     // would have seen them all admitted a second time after the failover.
-    let seen: u64 = (0..3).map(|i| r.admitted[i] + r.unconfirmed[i]).sum();
+    let seen: u64 = (0..N).map(|i| r.admitted[i] + r.unconfirmed[i]).sum();
     assert!(
-        seen >= 3 * limit + r.after_cut.iter().sum::<u64>(),
+        seen >= N as u64 * limit + r.after_cut.iter().sum::<u64>(),
         "seen {seen}, after the cut {:?}",
         r.after_cut
     );

@@ -15,7 +15,7 @@ use common::{wait_until, Rl, ALGOS};
 const KEYS_PER_SHARD: usize = 300;
 
 fn rule(i: usize) -> String {
-    let algo = ALGOS[i % 3];
+    let algo = ALGOS[i % ALGOS.len()];
     let limit = [3, 10, 50][(i / 3) % 3];
     let window = ["1h", "6h", "365d"][(i / 9) % 3];
     let burst = if algo == "gcra" && i.is_multiple_of(2) {
