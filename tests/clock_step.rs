@@ -7,7 +7,8 @@ mod common;
 
 use common::Server;
 use redis_ratelimit::algo::{
-    Algorithm, FixedWindowState, GcraState, Limiter, Rule, SlidingWindowState, State,
+    Algorithm, FixedWindowState, GcraState, Limiter, MovingWindowState, Rule, SlidingWindowState,
+    State,
 };
 use redis_ratelimit::datatype::codec::encode;
 
@@ -29,6 +30,9 @@ fn full_from_tomorrow(algorithm: Algorithm, now_us: u64) -> Limiter {
             count: 10,
         }),
         Algorithm::Gcra => State::Gcra(GcraState::from_tat_us(&rule, t + 60_000_000)),
+        Algorithm::MovingWindow => State::MovingWindow(Box::new(
+            MovingWindowState::from_runs([(t - 1_000, 4), (t, 6)]).unwrap(),
+        )),
     };
     Limiter { rule, state }
 }
@@ -90,6 +94,9 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
             State::Gcra(_) => State::Gcra(GcraState::from_tat_us(
                 &limiter.rule,
                 now + DAY_US + 30_000_000,
+            )),
+            State::MovingWindow(_) => State::MovingWindow(Box::new(
+                MovingWindowState::from_runs([(now + DAY_US, 5)]).unwrap(),
             )),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])

@@ -8,7 +8,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{prev_module_path, NodeConfig, Rng, Server, ALGOS};
+use common::{prev_module_path, NodeConfig, Rng, Server, FIRST_RELEASE_ALGOS as ALGOS};
 
 /// One line of tests/fixtures/first-release.txt.
 struct FixtureKey {

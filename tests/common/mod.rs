@@ -658,8 +658,11 @@ impl Rng {
     }
 }
 
-/// The three algorithms, as `ALGO` option strings.
-pub const ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
+/// The four algorithms, as `ALGO` option strings.
+pub const ALGOS: [&str; 4] = ["sliding-window", "fixed-window", "gcra", "moving-window"];
+
+/// The algorithms the first release had (for tests against its module).
+pub const FIRST_RELEASE_ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
 
 impl Conn {
     /// `RL.INSPECT key` as field → value text; `None` for a missing key.
