@@ -27,15 +27,34 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
         return;
     }
     c.cmd_str("CONFIG SET activedefrag no").ok();
-    // Fragment the heap: many limiter values, then every other one deleted.
+    // Fragment the heap: many limiter values (gcra, and moving-window logs of a few runs, whose
+    // header and buffer move too), then every other one deleted.
     const KEYS: usize = 200_000;
     for chunk in 0..KEYS / 1_000 {
+        let mut sent = 0;
         for i in 0..1_000 {
-            let key = format!("k:{}", chunk * 1_000 + i);
-            c.send(&["RL.ALLOW", key.as_str(), "100", "1h", "ALGO", "gcra"])
-                .unwrap();
+            let n = chunk * 1_000 + i;
+            let key = format!("k:{n}");
+            if n % 4 == 1 {
+                for _ in 0..3 {
+                    c.send(&[
+                        "RL.ALLOW",
+                        key.as_str(),
+                        "100",
+                        "1h",
+                        "ALGO",
+                        "moving-window",
+                    ])
+                    .unwrap();
+                    sent += 1;
+                }
+            } else {
+                c.send(&["RL.ALLOW", key.as_str(), "100", "1h", "ALGO", "gcra"])
+                    .unwrap();
+                sent += 1;
+            }
         }
-        for _ in 0..1_000 {
+        for _ in 0..sent {
             c.read().unwrap();
         }
     }
@@ -66,6 +85,10 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
     let moved = c.stat("defrag_moves");
     eprintln!("{bin}: active defrag moved {moved} limiter values");
     assert_eq!(s.digest(), before, "defrag changed the data");
-    let r = c.allow("k:1", "100 1h ALGO gcra");
+    let r = c.allow("k:3", "100 1h ALGO gcra");
     assert_eq!(r.remaining, 98);
+    let r = c.allow("k:1", "100 1h ALGO moving-window");
+    assert_eq!(r.remaining, 96);
+    c.cmd_str("DEBUG RELOAD").ok();
+    assert_eq!(c.allow("k:5", "100 1h ALGO moving-window").remaining, 96);
 }
