@@ -13,8 +13,9 @@
 //!
 //! **Memory.** Runs before the newest are stored as LEB128 varints — the gap to the previous
 //! run's timestamp, then the count — in one byte buffer, dropped from the front as they leave
-//! the window (O(1) amortised per hit; the buffer is compacted when half of it is dead). 1,000
-//! single hits spread over a minute take about 4 bytes each. At most [`MAX_RUNS`] runs are kept:
+//! the window (O(1) amortised per hit; the buffer grows by a quarter at a time and is compacted
+//! when half of it is dead). 1,000 single hits spread over a minute take about 4 bytes each,
+//! spread over an hour about 5. At most [`MAX_RUNS`] runs are kept:
 //! one more merges the two oldest into the *later* timestamp, which keeps the older cost in the
 //! window a little longer — stricter, never more permissive. Below the cap the log is exact.
 //!
@@ -238,6 +239,11 @@ impl MovingWindowState {
             self.newest_count = self.newest_count.saturating_add(count);
             return;
         }
+        // Room for one more run (two varints), grown by a quarter: amortised O(1) like doubling,
+        // but at most 25 % of the buffer is slack.
+        if self.buf.capacity().saturating_sub(self.buf.len()) < 20 {
+            self.buf.reserve_exact((self.buf.len() / 4).max(32));
+        }
         if self.encoded == 0 {
             self.buf.clear();
             self.head = 0;
@@ -422,20 +428,34 @@ fn counted<'a>(
 }
 
 /// What counts of `log` at `now_us`: (in-window sum, oldest and newest counted run times).
+///
+/// O(runs that left the window since the last write): the stored total minus the expired
+/// prefix. (A log ahead of the clock, which is rare, is walked whole.)
 pub fn window_sum(
     log: &MovingWindowState,
     old: &Rule,
     new: &Rule,
     now_us: u64,
 ) -> (u64, Option<u64>, Option<u64>) {
-    let mut sum: u64 = 0;
-    let (mut oldest, mut newest) = (None, None);
-    for (t, c) in counted(log, old, new, now_us) {
-        sum = sum.saturating_add(c);
-        oldest = oldest.or(Some(t));
-        newest = Some(t);
+    if log.is_ahead(now_us) {
+        let mut sum: u64 = 0;
+        let (mut oldest, mut newest) = (None, None);
+        for (t, c) in counted(log, old, new, now_us) {
+            sum = sum.saturating_add(c);
+            oldest = oldest.or(Some(t));
+            newest = Some(t);
+        }
+        return (sum, oldest, newest);
     }
-    (sum, oldest, newest)
+    let cutoff = cutoff(old, new, now_us);
+    let mut sum = log.total;
+    for (t, c) in log.runs() {
+        if t > cutoff {
+            return (sum, Some(t), Some(log.newest_ts));
+        }
+        sum = sum.saturating_sub(c);
+    }
+    (0, None, None)
 }
 
 /// Decides a request of `cost` at `now_us` under `new` against `log` (stored under `old`;
