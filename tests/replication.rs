@@ -367,3 +367,29 @@ fn an_expired_key_peeks_as_fresh_on_master_and_replica() {
     master.wait_replicas(&mut m, 1);
     assert_eq!(master.digest(), replica.digest());
 }
+
+#[test]
+fn a_replica_loads_a_full_sync_diskless() {
+    // The module handles RDB read errors and async loading, so a replica may parse the
+    // master's stream straight into memory (swapdb: into a temporary db while serving).
+    let master = Server::start();
+    let mut m = master.conn();
+    for algo in ALGOS {
+        m.allow(format!("d:{algo}"), &format!("5 1h ALGO {algo} COST 2"));
+    }
+    let replica = common::NodeConfig::new()
+        .set("repl-diskless-load", "swapdb")
+        .replica_of(&master)
+        .start();
+    let mut r = replica.conn();
+    common::wait_until(Duration::from_secs(20), "the replica to sync", || {
+        r.info("replication").contains("master_link_status:up")
+    });
+    let log = replica.log();
+    assert!(!log.contains("Skipping diskless-load"), "{log}");
+    assert!(
+        log.contains("with EOF to parser"),
+        "not loaded diskless:\n{log}"
+    );
+    assert_eq!(replica.digest(), master.digest());
+}
