@@ -15,7 +15,9 @@ from limits.util import WindowStats
 class Limiter:
     """A strategy on a storage; asyncio ones run on a private event loop."""
 
-    def __init__(self, uri: str, strategy: str, loop: asyncio.AbstractEventLoop | None, **options: Any) -> None:
+    def __init__(
+        self, uri: str, strategy: str, loop: asyncio.AbstractEventLoop | None, **options: Any
+    ) -> None:
         self.loop = loop
         if loop is not None:
             uri = f"async+{uri}"

@@ -137,9 +137,13 @@ def start_server(
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
         log.close()
         server = Server(flavor, port, with_module, directory, process, sentinel_conf is not None)
+
+        def up(process: subprocess.Popen[bytes] = process, server: Server = server) -> bool:
+            return process.poll() is None and bool(server.client().ping())
+
         try:
             wait_for(
-                lambda: process.poll() is None and bool(server.client().ping()),
+                up,
                 START_TIMEOUT,
                 f"{flavor} on port {port}",
             )

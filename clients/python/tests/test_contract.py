@@ -265,7 +265,10 @@ def test_same_outcomes_as_redis_scheme(make: MakeLimiter) -> None:
                 if strategy != "sliding-window-counter":  # limits' reset there is ms-sensitive
                     assert a.reset_time == pytest.approx(b.reset_time, abs=1.5), (strategy, step)
             else:
-                got = getattr(theirs, op)(item, ident, cost=cost), getattr(ours, op)(item, ident, cost=cost)
+                got = (
+                    getattr(theirs, op)(item, ident, cost=cost),
+                    getattr(ours, op)(item, ident, cost=cost),
+                )
                 assert got[0] == got[1], (strategy, step, op, cost)
 
 
