@@ -11,6 +11,8 @@ from limits import RateLimitItem
 from limits.storage import storage_from_string
 from limits.util import WindowStats
 
+import redis_ratelimit  # noqa: F401 - registers rl://
+
 
 class Limiter:
     """A strategy on a storage; asyncio ones run on a private event loop."""

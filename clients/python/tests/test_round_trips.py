@@ -42,7 +42,8 @@ def load_app(monkeypatch: pytest.MonkeyPatch, uri: str, strategy: str) -> Module
     monkeypatch.setenv("RATELIMIT_STRATEGY", strategy)
     monkeypatch.setenv("RATELIMIT_KEY_PREFIX", uuid.uuid4().hex[:8])
     spec = importlib.util.spec_from_file_location(f"seed_app_{uuid.uuid4().hex}", APP)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
