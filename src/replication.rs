@@ -1,11 +1,11 @@
 //! How a decision reaches replicas and the AOF: as its effect, never as the call.
 //!
 //! `RL.ALLOW` depends on the clock, so re-running it on a replica or at AOF replay would give
-//! another answer. An admitted request replicates `RL.SETSTATE key payload` with the complete new
-//! state (from which the absolute expiry follows); denied requests and peeks write nothing and
-//! replicate nothing.
+//! another answer. A write replicates `RL.SETSTATE key payload` with the complete new state
+//! (from which the absolute expiry follows); denied requests and peeks write nothing and
+//! replicate nothing. A TTL restored by [`crate::expiry`] replicates as `PEXPIREAT` (or `DEL`).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_longlong};
 
 use redis_module::raw;
 
@@ -28,5 +28,27 @@ pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
                 payload.len(),
             )
         };
+    }
+}
+
+/// Replicates `PEXPIREAT key at_ms`.
+pub(crate) fn replicate_pexpireat(ctx: Ctx, key: Arg, at_ms: i64) {
+    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
+        unsafe {
+            replicate(
+                ctx,
+                c"PEXPIREAT".as_ptr(),
+                c"sl".as_ptr(),
+                key,
+                at_ms as c_longlong,
+            )
+        };
+    }
+}
+
+/// Replicates `DEL key`.
+pub(crate) fn replicate_del(ctx: Ctx, key: Arg) {
+    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
+        unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), key) };
     }
 }

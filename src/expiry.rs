@@ -1,0 +1,122 @@
+//! No limiter lives forever: every `ratelimit` key carries the TTL its state implies.
+//!
+//! Commands set it on every write. Two server commands can take it away: `PERSIST key` and
+//! `RESTORE key 0 …` (which creates a key without TTL); `COPY`, `RENAME`, `MOVE`, `SWAPDB` and
+//! `MIGRATE` carry the TTL along. So the module listens to the generic keyspace events
+//! `persist` and `restore` and gives such a key its TTL back at once, on the master (the
+//! replicas and the AOF receive `PEXPIREAT`, or `DEL` for a state that is already over). An
+//! `RL.ALLOW` that finds a key without TTL does the same, as a second line of defence.
+//!
+//! On servers with `RedisModule_AddPostNotificationJob` (Redis 7.2+, Valkey) the repair runs as a
+//! post-notification job, the only place those servers allow a write triggered by a
+//! notification; on Redis 7.0 it runs inside the notification callback, where 7.0 propagates
+//! the writes together with the command that caused them.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+
+use redis_module::raw;
+
+use crate::commands::{ceil_ms, wrote_generic, Arg, Ctx};
+use crate::datatype::key::LimiterKey;
+use crate::panic::guard;
+use crate::replication::{replicate_del, replicate_pexpireat};
+use crate::{clock, stats};
+
+/// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none:
+/// `PEXPIREAT` at the state's expiry, or `DEL` when that is already past. Anything else — a
+/// missing key, another type, a key with a TTL — is left alone.
+pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) {
+    let Ok(Some(limiter)) = key.get() else {
+        return;
+    };
+    if key.expire_at_ms().is_some() {
+        return;
+    }
+    let expires_at_us = limiter.expires_at_us();
+    stats::TTL_REPAIRS.add(1);
+    if expires_at_us <= now_us {
+        key.delete();
+        replicate_del(ctx, name);
+        wrote_generic(ctx, name, c"del");
+    } else {
+        let at_ms = ceil_ms(expires_at_us);
+        key.set_expire_at_ms(at_ms);
+        replicate_pexpireat(ctx, name, at_ms);
+        wrote_generic(ctx, name, c"expire");
+    }
+}
+
+/// Subscribes [`on_generic_event`] to the server's generic keyspace events.
+pub(crate) fn subscribe(ctx: Ctx) -> Result<(), String> {
+    let Some(subscribe) = (unsafe { raw::RedisModule_SubscribeToKeyspaceEvents }) else {
+        return Err("the server lacks RedisModule_SubscribeToKeyspaceEvents".into());
+    };
+    let status = unsafe { subscribe(ctx, raw::REDISMODULE_NOTIFY_GENERIC, Some(on_generic_event)) };
+    if status == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err("could not subscribe to keyspace events".into())
+    }
+}
+
+/// Whether this server writes on its own (a master that is not loading data).
+fn acts_as_master(ctx: Ctx) -> bool {
+    let Some(flags) = (unsafe { raw::RedisModule_GetContextFlags }) else {
+        return false;
+    };
+    let flags = unsafe { flags(ctx) } as u32;
+    flags & raw::REDISMODULE_CTX_FLAGS_MASTER != 0
+        && flags & raw::REDISMODULE_CTX_FLAGS_LOADING == 0
+}
+
+extern "C" fn on_generic_event(
+    ctx: Ctx,
+    _class: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    guard(0, || {
+        if event.is_null() || key.is_null() {
+            return 0;
+        }
+        let event = unsafe { CStr::from_ptr(event) }.to_bytes();
+        if !matches!(event, b"persist" | b"restore") || !acts_as_master(ctx) {
+            return 0;
+        }
+        let (Some(add_job), Some(hold)) =
+            (unsafe { raw::RedisModule_AddPostNotificationJob }, unsafe {
+                raw::RedisModule_HoldString
+            })
+        else {
+            repair_key(ctx, key);
+            return 0;
+        };
+        let held = unsafe { hold(std::ptr::null_mut(), key) };
+        let status = unsafe { add_job(ctx, Some(repair_job), held.cast(), Some(free_held)) };
+        if status != raw::REDISMODULE_OK as c_int {
+            free_held(held.cast());
+        }
+        0
+    })
+}
+
+fn repair_key(ctx: Ctx, name: Arg) {
+    let mut key = LimiterKey::open(ctx, name, true);
+    repair(ctx, &mut key, name, clock::now_us());
+}
+
+extern "C" fn repair_job(ctx: Ctx, key: *mut c_void) {
+    guard((), || {
+        if !key.is_null() && acts_as_master(ctx) {
+            repair_key(ctx, key.cast());
+        }
+    })
+}
+
+extern "C" fn free_held(key: *mut c_void) {
+    guard((), || {
+        if let (false, Some(free)) = (key.is_null(), unsafe { raw::RedisModule_FreeString }) {
+            unsafe { free(std::ptr::null_mut(), key.cast()) };
+        }
+    })
+}
