@@ -68,7 +68,7 @@ def test_allow_then_deny(rl: Either, prefix: str) -> None:
     denied = rl.allow(key, 2, "1m")
     assert not denied.allowed
     assert denied.remaining == 0
-    assert 0 < denied.retry_after <= 60
+    assert 0 < denied.retry_after <= 90  # at most halfway into the next window
     with pytest.raises(AttributeError):
         denied.allowed = True
 

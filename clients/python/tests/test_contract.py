@@ -301,3 +301,18 @@ def test_takes_over_keys_written_by_redis_scheme(module_server: Server, prefix: 
         assert before.hit(item, strategy)
         assert after.stats(item, strategy).remaining == 1
         assert [after.hit(item, strategy) for _ in range(2)] == [True, False]
+
+
+def test_fixed_window_get_without_inspect(module_server: Server, prefix: str) -> None:
+    """A module build without RL.INSPECT: get() reads the count through RL.PEEK."""
+    from redis_ratelimit.limits_storage import ModuleSupport
+
+    lim = Limiter(f"rl://{module_server.url}", "fixed-window", None, key_prefix=prefix)
+    lim.storage._rl_support = ModuleSupport(loaded=True, inspect=False, moving_window=False)
+    item = parse("3/minute")
+    assert [lim.hit(item, "k") for _ in range(4)] == [True, True, True, False]
+    before = module_server.client().info("commandstats").get("cmdstat_rl.peek", {"calls": 0})
+    assert lim.call("get", item.key_for("k")) == 4
+    assert lim.call("get", item.key_for("none")) == 0
+    after = module_server.client().info("commandstats")["cmdstat_rl.peek"]
+    assert after["calls"] - before["calls"] == 2
