@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import pytest
 from harness import Limiter
@@ -25,7 +26,8 @@ class Group:
         return f"rl+sentinel://{self.sentinel.url}/mymaster"
 
     def master_port(self) -> int:
-        _host, port = self.sentinel.client().sentinel_get_master_addr_by_name("mymaster")
+        sentinel: Any = self.sentinel.client()
+        _host, port = sentinel.sentinel_get_master_addr_by_name("mymaster")
         return int(port)
 
 
@@ -79,7 +81,9 @@ def test_limits_survive_failover(group: Group, prefix: str) -> None:
 
     # NOGOODSLAVE until the sentinel has fresh INFO from the replica: retry until accepted.
     wait_for(
-        lambda: bool(group.sentinel.client().execute_command("SENTINEL", "FAILOVER", "mymaster")),
+        lambda: bool(
+            cast(Any, group.sentinel.client()).execute_command("SENTINEL", "FAILOVER", "mymaster")
+        ),
         60,
         "SENTINEL FAILOVER to be accepted",
     )
