@@ -7,10 +7,14 @@
 //! replicas and the AOF receive `PEXPIREAT`, or `DEL` for a state that is already over). An
 //! `RL.ALLOW` that finds a key without TTL does the same, as a second line of defence.
 //!
-//! On servers with `RedisModule_AddPostNotificationJob` (Redis 7.2+, Valkey) the repair runs as a
-//! post-notification job, the only place those servers allow a write triggered by a
-//! notification; on Redis 7.0 it runs inside the notification callback, where 7.0 propagates
-//! the writes together with the command that caused them.
+//! On servers with `RedisModule_AddPostNotificationJob` (Redis 7.2+, Valkey) the repair runs on
+//! the master as a post-notification job — the place those servers allow a write triggered by a
+//! notification — and replicates after the command that caused it. Redis 7.0 has no such jobs,
+//! and a write replicated from inside a notification reaches the replicas *before* that command
+//! (the replica would apply `PEXPIREAT`, then `PERSIST`). There the repair runs inside the
+//! callback on every node — master, replicas, AOF replay — and replicates nothing: the TTL is a
+//! function of the state alone (`ceil(expires_at / 1 ms)`, also when that is already past, so
+//! that the server's own expiry removes such a key everywhere), so every node sets the same.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 
@@ -22,10 +26,25 @@ use crate::panic::guard;
 use crate::replication::{replicate_del, replicate_pexpireat};
 use crate::{clock, stats};
 
-/// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none:
-/// `PEXPIREAT` at the state's expiry, or `DEL` when that is already past. Anything else — a
-/// missing key, another type, a key with a TTL — is left alone.
-pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) {
+/// How a repair reaches replicas and the AOF.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Propagation {
+    /// Replicate the effect (`PEXPIREAT`, or `DEL` for a state that is over).
+    Replicate,
+    /// Every node repairs by itself (Redis 7.0 notifications): set the state's expiry, even a
+    /// past one, and replicate nothing.
+    EachNode,
+}
+
+/// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none.
+/// Anything else — a missing key, another type, a key with a TTL — is left alone.
+pub(crate) fn repair(
+    ctx: Ctx,
+    key: &mut LimiterKey,
+    name: Arg,
+    now_us: u64,
+    propagation: Propagation,
+) {
     let Ok(Some(limiter)) = key.get() else {
         return;
     };
@@ -34,7 +53,10 @@ pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) {
     }
     let expires_at_us = limiter.expires_at_us();
     stats::TTL_REPAIRS.add(1);
-    if expires_at_us <= now_us {
+    if propagation == Propagation::EachNode {
+        key.set_expire_at_ms(ceil_ms(expires_at_us));
+        wrote_generic(ctx, name, c"expire");
+    } else if expires_at_us <= now_us {
         key.delete();
         replicate_del(ctx, name);
         wrote_generic(ctx, name, c"del");
@@ -59,7 +81,7 @@ pub(crate) fn subscribe(ctx: Ctx) -> Result<(), String> {
     }
 }
 
-/// Whether this server writes on its own (a master that is not loading data).
+/// Whether this server writes and replicates on its own (a master that is not loading data).
 fn acts_as_master(ctx: Ctx) -> bool {
     let Some(flags) = (unsafe { raw::RedisModule_GetContextFlags }) else {
         return false;
@@ -80,7 +102,7 @@ extern "C" fn on_generic_event(
             return 0;
         }
         let event = unsafe { CStr::from_ptr(event) }.to_bytes();
-        if !matches!(event, b"persist" | b"restore") || !acts_as_master(ctx) {
+        if !matches!(event, b"persist" | b"restore") {
             return 0;
         }
         let (Some(add_job), Some(hold)) =
@@ -88,9 +110,13 @@ extern "C" fn on_generic_event(
                 raw::RedisModule_HoldString
             })
         else {
-            repair_key(ctx, key);
+            // Redis 7.0: here, on every node.
+            repair_key(ctx, key, Propagation::EachNode);
             return 0;
         };
+        if !acts_as_master(ctx) {
+            return 0; // the master's job replicates the repair
+        }
         let held = unsafe { hold(std::ptr::null_mut(), key) };
         let status = unsafe { add_job(ctx, Some(repair_job), held.cast(), Some(free_held)) };
         if status != raw::REDISMODULE_OK as c_int {
@@ -100,15 +126,15 @@ extern "C" fn on_generic_event(
     })
 }
 
-fn repair_key(ctx: Ctx, name: Arg) {
+fn repair_key(ctx: Ctx, name: Arg, propagation: Propagation) {
     let mut key = LimiterKey::open(ctx, name, true);
-    repair(ctx, &mut key, name, clock::now_us());
+    repair(ctx, &mut key, name, clock::now_us(), propagation);
 }
 
 extern "C" fn repair_job(ctx: Ctx, key: *mut c_void) {
     guard((), || {
         if !key.is_null() && acts_as_master(ctx) {
-            repair_key(ctx, key.cast());
+            repair_key(ctx, key.cast(), Propagation::Replicate);
         }
     })
 }

@@ -54,6 +54,16 @@ fn replace_all(haystack: &mut [u8], from: &[u8], to: &[u8]) -> usize {
 
 /// Starts a server on `dump` and returns (it exited by itself before it was ready, its log).
 fn load(dump: &[u8]) -> (bool, String) {
+    let (status, log) = load_with_status(dump, true);
+    (status.is_some(), log)
+}
+
+/// Starts a server on `dump` (its checksum zeroed when `zero_checksum`, so that edited bytes
+/// load) and returns its exit status if it exited by itself before it was ready, and its log.
+fn load_with_status(
+    dump: &[u8],
+    zero_checksum: bool,
+) -> (Option<std::process::ExitStatus>, String) {
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "rl-rdb-format-{}-{}",
@@ -65,7 +75,9 @@ fn load(dump: &[u8]) -> (bool, String) {
     let mut dump = dump.to_vec();
     // A zero checksum tells the server not to verify it (we changed bytes on purpose).
     let len = dump.len();
-    dump[len - 8..].fill(0);
+    if zero_checksum {
+        dump[len - 8..].fill(0);
+    }
     fs::write(dir.join("dump.rdb"), &dump).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,8 +107,8 @@ fn load(dump: &[u8]) -> (bool, String) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let exited = loop {
-        if child.try_wait().unwrap().is_some() {
-            break true;
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
         let ready = fs::read_to_string(&log)
             .unwrap_or_default()
@@ -104,7 +116,7 @@ fn load(dump: &[u8]) -> (bool, String) {
         if ready || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            break false;
+            break None;
         }
         sleep(Duration::from_millis(20));
     };
@@ -189,6 +201,30 @@ fn damaged_value_is_refused() {
     assert_eq!(found, 3);
     let (exited, log) = load(&dump);
     assert_refused(exited, &log, "invalid ratelimit value");
+}
+
+#[test]
+fn truncated_dump_is_refused_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dump = dump_with_every_algorithm();
+    // Cut inside each value's payload: the module's read comes up short. The first release
+    // aborted the server there (SIGABRT); now the module reports it and the server exits 1.
+    let mut cuts = 0;
+    for len in 8..64u8 {
+        for tag in 1..=3u8 {
+            let pattern = [5, len, 2, 2, tag];
+            if let Some(at) = dump.windows(5).position(|w| w == pattern) {
+                cuts += 1;
+                let cut = &dump[..at + 5 + usize::from(len) / 2];
+                let (status, log) = load_with_status(cut, false);
+                let status = status.unwrap_or_else(|| panic!("a truncated dump loaded:\n{log}"));
+                assert_eq!(status.signal(), None, "killed by a signal; log:\n{log}");
+                assert_eq!(status.code(), Some(1), "log:\n{log}");
+                assert!(log.contains("short read of a ratelimit value"), "{log}");
+            }
+        }
+    }
+    assert_eq!(cuts, 3, "one cut per value");
 }
 
 #[test]

@@ -5,9 +5,10 @@ use std::ffi::c_int;
 use super::{arg_bytes, ceil_ms, reply_integers, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter};
 use crate::datatype::key::LimiterKey;
+use crate::expiry::{self, Propagation};
 use crate::replication::replicate_state;
 use crate::rule::parse_request;
-use crate::{clock, expiry, stats};
+use crate::{clock, stats};
 
 /// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n]`
 pub(crate) extern "C" fn rl_allow(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
@@ -71,7 +72,7 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
         }
     } else {
         // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-        expiry::repair(ctx, &mut key, *key_name, now_us);
+        expiry::repair(ctx, &mut key, *key_name, now_us, Propagation::Replicate);
     }
     drop(key);
     reply_integers(ctx, &reply_fields(&decision));
