@@ -79,7 +79,7 @@ impl ArgError {
             ArgError::Burst => format!("ERR BURST must be an integer from 1 to {MAX_COUNT}"),
             ArgError::BurstNotGcra => "ERR BURST applies only to ALGO gcra".to_string(),
             ArgError::UnknownAlgo(name) => format!(
-                "ERR unknown ALGO '{}': use sliding-window, fixed-window or gcra",
+                "ERR unknown ALGO '{}': use sliding-window, fixed-window, gcra or moving-window",
                 echo(name)
             ),
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),

@@ -44,7 +44,7 @@ fn persist_gives_the_ttl_back_at_once() {
         c.allow(&key, &format!("10 1h COST 100 ALGO {}", &key[2..]));
         assert_eq!(c.stat("ttl_repairs"), before);
     }
-    assert_eq!(c.stat("ttl_repairs"), 3);
+    assert_eq!(c.stat("ttl_repairs"), ALGOS.len() as i64);
 }
 
 #[test]

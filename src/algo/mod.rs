@@ -59,10 +59,12 @@
 
 pub mod fixed_window;
 pub mod gcra;
+pub mod moving_window;
 pub mod sliding_window;
 
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
+pub use moving_window::MovingWindowState;
 pub use sliding_window::SlidingWindowState;
 
 #[cfg(test)]
@@ -93,22 +95,27 @@ pub enum Algorithm {
     FixedWindow,
     /// Generic cell rate algorithm (a token bucket, exact to the microsecond).
     Gcra,
+    /// The exact sliding log: no window of length `window` ever holds more than `limit`.
+    MovingWindow,
 }
 
 impl Algorithm {
     /// Every algorithm, in tag order.
-    pub const ALL: [Algorithm; 3] = [
+    pub const ALL: [Algorithm; 4] = [
         Algorithm::SlidingWindow,
         Algorithm::FixedWindow,
         Algorithm::Gcra,
+        Algorithm::MovingWindow,
     ];
 
-    /// The name used in commands, replies and errors (`sliding-window`, `fixed-window`, `gcra`).
+    /// The name used in commands, replies and errors (`sliding-window`, `fixed-window`,
+    /// `gcra`, `moving-window`).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::SlidingWindow => "sliding-window",
             Algorithm::FixedWindow => "fixed-window",
             Algorithm::Gcra => "gcra",
+            Algorithm::MovingWindow => "moving-window",
         }
     }
 
@@ -255,6 +262,8 @@ pub enum State {
     FixedWindow(FixedWindowState),
     /// See [`gcra`].
     Gcra(GcraState),
+    /// See [`moving_window`] (boxed: a log is larger than the counters' states).
+    MovingWindow(Box<MovingWindowState>),
 }
 
 impl State {
@@ -264,6 +273,7 @@ impl State {
             State::SlidingWindow(_) => Algorithm::SlidingWindow,
             State::FixedWindow(_) => Algorithm::FixedWindow,
             State::Gcra(_) => Algorithm::Gcra,
+            State::MovingWindow(_) => Algorithm::MovingWindow,
         }
     }
 }
@@ -287,7 +297,7 @@ pub struct AlgorithmMismatch {
     pub requested: Algorithm,
 }
 
-/// What [`Limiter::decide`] did to the key.
+/// What [`Limiter::decide`] (or [`Limiter::replay`]) did to the key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing to store (denied, peek-like, or cost 0).
@@ -296,6 +306,8 @@ pub enum Outcome {
     Updated,
     /// The key was absent and this limiter must be created.
     Created(Limiter),
+    /// The stored limiter holds nothing any more: delete the key ([`Limiter::replay`] only).
+    Emptied,
 }
 
 /// The counter algorithms' states (small, `Copy`): how `Limiter` treats all three alike.
@@ -307,11 +319,12 @@ enum Counter {
 }
 
 impl Counter {
-    fn of(state: &State) -> Counter {
+    fn of(state: &State) -> Option<Counter> {
         match state {
-            State::SlidingWindow(s) => Counter::Sliding(*s),
-            State::FixedWindow(s) => Counter::Fixed(*s),
-            State::Gcra(s) => Counter::Gcra(*s),
+            State::SlidingWindow(s) => Some(Counter::Sliding(*s)),
+            State::FixedWindow(s) => Some(Counter::Fixed(*s)),
+            State::Gcra(s) => Some(Counter::Gcra(*s)),
+            State::MovingWindow(_) => None,
         }
     }
 
@@ -353,15 +366,14 @@ impl Counter {
         }
     }
 
-    /// Decides against `state` (already under `rule`, `None` = absent).
+    /// Decides against `state` (already under `rule`, `None` = absent). `rule` is a counter's.
     fn decide(
-        algorithm: Algorithm,
         state: Option<Counter>,
         rule: &Rule,
         cost: u64,
         now_us: u64,
     ) -> (Decision, Option<Counter>) {
-        match (algorithm, state) {
+        match (rule.algorithm(), state) {
             (Algorithm::SlidingWindow, s) => {
                 let s = match s {
                     Some(Counter::Sliding(s)) => Some(s),
@@ -386,8 +398,34 @@ impl Counter {
                 let (d, w) = gcra::decide(s.as_ref(), rule, cost, now_us);
                 (d, w.map(Counter::Gcra))
             }
+            // Not a counter: answered as an absent log (callers route logs elsewhere).
+            (Algorithm::MovingWindow, _) => {
+                (moving_window::decide(None, rule, rule, cost, now_us), None)
+            }
         }
     }
+}
+
+/// The decision for an absent key, and the limiter to create if any.
+fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Outcome) {
+    let created = |state| Outcome::Created(Limiter { rule: *rule, state });
+    if rule.algorithm() == Algorithm::MovingWindow {
+        let d = moving_window::decide(None, rule, rule, cost, now_us);
+        let outcome = if d.allowed && cost > 0 {
+            created(State::MovingWindow(Box::new(MovingWindowState::new(
+                now_us, cost,
+            ))))
+        } else {
+            Outcome::Unchanged
+        };
+        return (d, outcome);
+    }
+    let (d, written) = Counter::decide(None, rule, cost, now_us);
+    let outcome = match written {
+        Some(c) => created(c.into_state()),
+        None => Outcome::Unchanged,
+    };
+    (d, outcome)
 }
 
 impl Limiter {
@@ -416,21 +454,31 @@ impl Limiter {
         now_us: u64,
     ) -> Result<(Decision, Outcome), AlgorithmMismatch> {
         let Some(stored) = stored else {
-            let (d, written) = Counter::decide(rule.algorithm(), None, rule, cost, now_us);
-            let outcome = match written {
-                Some(c) => Outcome::Created(Limiter {
-                    rule: *rule,
-                    state: c.into_state(),
-                }),
-                None => Outcome::Unchanged,
-            };
-            return Ok((d, outcome));
+            return Ok(decide_absent(rule, cost, now_us));
         };
         stored.check_algorithm(rule)?;
-        let counter = Counter::of(&stored.state);
-        let converted = stored.rule != *rule || counter.is_ahead(&stored.rule, now_us);
-        let view = counter.view(&stored.rule, rule, now_us);
-        let (d, written) = Counter::decide(rule.algorithm(), view, rule, cost, now_us);
+        let converted = stored.rule != *rule || stored.is_ahead(now_us);
+        let old = stored.rule;
+        let counter = match &mut stored.state {
+            State::MovingWindow(log) => {
+                let d = moving_window::decide(Some(log), &old, rule, cost, now_us);
+                let charge = d.allowed && cost > 0;
+                let store_conversion = converted && matches!(d.retry_after, RetryAfter::After(_));
+                if !charge && !store_conversion {
+                    return Ok((d, Outcome::Unchanged));
+                }
+                // A denial leaves the runs it counted, so the log is never emptied here.
+                log.commit(&old, rule, now_us, if charge { cost } else { 0 });
+                stored.rule = *rule;
+                return Ok((d, Outcome::Updated));
+            }
+            other => Counter::of(other),
+        };
+        let Some(counter) = counter else {
+            return Ok((decide_absent(rule, cost, now_us).0, Outcome::Unchanged));
+        };
+        let view = counter.view(&old, rule, now_us);
+        let (d, written) = Counter::decide(view, rule, cost, now_us);
         let to_store = match (written, d.retry_after) {
             (Some(w), _) => Some(w),
             (None, RetryAfter::After(_)) if converted => view,
@@ -465,14 +513,72 @@ impl Limiter {
         cost: u64,
         now_us: u64,
     ) -> Result<Decision, AlgorithmMismatch> {
-        let view = match stored {
-            None => None,
-            Some(l) => {
-                l.check_algorithm(rule)?;
-                Counter::of(&l.state).view(&l.rule, rule, now_us)
-            }
+        let Some(l) = stored else {
+            return Ok(decide_absent(rule, cost, now_us).0);
         };
-        Ok(Counter::decide(rule.algorithm(), view, rule, cost, now_us).0)
+        l.check_algorithm(rule)?;
+        if let State::MovingWindow(log) = &l.state {
+            return Ok(moving_window::decide(
+                Some(log),
+                &l.rule,
+                rule,
+                cost,
+                now_us,
+            ));
+        }
+        let view = Counter::of(&l.state).and_then(|c| c.view(&l.rule, rule, now_us));
+        Ok(Counter::decide(view, rule, cost, now_us).0)
+    }
+
+    /// Records a request the master admitted (`cost` ≥ 1) or converted (`cost` 0) at `now_us`
+    /// under `rule` — what a replica or an AOF replay does with `RL.APPLY`. No limit is checked:
+    /// the master decided. Moving-window only (the other algorithms replicate their whole state).
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, Rule};
+    /// let rule = Rule::new(Algorithm::MovingWindow, 2, 1_000, None).unwrap();
+    /// let (d, Outcome::Created(mut master)) = Limiter::decide(None, &rule, 2, 10).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// let Outcome::Created(replica) = Limiter::replay(None, &rule, 2, 10).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(master, replica);
+    /// ```
+    pub fn replay(
+        stored: Option<&mut Limiter>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> Result<Outcome, AlgorithmMismatch> {
+        let mismatch = |stored: Algorithm| AlgorithmMismatch {
+            stored,
+            requested: rule.algorithm(),
+        };
+        if rule.algorithm() != Algorithm::MovingWindow {
+            return Err(mismatch(Algorithm::MovingWindow));
+        }
+        let Some(stored) = stored else {
+            return Ok(if cost > 0 {
+                Outcome::Created(Limiter {
+                    rule: *rule,
+                    state: State::MovingWindow(Box::new(MovingWindowState::new(now_us, cost))),
+                })
+            } else {
+                Outcome::Unchanged
+            });
+        };
+        let old = stored.rule;
+        let State::MovingWindow(log) = &mut stored.state else {
+            return Err(mismatch(stored.state.algorithm()));
+        };
+        let alive = log.commit(&old, rule, now_us, cost);
+        stored.rule = *rule;
+        Ok(if alive {
+            Outcome::Updated
+        } else {
+            Outcome::Emptied
+        })
     }
 
     /// This limiter as `rule` sees it at `now_us`: clamped and aged under its own rule, then
@@ -493,8 +599,16 @@ impl Limiter {
         now_us: u64,
     ) -> Result<Option<Limiter>, AlgorithmMismatch> {
         self.check_algorithm(rule)?;
+        if let State::MovingWindow(log) = &self.state {
+            let mut log = log.clone();
+            let alive = log.commit(&self.rule, rule, now_us, 0);
+            return Ok(alive.then_some(Limiter {
+                rule: *rule,
+                state: State::MovingWindow(log),
+            }));
+        }
         Ok(Counter::of(&self.state)
-            .view(&self.rule, rule, now_us)
+            .and_then(|c| c.view(&self.rule, rule, now_us))
             .map(|c| Limiter {
                 rule: *rule,
                 state: c.into_state(),
@@ -512,7 +626,10 @@ impl Limiter {
     /// assert!(l.is_ahead(9_999) && !l.is_ahead(10_000));
     /// ```
     pub fn is_ahead(&self, now_us: u64) -> bool {
-        Counter::of(&self.state).is_ahead(&self.rule, now_us)
+        match &self.state {
+            State::MovingWindow(log) => log.is_ahead(now_us),
+            other => Counter::of(other).is_some_and(|c| c.is_ahead(&self.rule, now_us)),
+        }
     }
 
     fn check_algorithm(&self, rule: &Rule) -> Result<(), AlgorithmMismatch> {
@@ -542,6 +659,7 @@ impl Limiter {
             State::SlidingWindow(s) => s.expires_at_us(&self.rule),
             State::FixedWindow(s) => s.expires_at_us(&self.rule),
             State::Gcra(s) => s.expires_at_us(&self.rule),
+            State::MovingWindow(log) => log.expires_at_us(&self.rule),
         }
     }
 
@@ -564,6 +682,7 @@ impl Limiter {
             (Algorithm::SlidingWindow, State::SlidingWindow(s)) => s.is_valid(&self.rule),
             (Algorithm::FixedWindow, State::FixedWindow(s)) => s.is_valid(),
             (Algorithm::Gcra, State::Gcra(s)) => s.is_valid(&self.rule),
+            (Algorithm::MovingWindow, State::MovingWindow(log)) => log.is_valid(),
             _ => false,
         }
     }

@@ -303,3 +303,62 @@ impl Model for BucketRef {
         }
     }
 }
+
+/// Moving window by its definition: every admitted request `(time, cost)`; a request passes iff
+/// the costs with `time > t − window`, plus its own, are at most `limit`. Entries that have left
+/// the window are gone for good (a write drops them, so a later step back of the clock does not
+/// bring them back).
+#[derive(Clone, Debug)]
+pub struct LogRef {
+    entries: Vec<(u64, u64)>,
+}
+
+impl LogRef {
+    fn sum(&self, rule: &Rule, t: u64) -> u128 {
+        let from = t.saturating_sub(rule.window_us());
+        self.entries
+            .iter()
+            .filter(|&&(at, _)| at > from)
+            .map(|&(_, c)| u128::from(c))
+            .sum()
+    }
+}
+
+impl Model for LogRef {
+    fn empty() -> Self {
+        LogRef {
+            entries: Vec::new(),
+        }
+    }
+    fn at(&self, rule: &Rule, t: u64) -> Self {
+        // Entries after t are read as made at t, the latest they can have been made; those
+        // that left the window are dropped.
+        let from = t.saturating_sub(rule.window_us());
+        LogRef {
+            entries: self
+                .entries
+                .iter()
+                .map(|&(at, c)| (at.min(t), c))
+                .filter(|&(at, _)| at > from)
+                .collect(),
+        }
+    }
+    fn is_ahead(&self, _rule: &Rule, t: u64) -> bool {
+        self.entries.iter().any(|&(at, _)| at > t)
+    }
+    fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
+        self.at(rule, t).sum(rule, t) + u128::from(cost) <= u128::from(rule.limit())
+    }
+    fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
+        self.entries.push((t, cost));
+    }
+    fn carry_over(&self, old: &Rule, _new: &Rule, t: u64) -> Self {
+        // What the old window already dropped stays dropped; the rest are timestamps.
+        let m = self.at(old, t);
+        let from = t.saturating_sub(old.window_us());
+        LogRef {
+            entries: m.entries.into_iter().filter(|&(at, _)| at > from).collect(),
+        }
+    }
+}

@@ -7,7 +7,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::reference::{self, BucketRef, FixedRef, Model, SlidingRef};
+use super::reference::{self, BucketRef, FixedRef, LogRef, Model, SlidingRef};
 use super::*;
 
 /// splitmix64: small, deterministic, good enough for test inputs.
@@ -44,7 +44,7 @@ impl Rng {
     }
 }
 
-const ALGORITHMS: [Algorithm; 3] = Algorithm::ALL;
+const ALGORITHMS: [Algorithm; 4] = Algorithm::ALL;
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
 const BASE_US: u64 = 1_700_000_000_000_000;
@@ -222,6 +222,13 @@ fn fixed_window_matches_reference() {
 }
 
 #[test]
+fn moving_window_matches_reference() {
+    for seed in 0..150 {
+        compare_sequence::<LogRef>(3_000 + seed, Algorithm::MovingWindow, 400);
+    }
+}
+
+#[test]
 fn gcra_matches_reference() {
     for seed in 0..150 {
         compare_sequence::<BucketRef>(2_000 + seed, Algorithm::Gcra, 400);
@@ -266,6 +273,21 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
             };
             State::Gcra(GcraState { tat_scaled: tat })
         }
+        Algorithm::MovingWindow => loop {
+            let n = rng.range(1, 6);
+            let mut t = now.saturating_sub(rng.range(0, 2 * w));
+            let mut runs = Vec::new();
+            for _ in 0..n {
+                runs.push((t, count(rng).max(1)));
+                t += rng.range(1, w / 2 + 1);
+                if t > now && !rng.chance(10) {
+                    break; // rarely ahead: a clock step back
+                }
+            }
+            if let Some(log) = MovingWindowState::from_runs(runs) {
+                break State::MovingWindow(Box::new(log));
+            }
+        },
     }
 }
 
@@ -284,7 +306,7 @@ fn decide(l: Option<&Limiter>, rule: &Rule, cost: u64, now: u64) -> (Decision, O
     let mut copy = l.cloned();
     let (d, outcome) = Limiter::decide(copy.as_mut(), rule, cost, now).unwrap();
     let written = match outcome {
-        Outcome::Unchanged => None,
+        Outcome::Unchanged | Outcome::Emptied => None,
         Outcome::Updated => copy,
         Outcome::Created(l) => Some(l),
     };
@@ -760,4 +782,153 @@ fn a_clock_step_back_never_freezes_a_limiter() {
         assert!(!written.is_ahead(now));
         assert!(decide(Some(&written), &rule, 1, now + retry).0.allowed);
     }
+}
+
+/// Moving window by its definition: no interval of length `window` ever holds more than
+/// `limit`, whatever the costs (up to 1,000,000) and however the requests are spaced.
+#[test]
+fn moving_window_never_holds_more_than_limit_in_any_window() {
+    let mut rng = Rng(15);
+    for _ in 0..300 {
+        let limit = *[1, 3, 10, 1_000, 1_000_000]
+            .get(rng.range(0, 4) as usize)
+            .unwrap();
+        let w = rng.pick(&[1, 7, 1_000, 60_000_000]);
+        let rule = Rule::new(Algorithm::MovingWindow, limit, w, None).unwrap();
+        let mut now = BASE_US;
+        let mut stored: Option<Limiter> = None;
+        let mut admitted: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..300 {
+            now += rng.pick(&[0, 1, 2, w / 3, w / 2, w, w + 1]);
+            let cost = match rng.range(0, 3) {
+                0 => 1,
+                1 => limit,
+                _ => rng.range(1, limit),
+            };
+            let (d, written) = decide(stored.as_ref(), &rule, cost, now);
+            if d.allowed {
+                admitted.push((now, cost));
+            }
+            if written.is_some() {
+                stored = written;
+            }
+        }
+        for i in 0..admitted.len() {
+            let sum: u64 = admitted[i..]
+                .iter()
+                .take_while(|&&(t, _)| t < admitted[i].0 + w)
+                .map(|&(_, c)| c)
+                .sum();
+            assert!(
+                sum <= limit,
+                "{rule:?}: {sum} within one window from {}",
+                admitted[i].0
+            );
+        }
+    }
+}
+
+/// At the cap the log merges its oldest runs into the later one: never more permissive than
+/// the exact log, exact below the cap.
+#[test]
+fn moving_window_cap_never_over_admits() {
+    let mut rng = Rng(16);
+    let mut merged_denials = 0;
+    for _ in 0..200 {
+        let cap = rng.range(2, 6) as usize;
+        let rule = Rule::new(
+            Algorithm::MovingWindow,
+            rng.range(1, 30),
+            rng.range(5, 200),
+            None,
+        )
+        .unwrap();
+        let w = rule.window_us();
+        let mut now = BASE_US;
+        let mut log: Option<MovingWindowState> = None;
+        let mut exact = LogRef::empty();
+        for _ in 0..200 {
+            now += rng.range(0, w / 4 + 1);
+            let cost = rng.range(1, rule.limit());
+            let d = moving_window::decide(log.as_ref(), &rule, &rule, cost, now);
+            let exact_admits = exact.admits(&rule, now, cost);
+            if d.allowed {
+                assert!(
+                    exact_admits,
+                    "capped log admitted what the exact log denies"
+                );
+                exact.charge(&rule, now, cost);
+                match &mut log {
+                    Some(l) => {
+                        l.commit_capped(&rule, &rule, now, cost, cap);
+                    }
+                    None => log = Some(MovingWindowState::new(now, cost)),
+                }
+                if let Some(l) = &log {
+                    assert!(l.run_count() <= cap);
+                    assert!(l.is_valid());
+                }
+            } else if exact_admits {
+                merged_denials += 1; // the price of the cap: stricter
+            }
+        }
+    }
+    assert!(merged_denials > 0, "the cap never mattered: test too weak");
+}
+
+/// A replica replaying the master's hits (`RL.APPLY`) ends with the master's log, through rule
+/// changes, clock steps and conversions.
+#[test]
+fn moving_window_replay_reproduces_the_master() {
+    let mut rng = Rng(17);
+    for _ in 0..200 {
+        let mut rule = random_rule(&mut rng, Algorithm::MovingWindow);
+        let mut now = BASE_US + rng.range(0, 1 << 30);
+        let mut master: Option<Limiter> = None;
+        let mut replica: Option<Limiter> = None;
+        for _ in 0..200 {
+            if rng.chance(5) {
+                rule = changed_rule(&mut rng, &rule);
+            }
+            now = next_time(&mut rng, now, &rule, master.as_ref(), None);
+            let cost = random_cost(&mut rng, &rule, None);
+            let mut copy = master.clone();
+            let (d, outcome) = Limiter::decide(copy.as_mut(), &rule, cost, now).unwrap();
+            let replicated = match outcome {
+                Outcome::Unchanged | Outcome::Emptied => continue,
+                Outcome::Updated => copy,
+                Outcome::Created(l) => Some(l),
+            };
+            let charged = if d.allowed { cost } else { 0 };
+            match Limiter::replay(replica.as_mut(), &rule, charged, now).unwrap() {
+                Outcome::Created(l) => replica = Some(l),
+                Outcome::Emptied => replica = None,
+                Outcome::Updated | Outcome::Unchanged => {}
+            }
+            master = replicated;
+            assert_eq!(master, replica, "after {cost} at {now} under {rule:?}");
+        }
+    }
+}
+
+/// 1,000 single hits spread over the window take at most 8 bytes each, and a hit of cost
+/// 1,000,000 is one run.
+#[test]
+fn moving_window_log_is_compact() {
+    let rule = Rule::new(Algorithm::MovingWindow, 1_000_000, 60_000_000, None).unwrap();
+    for spacing in [60_000u64, 3_600] {
+        let mut log = MovingWindowState::new(BASE_US, 1);
+        for i in 1..1_000 {
+            log.commit(&rule, &rule, BASE_US + i * spacing, 1);
+        }
+        assert_eq!(log.run_count(), 1_000);
+        let encoded = crate::datatype::codec::encode(&Limiter {
+            rule,
+            state: State::MovingWindow(Box::new(log.clone())),
+        });
+        assert!(encoded.len() <= 8 * 1_000, "{} bytes", encoded.len());
+    }
+    let mut log = MovingWindowState::new(BASE_US, 1);
+    log.commit(&rule, &rule, BASE_US + 1, 1_000_000 - 1);
+    assert_eq!((log.run_count(), log.total()), (2, 1_000_000));
 }

@@ -4,14 +4,17 @@
 //! Reply: nil for a missing key; otherwise a map (RESP3) or flat field/value array (RESP2):
 //! `algorithm limit window_us burst now_us`, then per algorithm the state as seen at `now_us`
 //! (aged, and clamped after a clock step): sliding-window `window_start_us current previous`;
-//! fixed-window `window_start_us count`; gcra `tat_us` (rounded up to a whole µs). A state that
-//! holds nothing any more reports zeros.
+//! fixed-window `window_start_us count`; gcra `tat_us` (rounded up to a whole µs);
+//! moving-window `count oldest_us newest_us runs` (the in-window sum, the oldest and newest
+//! in-window entries' times, and the runs stored). A state that holds nothing any more reports
+//! zeros.
 
 use std::ffi::{c_int, c_long, CStr};
 
 use redis_module::raw;
 
 use super::{run, Arg, CmdError, Ctx, WRONGTYPE};
+use crate::algo::moving_window::window_sum;
 use crate::algo::{Algorithm, Limiter, State};
 use crate::clock;
 use crate::datatype::key::LimiterKey;
@@ -50,6 +53,7 @@ fn algorithm_name(a: Algorithm) -> &'static CStr {
         Algorithm::SlidingWindow => c"sliding-window",
         Algorithm::FixedWindow => c"fixed-window",
         Algorithm::Gcra => c"gcra",
+        Algorithm::MovingWindow => c"moving-window",
     }
 }
 
@@ -62,6 +66,16 @@ fn fields(stored: &Limiter, now_us: u64) -> Vec<(&'static CStr, Value)> {
         (c"burst", Value::Int(rule.burst())),
         (c"now_us", Value::Int(now_us)),
     ];
+    if let State::MovingWindow(log) = &stored.state {
+        // Read in place: a log may be long, and nothing needs a copy.
+        let (count, oldest, newest) = window_sum(log, &rule, &rule, now_us);
+        out.push((c"count", Value::Int(count)));
+        out.push((c"oldest_us", Value::Int(oldest.unwrap_or(0))));
+        out.push((c"newest_us", Value::Int(newest.unwrap_or(0))));
+        let runs = u64::try_from(log.run_count()).unwrap_or(u64::MAX);
+        out.push((c"runs", Value::Int(runs)));
+        return out;
+    }
     // The state as RL.PEEK would see it now; `None` = holds nothing any more.
     let view = stored.carried_over(&rule, now_us).ok().flatten();
     let state = view.as_ref().map(|l| &l.state);
@@ -83,7 +97,7 @@ fn fields(stored: &Limiter, now_us: u64) -> Vec<(&'static CStr, Value)> {
             out.push((c"window_start_us", Value::Int(start)));
             out.push((c"count", Value::Int(count)));
         }
-        Algorithm::Gcra => {
+        Algorithm::Gcra | Algorithm::MovingWindow => {
             let tat = match state {
                 Some(State::Gcra(s)) => s.tat_us_ceil(&rule),
                 _ => 0,

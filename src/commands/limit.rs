@@ -6,7 +6,7 @@ use super::{arg_bytes, ceil_ms, reply_integers, run, wrote, Arg, CmdError, Ctx, 
 use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter};
 use crate::datatype::key::LimiterKey;
 use crate::expiry::{self, Propagation};
-use crate::replication::replicate_state;
+use crate::replication::replicate_write;
 use crate::rule::parse_request;
 use crate::{clock, stats};
 
@@ -55,7 +55,7 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
         stats::DENIED.add(1);
     }
     let changed = match outcome {
-        Outcome::Unchanged => false,
+        Outcome::Unchanged | Outcome::Emptied => false,
         Outcome::Updated => true,
         Outcome::Created(limiter) => {
             key.create(limiter).map_err(|_| WRONGTYPE)?;
@@ -66,7 +66,8 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
         let stored = key.get().map_err(|_| WRONGTYPE)?;
         if let Some(limiter) = stored {
             let expire_at_ms = ceil_ms(limiter.expires_at_us());
-            replicate_state(ctx, *key_name, limiter);
+            let charged = if decision.allowed { cost } else { 0 };
+            replicate_write(ctx, *key_name, limiter, now_us, charged);
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, *key_name, c"rl.allow");
         }

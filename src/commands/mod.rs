@@ -10,6 +10,7 @@
 //! but changed nothing aborts no `WATCH` and sends no client-tracking invalidation; every real
 //! write calls [`wrote`].
 
+mod apply;
 mod debug;
 mod inspect;
 mod limit;

@@ -8,6 +8,7 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw;
 
+use super::apply::rl_apply;
 use super::debug::rl_debug;
 use super::inspect::rl_inspect;
 use super::limit::{rl_allow, rl_peek};
@@ -37,7 +38,7 @@ struct CommandSpec {
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
-const COMMANDS: [CommandSpec; 4] = [
+const COMMANDS: [CommandSpec; 5] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
@@ -75,6 +76,15 @@ const COMMANDS: [CommandSpec; 4] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
+    },
+    CommandSpec {
+        name: c"rl.apply",
+        handler: rl_apply,
+        flags: c"write deny-oom fast",
+        arity: 3,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
     },
 ];
 

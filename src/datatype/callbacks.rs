@@ -9,7 +9,7 @@ use redis_module::raw;
 
 use super::codec::{decode, encode};
 use super::ENCODING_VERSION;
-use crate::algo::Limiter;
+use crate::algo::{Limiter, MovingWindowState, State};
 use crate::logging::log_warning;
 use crate::panic::guard;
 use crate::stats;
@@ -144,10 +144,24 @@ extern "C" fn aof_rewrite(
     })
 }
 
+/// The real allocation: the boxed limiter, and for a moving-window log its header and buffer.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
-    guard(0, || match unsafe { raw::RedisModule_MallocSize } {
-        Some(size) if !value.is_null() => unsafe { size(value.cast_mut()) },
-        _ => std::mem::size_of::<Limiter>(),
+    guard(0, || {
+        let Some(size) = (unsafe { raw::RedisModule_MallocSize }) else {
+            return std::mem::size_of::<Limiter>();
+        };
+        let Some(l) = (unsafe { limiter_ref(value.cast_mut()) }) else {
+            return 0;
+        };
+        let mut total = unsafe { size(value.cast_mut()) };
+        if let State::MovingWindow(log) = &l.state {
+            let header: *const MovingWindowState = &**log;
+            total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
+            if let Some(block) = log.heap_block() {
+                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
+            }
+        }
+        total
     })
 }
 
@@ -209,6 +223,24 @@ extern "C" fn defrag(
             // The old block was freed by the server: only the new pointer is valid now.
             *slot = moved;
             stats::DEFRAG_MOVES.add(1);
+        }
+        // A moving-window log has two more blocks: its header and its buffer.
+        if let Some(Limiter {
+            state: State::MovingWindow(log),
+            ..
+        }) = unsafe { limiter_ref(*slot) }
+        {
+            let header: *mut MovingWindowState = &mut **log;
+            let moved = unsafe { defrag_alloc(ctx, header.cast()) };
+            if !moved.is_null() {
+                // SAFETY: the server copied the header to `moved` and freed the old block:
+                // adopt the new one, and never drop the old Box.
+                let old = std::mem::replace(log, unsafe { Box::from_raw(moved.cast()) });
+                std::mem::forget(old);
+            }
+            // SAFETY: RM_DefragAlloc copies a block into one of the same size class from the
+            // server's allocator (our global allocator) and frees the old one.
+            unsafe { log.relocate_buffer(|block| defrag_alloc(ctx, block.cast()).cast()) };
         }
         0
     })

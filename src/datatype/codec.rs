@@ -7,15 +7,16 @@
 //! |---|---|
 //! | format version ([`PAYLOAD_VERSION`]) | 1 byte |
 //! | oldest reader version that can read it ([`MIN_READER_VERSION`]) | 1 byte |
-//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra | 1 byte |
+//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra, 4 moving-window | 1 byte |
 //! | limit, window (µs) | varints |
 //! | burst | varint, gcra only |
 //! | state length, then the state | varint, bytes |
 //! | extensions: (id, length, bytes) records | varints, bytes; none written yet |
 //!
 //! States: sliding `window_start_us current previous`; fixed `window_start_us count`;
-//! gcra `tat × limit` (a varint of up to 128 bits). All integers are LEB128 varints
-//! ([`crate::varint`]).
+//! gcra `tat × limit` (a varint of up to 128 bits); moving-window the number of runs, then each
+//! run's timestamp (the first absolute, then the gap to the previous one) and count. All
+//! integers are LEB128 varints ([`crate::varint`]).
 //!
 //! **Forward compatibility.** A payload of a later format version is read when its "oldest
 //! reader" byte is at most [`PAYLOAD_VERSION`]: this release then ignores state bytes after the
@@ -33,8 +34,10 @@
 //! Decoding is strict: an unknown version or tag, a rule that `RL.ALLOW` would refuse, a state
 //! that breaks its invariants or one that holds nothing all give `None`.
 
+use crate::algo::moving_window::MAX_RUNS;
 use crate::algo::{
-    Algorithm, FixedWindowState, GcraState, Limiter, Rule, SlidingWindowState, State,
+    Algorithm, FixedWindowState, GcraState, Limiter, MovingWindowState, Rule, SlidingWindowState,
+    State, MAX_COUNT, MAX_TIMESTAMP_US,
 };
 use crate::varint::{put_u128, put_u64, Reader};
 
@@ -51,6 +54,7 @@ fn tag(algorithm: Algorithm) -> u8 {
         Algorithm::SlidingWindow => 1,
         Algorithm::FixedWindow => 2,
         Algorithm::Gcra => 3,
+        Algorithm::MovingWindow => 4,
     }
 }
 
@@ -59,6 +63,7 @@ fn algorithm(tag: u8) -> Option<Algorithm> {
         1 => Some(Algorithm::SlidingWindow),
         2 => Some(Algorithm::FixedWindow),
         3 => Some(Algorithm::Gcra),
+        4 => Some(Algorithm::MovingWindow),
         _ => None,
     }
 }
@@ -84,6 +89,19 @@ pub fn encode(limiter: &Limiter) -> Vec<u8> {
     }
     let mut state = Vec::with_capacity(24);
     match &limiter.state {
+        State::MovingWindow(log) => {
+            state.reserve(log.run_count().saturating_mul(4));
+            put_u64(
+                &mut state,
+                u64::try_from(log.run_count()).unwrap_or(u64::MAX),
+            );
+            let mut previous = 0;
+            for (ts, count) in log.runs() {
+                put_u64(&mut state, ts.saturating_sub(previous));
+                put_u64(&mut state, count);
+                previous = ts;
+            }
+        }
         State::SlidingWindow(s) => {
             put_u64(&mut state, s.window_start_us);
             put_u64(&mut state, s.current);
@@ -146,6 +164,7 @@ fn decode_v2(bytes: &[u8]) -> Option<Limiter> {
         Algorithm::Gcra => State::Gcra(GcraState {
             tat_scaled: s.u128()?,
         }),
+        Algorithm::MovingWindow => State::MovingWindow(Box::new(decode_log(&mut s)?)),
     };
     // Later versions may append state fields and extension records that this one ignores.
     let canonical = s.is_empty() && r.is_empty();
@@ -158,6 +177,58 @@ fn decode_v2(bytes: &[u8]) -> Option<Limiter> {
         r.take(len)?;
     }
     Some(Limiter { rule, state })
+}
+
+/// A replicated hit (`RL.APPLY`): what a moving-window admission at `now_us` changed, in O(1)
+/// bytes whatever the log's size. Layout: version, oldest reader, tag, then varints `limit`,
+/// `window`, `now_us`, `cost` (0 = a conversion without a charge).
+///
+/// ```
+/// use redis_ratelimit::algo::{Algorithm, Rule};
+/// use redis_ratelimit::datatype::codec::{decode_hit, encode_hit};
+/// let rule = Rule::new(Algorithm::MovingWindow, 10, 60_000_000, None).unwrap();
+/// let bytes = encode_hit(&rule, 1_700_000_000_000_000, 1_000_000);
+/// assert!(bytes.len() < 24);
+/// assert_eq!(decode_hit(&bytes), Some((rule, 1_700_000_000_000_000, 1_000_000)));
+/// ```
+pub fn encode_hit(rule: &Rule, now_us: u64, cost: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&[PAYLOAD_VERSION, MIN_READER_VERSION, tag(rule.algorithm())]);
+    for v in [rule.limit(), rule.window_us(), now_us, cost] {
+        put_u64(&mut out, v);
+    }
+    out
+}
+
+/// Decodes an [`encode_hit`] payload: `(rule, now_us, cost)` for a moving-window rule whose
+/// time is within bounds; `None` otherwise.
+pub fn decode_hit(bytes: &[u8]) -> Option<(Rule, u64, u64)> {
+    let mut r = Reader::new(bytes);
+    if r.byte()? != PAYLOAD_VERSION || r.byte()? != MIN_READER_VERSION {
+        return None;
+    }
+    if algorithm(r.byte()?)? != Algorithm::MovingWindow {
+        return None;
+    }
+    let rule = Rule::new(Algorithm::MovingWindow, r.u64()?, r.u64()?, None).ok()?;
+    let (now_us, cost) = (r.u64()?, r.u64()?);
+    let valid = r.is_empty() && now_us <= MAX_TIMESTAMP_US && cost <= MAX_COUNT;
+    valid.then_some((rule, now_us, cost))
+}
+
+/// A moving-window log: `n`, then `n` (timestamp gap, count) pairs.
+fn decode_log(s: &mut Reader<'_>) -> Option<MovingWindowState> {
+    let n = usize::try_from(s.u64()?).ok()?;
+    if n == 0 || n > MAX_RUNS {
+        return None;
+    }
+    let mut runs = Vec::with_capacity(n);
+    let mut ts: u64 = 0;
+    for _ in 0..n {
+        ts = ts.checked_add(s.u64()?)?;
+        runs.push((ts, s.u64()?));
+    }
+    MovingWindowState::from_runs(runs)
 }
 
 fn decode_v1(bytes: &[u8]) -> Option<Limiter> {
@@ -222,6 +293,12 @@ mod tests {
                 state: State::Gcra(GcraState {
                     tat_scaled: u128::from(t) * 3 + 2,
                 }),
+            },
+            Limiter {
+                rule: Rule::new(Algorithm::MovingWindow, 100, 60_000_000, None).unwrap(),
+                state: State::MovingWindow(Box::new(
+                    MovingWindowState::from_runs([(t, 3), (t + 1, 1), (t + 70_000, 96)]).unwrap(),
+                )),
             },
         ]
     }

@@ -74,6 +74,7 @@ pub struct NodeConfig {
     replica_of: Option<u16>,
     module_args: Vec<String>,
     module: Option<PathBuf>,
+    server: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -99,7 +100,14 @@ impl NodeConfig {
             replica_of: None,
             module_args: Vec::new(),
             module: None,
+            server: None,
         }
+    }
+
+    /// Runs this server binary instead of [`server_bin`].
+    pub fn server(mut self, bin: &str) -> NodeConfig {
+        self.server = Some(bin.to_string());
+        self
     }
 
     /// Loads this module file instead of [`module_path`] (e.g. the previous release's).
@@ -222,14 +230,15 @@ impl Server {
                 .append(true)
                 .open(self.log_path())
                 .unwrap();
-            let child = Command::new(server_bin())
+            let bin = self.cfg.server.clone().unwrap_or_else(server_bin);
+            let child = Command::new(&bin)
                 .arg(&conf)
                 .current_dir(&self.dir)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", server_bin()));
+                .unwrap_or_else(|e| panic!("cannot run `{bin}`: {e}"));
             self.child = Some(child);
             self.port = port;
             match self.wait_ready() {
@@ -649,8 +658,11 @@ impl Rng {
     }
 }
 
-/// The three algorithms, as `ALGO` option strings.
-pub const ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
+/// The four algorithms, as `ALGO` option strings.
+pub const ALGOS: [&str; 4] = ["sliding-window", "fixed-window", "gcra", "moving-window"];
+
+/// The algorithms the first release had (for tests against its module).
+pub const FIRST_RELEASE_ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
 
 impl Conn {
     /// `RL.INSPECT key` as field → value text; `None` for a missing key.
