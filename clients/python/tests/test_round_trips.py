@@ -107,11 +107,16 @@ def test_commands_per_request(
         if scheme == "rl":
             assert "evalsha" not in delta or strategy != "fixed-window"
             assert commands <= RESULTS[(flavor, strategy, f"redis:// {phase}")][1]
-    if scheme == "rl" and strategy == "fixed-window":
-        support = app.limiter._storage.module_support()
+    support = app.limiter._storage.module_support() if scheme == "rl" else None
+    if support is not None and strategy == "fixed-window":
         reader = "rl.inspect" if support.inspect else "rl.peek"
-        assert set(allowed[2]) == {"rl.allow", reader, "ttl"}
-        assert allowed[1] == 3
+        for _trips, commands, delta in (allowed, denied):
+            assert set(delta) == {"rl.allow", reader, "ttl"}
+            assert commands == 3
+    if support is not None and support.moving_window and strategy == "moving-window":
+        for _trips, commands, delta in (allowed, denied):
+            assert set(delta) == {"rl.allow", "rl.inspect"}
+            assert commands == 2
 
 
 def test_print_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,8 @@ What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
 * moving window, when the module has ``ALGO moving-window`` and ``RL.INSPECT``:
   ``acquire_entry`` is ``RL.ALLOW K limit expiry COST amount ALGO moving-window``;
   ``get_moving_window`` reads ``count`` and ``oldest_us`` from ``RL.INSPECT K`` and converts the
-  server time to the client's clock through the reply's ``now_us``. Otherwise limits' Lua.
+  server time to the client's clock through the reply's ``now_us``. A module without them (an
+  older build) gets limits' Lua.
 * sliding window counter: limits' Lua scripts, always. limits anchors its windows at the first
   hit and rounds the weighted previous count down; the module's ``sliding-window`` is
   epoch-aligned and exact, so it would admit different requests.
