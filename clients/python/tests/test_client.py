@@ -204,3 +204,29 @@ def test_decoded_responses_and_resp3(module_server: Server, prefix: str) -> None
     )
     decision = RateLimiter(client).allow(f"{prefix}:r3", 2, 60)
     assert (decision.allowed, decision.remaining) == (True, 1)
+
+
+def test_inspect_every_algorithm(rl: Either, prefix: str) -> None:
+    import time
+
+    expected = {
+        "sliding-window": {"window_start_us", "current", "previous"},
+        "fixed-window": {"window_start_us", "count"},
+        "gcra": {"tat_us"},
+        "moving-window": {"count", "oldest_us", "newest_us", "runs"},
+    }
+    for algorithm, fields in expected.items():
+        key = f"{prefix}:{algorithm}"
+        before = time.time()
+        rl.allow(key, 4, "10s", algorithm=algorithm, cost=2)
+        got = rl.inspect(key)
+        assert got is not None
+        assert got.algorithm == Algorithm(algorithm)
+        assert set(got.state) == fields, algorithm
+        if algorithm == "moving-window":
+            assert got.state["count"] == 2
+            assert got.state["runs"] == 1
+            oldest = got.to_local(got.state["oldest_us"], time.time())
+            assert before - 0.05 <= oldest <= time.time() + 0.05
+        if algorithm == "gcra":
+            assert got.state["tat_us"] > got.now_us
