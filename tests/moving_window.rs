@@ -6,7 +6,9 @@ mod common;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{assert_between, info_field, Conn, Server};
+use common::{assert_between, info_field, Conn, Reply, Server};
+use redis_ratelimit::algo::{Algorithm, Rule};
+use redis_ratelimit::datatype::codec::encode_hit;
 
 const MW: &str = "ALGO moving-window";
 
@@ -101,6 +103,22 @@ fn memory_usage_reports_the_log() {
     let per_run = (usage - one) as f64 / runs as f64;
     eprintln!("MEMORY USAGE: 1 run {one} B, {runs} runs {usage} B: {per_run:.2} B per run");
     assert!(per_run <= 8.0, "{per_run} bytes per run");
+    // 1,000 single hits spread evenly over the window (3.6 s apart in an hour), placed at their
+    // times with RL.APPLY as a replica would: at most 8 bytes per entry, allocation included.
+    let rule = Rule::new(Algorithm::MovingWindow, 1_000_000, 3_600_000_000, None).unwrap();
+    let now = c.time_us() as u64;
+    for i in 1..=1_000u64 {
+        let at = now - 3_600_000_000 + i * 3_600_000;
+        c.send(&[b"RL.APPLY".as_slice(), b"spread", &encode_hit(&rule, at, 1)])
+            .unwrap();
+    }
+    for _ in 0..1_000 {
+        assert_eq!(c.read().unwrap(), Reply::Status("OK".into()));
+    }
+    assert_eq!(c.inspect_int("spread", "runs"), 1_000);
+    let usage = c.cmd(&["MEMORY", "USAGE", "spread"]).int();
+    eprintln!("MEMORY USAGE of 1,000 hits spread over an hour: {usage} B");
+    assert!(usage <= 8 * 1_000, "{usage} bytes for 1,000 entries");
 }
 
 #[test]

@@ -13,15 +13,17 @@
 //!
 //! **Memory.** Runs before the newest are stored as LEB128 varints — the gap to the previous
 //! run's timestamp, then the count — in one byte buffer, dropped from the front as they leave
-//! the window (O(1) amortised per hit; the buffer is compacted when half of it is dead). 1,000
-//! single hits spread over a minute take about 4 bytes each. At most [`MAX_RUNS`] runs are kept:
+//! the window (O(1) amortised per hit; the buffer grows by a quarter at a time and is compacted
+//! when half of it is dead). 1,000 single hits spread over a minute take about 4 bytes each,
+//! spread over an hour about 5. At most [`MAX_RUNS`] runs are kept:
 //! one more merges the two oldest into the *later* timestamp, which keeps the older cost in the
 //! window a little longer — stricter, never more permissive. Below the cap the log is exact.
 //!
 //! **Clock steps.** Runs after `now` (a clock that stepped back) are read as if made at `now`,
 //! the latest they can have been made; a write stores them so. **Rule changes** keep the log
-//! (entries are timestamps): what the old window had already dropped stays dropped (a cutoff of
-//! `now − min(W_old, W_new)`), the new limit and window count from then on.
+//! (entries are timestamps): what the old window had already dropped stays dropped (an entry
+//! made at `t` is gone once `t + min(W_old, W_new) ≤ now`), the new limit and window count from
+//! then on.
 //!
 //! Worked example: limit 3, `W` = 10 s. Hits at 0 s (cost 2) and 4 s (cost 1) fill it. At 6 s a
 //! cost-2 request is denied: it needs the run at 0 s to leave, at 10 s, so `retry_after` = 4 s;
@@ -213,7 +215,7 @@ impl MovingWindowState {
         if self.is_ahead(now_us) {
             self.clamp(now_us);
         }
-        let alive = self.trim(cutoff(old, new, now_us));
+        let alive = self.trim(Horizon::new(old, new, now_us));
         if cost == 0 {
             return alive;
         }
@@ -237,6 +239,11 @@ impl MovingWindowState {
         if ts <= self.newest_ts {
             self.newest_count = self.newest_count.saturating_add(count);
             return;
+        }
+        // Room for one more run (two varints), grown by a quarter: amortised O(1) like doubling,
+        // but at most 25 % of the buffer is slack.
+        if self.buf.capacity().saturating_sub(self.buf.len()) < 20 {
+            self.buf.reserve_exact((self.buf.len() / 4).max(32));
         }
         if self.encoded == 0 {
             self.buf.clear();
@@ -263,12 +270,12 @@ impl MovingWindowState {
         Some((gap, count, pos))
     }
 
-    /// Drops every run at or before `cutoff`; `false` when nothing is left.
-    fn trim(&mut self, cutoff: u64) -> bool {
-        while self.encoded > 0 && self.head_ts <= cutoff {
+    /// Drops every run that left the window; `false` when nothing is left.
+    fn trim(&mut self, horizon: Horizon) -> bool {
+        while self.encoded > 0 && horizon.left(self.head_ts) {
             self.pop_head();
         }
-        if self.encoded == 0 && self.newest_ts <= cutoff {
+        if self.encoded == 0 && horizon.left(self.newest_ts) {
             self.total = 0;
             return false;
         }
@@ -403,9 +410,26 @@ impl Iterator for Runs<'_> {
     }
 }
 
-/// Runs at or before this no longer count at `now_us` under `new` (after `old`).
-fn cutoff(old: &Rule, new: &Rule, now_us: u64) -> u64 {
-    now_us.saturating_sub(old.window_us().min(new.window_us()))
+/// Which runs no longer count at `now_us` under `new` (after `old`): those made at `t` with
+/// `t + min(W_old, W_new) ≤ now` (compared this way round so that nothing underflows near 0).
+#[derive(Clone, Copy)]
+struct Horizon {
+    window_us: u64,
+    now_us: u64,
+}
+
+impl Horizon {
+    fn new(old: &Rule, new: &Rule, now_us: u64) -> Horizon {
+        Horizon {
+            window_us: old.window_us().min(new.window_us()),
+            now_us,
+        }
+    }
+
+    /// Whether a run made at `t` has left the window.
+    fn left(&self, t: u64) -> bool {
+        t.saturating_add(self.window_us) <= self.now_us
+    }
 }
 
 /// The runs that count at `now_us`: after the cutoff, clamped to `now_us`.
@@ -415,27 +439,41 @@ fn counted<'a>(
     new: &Rule,
     now_us: u64,
 ) -> impl Iterator<Item = (u64, u64)> + 'a {
-    let cutoff = cutoff(old, new, now_us);
+    let horizon = Horizon::new(old, new, now_us);
     log.runs()
         .map(move |(t, c)| (t.min(now_us), c))
-        .filter(move |&(t, _)| t > cutoff)
+        .filter(move |&(t, _)| !horizon.left(t))
 }
 
 /// What counts of `log` at `now_us`: (in-window sum, oldest and newest counted run times).
+///
+/// O(runs that left the window since the last write): the stored total minus the expired
+/// prefix. (A log ahead of the clock, which is rare, is walked whole.)
 pub fn window_sum(
     log: &MovingWindowState,
     old: &Rule,
     new: &Rule,
     now_us: u64,
 ) -> (u64, Option<u64>, Option<u64>) {
-    let mut sum: u64 = 0;
-    let (mut oldest, mut newest) = (None, None);
-    for (t, c) in counted(log, old, new, now_us) {
-        sum = sum.saturating_add(c);
-        oldest = oldest.or(Some(t));
-        newest = Some(t);
+    if log.is_ahead(now_us) {
+        let mut sum: u64 = 0;
+        let (mut oldest, mut newest) = (None, None);
+        for (t, c) in counted(log, old, new, now_us) {
+            sum = sum.saturating_add(c);
+            oldest = oldest.or(Some(t));
+            newest = Some(t);
+        }
+        return (sum, oldest, newest);
     }
-    (sum, oldest, newest)
+    let horizon = Horizon::new(old, new, now_us);
+    let mut sum = log.total;
+    for (t, c) in log.runs() {
+        if !horizon.left(t) {
+            return (sum, Some(t), Some(log.newest_ts));
+        }
+        sum = sum.saturating_sub(c);
+    }
+    (0, None, None)
 }
 
 /// Decides a request of `cost` at `now_us` under `new` against `log` (stored under `old`;

@@ -315,10 +315,9 @@ pub struct LogRef {
 
 impl LogRef {
     fn sum(&self, rule: &Rule, t: u64) -> u128 {
-        let from = t.saturating_sub(rule.window_us());
         self.entries
             .iter()
-            .filter(|&&(at, _)| at > from)
+            .filter(|&&(at, _)| at + rule.window_us() > t)
             .map(|&(_, c)| u128::from(c))
             .sum()
     }
@@ -333,13 +332,12 @@ impl Model for LogRef {
     fn at(&self, rule: &Rule, t: u64) -> Self {
         // Entries after t are read as made at t, the latest they can have been made; those
         // that left the window are dropped.
-        let from = t.saturating_sub(rule.window_us());
         LogRef {
             entries: self
                 .entries
                 .iter()
                 .map(|&(at, c)| (at.min(t), c))
-                .filter(|&(at, _)| at > from)
+                .filter(|&(at, _)| at + rule.window_us() > t)
                 .collect(),
         }
     }
@@ -356,9 +354,12 @@ impl Model for LogRef {
     fn carry_over(&self, old: &Rule, _new: &Rule, t: u64) -> Self {
         // What the old window already dropped stays dropped; the rest are timestamps.
         let m = self.at(old, t);
-        let from = t.saturating_sub(old.window_us());
         LogRef {
-            entries: m.entries.into_iter().filter(|&(at, _)| at > from).collect(),
+            entries: m
+                .entries
+                .into_iter()
+                .filter(|&(at, _)| at + old.window_us() > t)
+                .collect(),
         }
     }
 }
