@@ -1,5 +1,12 @@
 //! No limiter lives forever: every `ratelimit` key carries the TTL its state implies.
 //!
+//! **Valkey 8.1 and later.** There, a module subscribed to generic keyspace events makes
+//! `MOVE` and `COPY … DB n` leave the *calling* connection on the destination database (the
+//! server runs subscribers on the executing client and does not restore its database:
+//! valkey-io/valkey#4024, fixed upstream after 8.1). Breaking every client's `MOVE` is worse than
+//! a weaker guard, so on Valkey ≥ 8.1 the module does not subscribe: a key left without a TTL
+//! gets it back from the next `RL.ALLOW` on it (see `INFO ratelimit`, `keyspace_hook`).
+//!
 //! Commands set it on every write. Two server commands can take it away: `PERSIST key` and
 //! `RESTORE key 0 …` (which creates a key without TTL); `COPY`, `RENAME`, `MOVE`, `SWAPDB` and
 //! `MIGRATE` carry the TTL along. So the module listens to the generic keyspace events
@@ -68,17 +75,53 @@ pub(crate) fn repair(
     }
 }
 
-/// Subscribes [`on_generic_event`] to the server's generic keyspace events.
+/// Subscribes [`on_generic_event`] to the server's generic keyspace events, unless the server
+/// is one where any such subscriber breaks `MOVE` / `COPY … DB` for its callers (see above).
 pub(crate) fn subscribe(ctx: Ctx) -> Result<(), String> {
+    if let Some(version) = valkey_version(ctx) {
+        if version >= (8, 1) {
+            crate::logging::log_notice(
+                "ratelimit: Valkey 8.1+: not subscribing to generic keyspace events \
+                 (valkey-io/valkey#4024); RL.ALLOW repairs a missing TTL instead",
+            );
+            return Ok(());
+        }
+    }
     let Some(subscribe) = (unsafe { raw::RedisModule_SubscribeToKeyspaceEvents }) else {
         return Err("the server lacks RedisModule_SubscribeToKeyspaceEvents".into());
     };
     let status = unsafe { subscribe(ctx, raw::REDISMODULE_NOTIFY_GENERIC, Some(on_generic_event)) };
     if status == raw::REDISMODULE_OK as c_int {
+        stats::KEYSPACE_HOOK.add(1);
         Ok(())
     } else {
         Err("could not subscribe to keyspace events".into())
     }
+}
+
+/// `(major, minor)` of a Valkey server (`None` for Redis), from `INFO server`.
+fn valkey_version(ctx: Ctx) -> Option<(u32, u32)> {
+    let (Some(get), Some(field), Some(free)) = (
+        unsafe { raw::RedisModule_GetServerInfo },
+        unsafe { raw::RedisModule_ServerInfoGetFieldC },
+        unsafe { raw::RedisModule_FreeServerInfo },
+    ) else {
+        return None;
+    };
+    let info = unsafe { get(ctx, c"server".as_ptr()) };
+    if info.is_null() {
+        return None;
+    }
+    let value = unsafe { field(info, c"valkey_version".as_ptr()) };
+    let version = (!value.is_null()).then(|| {
+        let text = unsafe { CStr::from_ptr(value) }
+            .to_string_lossy()
+            .into_owned();
+        let mut parts = text.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    });
+    unsafe { free(ctx, info) };
+    version
 }
 
 /// Whether this server writes and replicates on its own (a master that is not loading data).

@@ -37,13 +37,17 @@ pub static CLAMPED: Counter = Counter::new();
 pub static TTL_REPAIRS: Counter = Counter::new();
 /// Values moved by active defrag.
 pub static DEFRAG_MOVES: Counter = Counter::new();
+/// 1 when the module gives a TTL back right after `PERSIST` / `RESTORE … 0` (its keyspace-event
+/// hook); 0 where the next `RL.ALLOW` does it instead (Valkey 8.1+, see `expiry`).
+pub static KEYSPACE_HOOK: Counter = Counter::new();
 
-const FIELDS: [(&CStr, &Counter); 5] = [
+const FIELDS: [(&CStr, &Counter); 6] = [
     (c"allowed", &ALLOWED),
     (c"denied", &DENIED),
     (c"clamped", &CLAMPED),
     (c"ttl_repairs", &TTL_REPAIRS),
     (c"defrag_moves", &DEFRAG_MOVES),
+    (c"keyspace_hook", &KEYSPACE_HOOK),
 ];
 
 /// The `INFO` callback: section `ratelimit_stats` with one field per counter.

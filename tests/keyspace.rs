@@ -157,8 +157,12 @@ fn keyspace_notifications_for_writes_only() {
         [("rl.allow".to_string(), "n".to_string())]
     );
     // PERSIST, and the module's repair of the TTL (on Redis 7.0 the repair runs inside the
-    // server's notification, so its event is published first).
+    // server's notification, so its event is published first; without the hook, the next
+    // RL.ALLOW repairs it).
     c.cmd(&["PERSIST", "n"]).int();
+    if c.stat("keyspace_hook") == 0 {
+        c.allow("n", "1 2h COST 9");
+    }
     let mut got = events(&mut sub);
     got.sort();
     assert_eq!(
@@ -232,4 +236,24 @@ fn debug_panic_open_declares_its_key() {
         "{e:?}"
     );
     s.assert_alive();
+}
+
+#[test]
+fn move_and_copy_keep_the_caller_s_database() {
+    // A module subscribed to generic keyspace events must not move its callers between
+    // databases (valkey-io/valkey#4024): MOVE and COPY … DB leave the connection where it was.
+    let s = Server::start();
+    let mut c = s.conn();
+    c.allow("lim", "5 1h");
+    c.cmd_str("SET str v").ok();
+    assert_eq!(c.cmd_str("MOVE lim 3").int(), 1);
+    assert_eq!(c.cmd_str("MOVE str 3").int(), 1);
+    assert_eq!(c.cmd_str("COPY lim:none x DB 4").int(), 0);
+    c.cmd_str("SET other v").ok();
+    assert_eq!(c.cmd_str("COPY other other2 DB 4").int(), 1);
+    // Still on db 0: the keys left behind and created here are visible, the moved ones not.
+    assert_eq!(c.cmd_str("EXISTS other").int(), 1);
+    assert_eq!(c.cmd_str("EXISTS lim").int(), 0);
+    let info = c.cmd_str("CLIENT INFO").text();
+    assert!(info.contains(" db=0 "), "{info}");
 }
