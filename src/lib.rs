@@ -21,19 +21,38 @@ mod clock;
 mod commands;
 pub mod config;
 pub mod datatype;
+mod expiry;
 mod logging;
 mod panic;
 mod replication;
 pub mod rule;
+mod stats;
+pub mod varint;
 
 use datatype::RATE_LIMIT_TYPE;
-use redis_module::{Context, RedisString, Status};
+use redis_module::{raw, Context, RedisString, Status};
+
+/// What the module promises the server:
+/// - `HANDLE_IO_ERRORS`: `rdb_load` checks `RedisModule_IsIOError`, so a short read refuses the
+///   value (RESTORE) or the load instead of killing the server, and replicas may load diskless;
+/// - `HANDLE_REPL_ASYNC_LOAD`: values are loaded without touching the keyspace and the module
+///   keeps no per-key state outside it, so `repl-diskless-load swapdb` may load a full sync into
+///   a temporary database while the old one keeps serving;
+/// - `NO_IMPLICIT_SIGNAL_MODIFIED`: only real writes signal `WATCH` / client tracking.
+const MODULE_OPTIONS: u32 = raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS
+    | raw::REDISMODULE_OPTIONS_HANDLE_REPL_ASYNC_LOAD
+    | raw::REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     panic::install_hook();
+    if let Some(set_options) = unsafe { raw::RedisModule_SetModuleOptions } {
+        unsafe { set_options(ctx.ctx, MODULE_OPTIONS as i32) };
+    }
+    stats::register(ctx.ctx);
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
     match config::parse_module_args(&args)
         .and_then(|a| commands::register_all(ctx.ctx, a.debug_command))
+        .and_then(|()| expiry::subscribe(ctx.ctx))
     {
         Ok(()) => Status::Ok,
         Err(e) => {

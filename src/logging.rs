@@ -7,6 +7,15 @@ use redis_module::raw;
 
 /// Logs `msg` at `warning` level in the server log (stderr when not loaded in a server).
 pub fn log_warning(msg: &str) {
+    log(c"warning", msg);
+}
+
+/// Logs `msg` at `notice` level.
+pub fn log_notice(msg: &str) {
+    log(c"notice", msg);
+}
+
+fn log(level: &std::ffi::CStr, msg: &str) {
     // SAFETY: the API table is filled at load time; a NULL context is allowed by RM_Log.
     match unsafe { raw::RedisModule_Log } {
         Some(log) => {
@@ -14,7 +23,7 @@ pub fn log_warning(msg: &str) {
             unsafe {
                 log(
                     std::ptr::null_mut(),
-                    c"warning".as_ptr(),
+                    level.as_ptr(),
                     c"%s".as_ptr(),
                     text.as_ptr(),
                 )

@@ -1,17 +1,48 @@
 //! How a decision reaches replicas and the AOF: as its effect, never as the call.
 //!
 //! `RL.ALLOW` depends on the clock, so re-running it on a replica or at AOF replay would give
-//! another answer. An admitted request replicates `RL.SETSTATE key payload` with the complete new
-//! state (from which the absolute expiry follows); denied requests and peeks write nothing and
-//! replicate nothing.
+//! another answer. A write of a counter (sliding-window, fixed-window, gcra) replicates
+//! `RL.SETSTATE key payload` with the complete new state (from which the absolute expiry
+//! follows). A moving-window log can hold 100,000 runs, so a write there replicates
+//! `RL.APPLY key hit` — the master's timestamp, the rule and the cost — from which the replica
+//! derives the same log, trimming and expiry with the same function. Denied requests and peeks
+//! write nothing and replicate nothing. A TTL restored by [`crate::expiry`] replicates as
+//! `PEXPIREAT` (or `DEL`).
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_longlong};
 
 use redis_module::raw;
 
-use crate::algo::Limiter;
+use crate::algo::{Limiter, Rule};
 use crate::commands::{Arg, Ctx};
-use crate::datatype::codec::encode;
+use crate::datatype::codec::{encode, encode_hit};
+
+/// Replicates what a write did to `key`: its new state, or for a moving-window log the hit
+/// (`cost` at `now_us` under the limiter's rule; `cost` 0 for a conversion).
+pub(crate) fn replicate_write(ctx: Ctx, key: Arg, limiter: &Limiter, now_us: u64, cost: u64) {
+    if limiter.rule.algorithm() == crate::algo::Algorithm::MovingWindow {
+        replicate_hit(ctx, key, &limiter.rule, now_us, cost);
+    } else {
+        replicate_state(ctx, key, limiter);
+    }
+}
+
+/// Replicates `RL.APPLY key hit`.
+fn replicate_hit(ctx: Ctx, key: Arg, rule: &Rule, now_us: u64, cost: u64) {
+    let payload = encode_hit(rule, now_us, cost);
+    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
+        unsafe {
+            replicate(
+                ctx,
+                c"RL.APPLY".as_ptr(),
+                c"sb".as_ptr(),
+                key,
+                payload.as_ptr().cast::<c_char>(),
+                payload.len(),
+            )
+        };
+    }
+}
 
 /// Replicates the new state of `key`.
 pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
@@ -28,5 +59,27 @@ pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
                 payload.len(),
             )
         };
+    }
+}
+
+/// Replicates `PEXPIREAT key at_ms`.
+pub(crate) fn replicate_pexpireat(ctx: Ctx, key: Arg, at_ms: i64) {
+    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
+        unsafe {
+            replicate(
+                ctx,
+                c"PEXPIREAT".as_ptr(),
+                c"sl".as_ptr(),
+                key,
+                at_ms as c_longlong,
+            )
+        };
+    }
+}
+
+/// Replicates `DEL key`.
+pub(crate) fn replicate_del(ctx: Ctx, key: Arg) {
+    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
+        unsafe { replicate(ctx, c"DEL".as_ptr(), c"s".as_ptr(), key) };
     }
 }

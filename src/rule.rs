@@ -56,8 +56,6 @@ pub enum ArgError {
     Repeated(Opt),
     /// Something that is not an option.
     UnknownOption(Vec<u8>),
-    /// gcra: `window / limit` under 1 µs.
-    EmissionInterval,
     /// gcra: `BURST × window / limit` too long.
     Tolerance,
 }
@@ -81,20 +79,17 @@ impl ArgError {
             ArgError::Burst => format!("ERR BURST must be an integer from 1 to {MAX_COUNT}"),
             ArgError::BurstNotGcra => "ERR BURST applies only to ALGO gcra".to_string(),
             ArgError::UnknownAlgo(name) => format!(
-                "ERR unknown ALGO '{}': use sliding-window, fixed-window or gcra",
-                String::from_utf8_lossy(name)
+                "ERR unknown ALGO '{}': use sliding-window, fixed-window, gcra or moving-window",
+                echo(name)
             ),
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
             ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
             ArgError::UnknownOption(name) => format!(
                 "ERR unknown option '{}': expected COST, ALGO or BURST",
-                String::from_utf8_lossy(name)
+                echo(name)
             ),
-            ArgError::EmissionInterval => "ERR gcra needs window/limit of at least 1 microsecond: \
-                 use a longer window or a smaller limit"
-                .to_string(),
             ArgError::Tolerance => {
-                "ERR gcra BURST × window/limit must not exceed 100 years".to_string()
+                "ERR gcra BURST * window / limit must not exceed 100 years".to_string()
             }
         }
     }
@@ -107,10 +102,36 @@ impl From<RuleError> for ArgError {
             RuleError::Window => ArgError::Window,
             RuleError::Burst => ArgError::Burst,
             RuleError::BurstNotGcra => ArgError::BurstNotGcra,
-            RuleError::EmissionInterval => ArgError::EmissionInterval,
             RuleError::Tolerance => ArgError::Tolerance,
         }
     }
+}
+
+/// Longest part of a user's argument quoted back in an error reply.
+pub const ECHO_MAX: usize = 32;
+
+/// An argument as quoted in an error: printable ASCII kept, other bytes as `\xNN`, cut after
+/// [`ECHO_MAX`] bytes with `...` (error replies must stay short and on one line).
+///
+/// ```
+/// use redis_ratelimit::rule::echo;
+/// assert_eq!(echo(b"nope"), "nope");
+/// assert_eq!(echo(b"a\r\n\xff'"), "a\\x0d\\x0a\\xff\\x27");
+/// assert_eq!(echo(&[b'x'; 100]).len(), 32 + 3);
+/// ```
+pub fn echo(arg: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in arg.iter().take(ECHO_MAX) {
+        if b.is_ascii_graphic() && b != b'\'' && b != b'\\' || b == b' ' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if arg.len() > ECHO_MAX {
+        out.push_str("...");
+    }
+    out
 }
 
 /// Parses `limit window [COST n] [ALGO a] [BURST n]` (options in any order, case-insensitive,
@@ -177,16 +198,24 @@ where
     })
 }
 
-/// A non-negative decimal integer up to [`MAX_COUNT`]: digits only, no sign, no spaces.
+/// A non-negative decimal integer up to [`MAX_COUNT`]: ASCII digits only (no sign, no spaces);
+/// leading zeros are allowed, at any length.
+///
+/// ```
+/// use redis_ratelimit::rule::parse_count;
+/// assert_eq!(parse_count(b"0000000000000000000001"), Some(1));
+/// assert_eq!(parse_count(b"+1"), None);
+/// ```
 pub fn parse_count(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let significant = s.get(s.iter().position(|&c| c != b'0').unwrap_or(s.len())..)?;
+    if significant.len() > 19 {
         return None;
     }
     let mut n: u64 = 0;
-    for &c in s {
-        if !c.is_ascii_digit() {
-            return None;
-        }
+    for &c in significant {
         n = n
             .checked_mul(10)?
             .checked_add(u64::from(c.wrapping_sub(b'0')))?;
@@ -195,12 +224,14 @@ pub fn parse_count(s: &[u8]) -> Option<u64> {
 }
 
 /// A window in µs: whole seconds (`60`), or a number with a unit `ms|s|m|h|d` that may have a
-/// fraction (`1.5s`), rounded to the nearest µs (halves up). Result in `1..=MAX_WINDOW_US`.
+/// fraction (`1.5s`), rounded to the nearest µs (halves up). Digits may come at any length
+/// (leading zeros, long fractions); the result must be in `1..=MAX_WINDOW_US`.
 ///
 /// ```
 /// use redis_ratelimit::rule::parse_window;
 /// assert_eq!(parse_window(b"500ms"), Some(500_000));
 /// assert_eq!(parse_window(b"1.5s"), Some(1_500_000));
+/// assert_eq!(parse_window(b"1.0000000000000000000s"), Some(1_000_000));
 /// assert_eq!(parse_window(b"1.5"), None); // a bare decimal is ambiguous
 /// ```
 pub fn parse_window(s: &[u8]) -> Option<u64> {
@@ -209,7 +240,7 @@ pub fn parse_window(s: &[u8]) -> Option<u64> {
         .position(|c| c.is_ascii_alphabetic())
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(unit_start);
-    let unit_us: u128 = match unit {
+    let unit_us: u64 = match unit {
         b"" | b"s" => 1_000_000,
         b"ms" => 1_000,
         b"m" => 60_000_000,
@@ -225,29 +256,38 @@ pub fn parse_window(s: &[u8]) -> Option<u64> {
         Some(_) => return None,
         None => (number, &b""[..]),
     };
-    if int_part.is_empty() || number.last() == Some(&b'.') || frac_part.len() > 18 {
+    if number.last() == Some(&b'.') {
         return None;
     }
-    let int_value = u128::from(parse_count(int_part)?);
-    let mut frac_value: u128 = 0;
-    for &c in frac_part {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        frac_value = frac_value
-            .checked_mul(10)?
-            .checked_add(u128::from(c.wrapping_sub(b'0')))?;
-    }
-    let scale = 10u128.checked_pow(u32::try_from(frac_part.len()).ok()?)?;
-    // Round half up: (frac × unit + scale/2) / scale.
-    let frac_us = frac_value
-        .checked_mul(unit_us)?
-        .checked_add(scale / 2)?
-        .checked_div(scale)?;
-    let total = int_value.checked_mul(unit_us)?.checked_add(frac_us)?;
+    let int_us = u128::from(parse_count(int_part)?).checked_mul(u128::from(unit_us))?;
+    let total = int_us.checked_add(u128::from(round_fraction(frac_part, unit_us)?))?;
     u64::try_from(total)
         .ok()
         .filter(|us| (1..=MAX_WINDOW_US).contains(us))
+}
+
+/// `0.<digits> × unit` rounded to the nearest integer (halves up), exactly, for any number of
+/// digits: the digit string is multiplied by `unit` from its last digit on; what carries out
+/// of the first digit is the integer part, and the product's first fraction digit rounds it.
+fn round_fraction(digits: &[u8], unit: u64) -> Option<u64> {
+    let mut carry: u128 = 0;
+    let mut first_fraction_digit: u128 = 0;
+    for &c in digits.iter().rev() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        let product = u128::from(c.wrapping_sub(b'0'))
+            .checked_mul(u128::from(unit))?
+            .checked_add(carry)?;
+        first_fraction_digit = product.checked_rem(10)?;
+        carry = product.checked_div(10)?;
+    }
+    let rounded = if first_fraction_digit >= 5 {
+        carry.checked_add(1)?
+    } else {
+        carry
+    };
+    u64::try_from(rounded).ok()
 }
 
 #[cfg(test)]
@@ -273,7 +313,17 @@ mod tests {
             ("0.0015ms", 2),
             ("0.0014ms", 1),
             ("1.0000001s", 1_000_000),
+            ("1.0000005s", 1_000_001),
+            ("1.00000049999999999999999999999s", 1_000_000),
+            ("1.0000000000000000000s", 1_000_000),
             ("007s", 7_000_000),
+            ("01", 1_000_000),
+            ("0000000000000000000001", 1_000_000),
+            ("0000000000000000000001.5ms", 1_500),
+            ("0.5ms", 500),
+            ("1.999999999d", 172_799_999_914),
+            ("364.99999999999999999999999999d", MAX_WINDOW_US),
+            ("365.0000000000000000000000000000000001d", MAX_WINDOW_US),
         ];
         for (s, us) in ok {
             assert_eq!(parse_window(s.as_bytes()), Some(us), "{s}");
@@ -299,8 +349,10 @@ mod tests {
             "1e3",
             "1ms2",
             "99999999999999999999d",
-            "1.0000000000000000001s",
             "365.0001d",
+            "0.0000004s",
+            "0.0000004999999999999999999999999999999999999999999s",
+            "1.5e",
         ];
         for s in bad {
             assert_eq!(parse_window(s.as_bytes()), None, "{s:?}");
@@ -311,6 +363,8 @@ mod tests {
     fn counts() {
         assert_eq!(parse_count(b"0"), Some(0));
         assert_eq!(parse_count(b"9223372036854775807"), Some(MAX_COUNT));
+        assert_eq!(parse_count(b"00009223372036854775807"), Some(MAX_COUNT));
+        assert_eq!(parse_count(b"000"), Some(0));
         for s in [
             "",
             "-1",
@@ -362,10 +416,6 @@ mod tests {
             (
                 &["1", "1", "NOPE", "1"],
                 ArgError::UnknownOption(b"NOPE".to_vec()),
-            ),
-            (
-                &["2000000", "1", "ALGO", "gcra"],
-                ArgError::EmissionInterval,
             ),
             (
                 &["1", "365d", "ALGO", "gcra", "BURST", "101"],

@@ -848,3 +848,30 @@ fn over_maxmemory_allow_is_refused_and_peek_still_answers() {
     c.cmd_str("CONFIG SET maxmemory 0").ok();
     assert_eq!(c.allow("oom", "5 1h").acr(), (true, 5, 3));
 }
+
+#[test]
+fn gcra_is_exact_at_high_rates() {
+    // The review's cases: a full window's quota, spent at once, is back after one whole window
+    // (the first release rounded the interval down: 600 ms instead of 1 s, 1 s instead of 1.9 s).
+    let s = Server::start();
+    let mut c = s.conn();
+    for (limit, window, window_ms) in [
+        (600_000, "1s", 1_000),
+        (1_000_000, "1.9s", 1_900),
+        (3, "1s", 1_000),
+        (100, "1m", 60_000),
+        (2_000, "1ms", 1),
+    ] {
+        let key = format!("g:{limit}:{window}");
+        let args = format!("{limit} {window} ALGO gcra COST {limit}");
+        let r = c.rl_pipeline("ALLOW", &key, &args, 2);
+        assert!(r[0].allowed && r[0].remaining == 0, "{args}: {:?}", r[0]);
+        assert_eq!(r[0].reset_ms, window_ms, "{args}");
+        assert!(!r[1].allowed);
+        // Back to back: the whole window minus the few ms between the two, never less.
+        assert_between(r[1].retry_ms, window_ms * 9 / 10, window_ms, &args);
+        let tat_us = c.inspect_int(&key, "tat_us");
+        let pexpiretime = c.pexpiretime(&key);
+        assert_eq!((tat_us + 999) / 1000, pexpiretime, "{args}");
+    }
+}

@@ -71,3 +71,8 @@ fn sliding_window_admits_exactly_the_limit() {
 fn gcra_admits_the_burst() {
     check("gcra", "100 1h ALGO gcra BURST 100", 100, 101);
 }
+
+#[test]
+fn moving_window_admits_exactly_the_limit() {
+    check("moving-window", "100 1h ALGO moving-window", 100, 100);
+}

@@ -161,8 +161,9 @@ fn aof_rewrite_then_restart_keeps_state_and_ttl() {
     assert_same_and_continues(&mut s.conn(), &before, "second rewrite + restart");
 }
 
-/// The RL.SETSTATE commands of the server's AOF (incremental files), as (key, payload).
-fn setstate_commands(s: &Server) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// The replicated effects in the server's AOF (incremental files), in order, as
+/// (command, key, payload): RL.SETSTATE for the counters, RL.APPLY for moving-window logs.
+fn setstate_commands(s: &Server) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let dir = s.dir().join("appendonlydir");
     let mut out = Vec::new();
     let mut files: Vec<_> = fs::read_dir(&dir)
@@ -176,9 +177,10 @@ fn setstate_commands(s: &Server) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut pos = 0;
         while pos < data.len() {
             let argv = parse_resp_command(&data, &mut pos);
-            if argv[0].eq_ignore_ascii_case(b"RL.SETSTATE") {
-                assert_eq!(argv.len(), 3, "RL.SETSTATE takes key and payload");
-                out.push((argv[1].clone(), argv[2].clone()));
+            let name = String::from_utf8_lossy(&argv[0]).to_ascii_uppercase();
+            if name == "RL.SETSTATE" || name == "RL.APPLY" {
+                assert_eq!(argv.len(), 3, "{name} takes key and payload");
+                out.push((name, argv[1].clone(), argv[2].clone()));
             }
         }
     }
@@ -217,38 +219,45 @@ fn setstate_reproduces_a_state_and_rejects_every_truncation() {
     let mut c = s.conn();
     let expected = populate(&mut c);
     let cmds = setstate_commands(&s);
-    // One SETSTATE per allowed charge: never for the denial, the peek or cost > capacity.
-    assert_eq!(cmds.len(), expected, "RL.SETSTATE count in the AOF");
-    // The last payload per key rebuilds that key exactly, expiry included, under another name.
+    // One effect per allowed charge: never for the denial, the peek or cost > capacity.
+    assert_eq!(
+        cmds.len(),
+        expected,
+        "RL.SETSTATE + RL.APPLY count in the AOF"
+    );
     for (k, _) in workload() {
-        let (_, payload) = cmds
-            .iter()
-            .rev()
-            .find(|(key, _)| *key == k)
-            .expect("key in AOF");
+        // A key's effects, applied in order under another name, rebuild it exactly, expiry
+        // included (SETSTATE carries the state, APPLY the master's hit).
         let copy = [b"copy:".as_slice(), &k].concat();
-        let r = c.cmd(&[b"RL.SETSTATE".as_slice(), &copy, payload]);
-        assert!(r.error().is_none(), "RL.SETSTATE of a real payload: {r:?}");
+        let mine: Vec<_> = cmds.iter().filter(|(_, key, _)| *key == k).collect();
+        assert!(!mine.is_empty(), "key in AOF");
+        for (name, _, payload) in &mine {
+            let r = c.cmd(&[name.as_bytes(), &copy, payload]);
+            assert!(r.error().is_none(), "{name} of a real payload: {r:?}");
+        }
         assert_eq!(
             c.snapshot(&copy),
             c.snapshot(&k),
-            "payload of {} does not rebuild it",
+            "the effects of {} do not rebuild it",
             String::from_utf8_lossy(&k)
         );
         // Every strict prefix and a trailing byte are refused; the target key is untouched.
+        let (name, _, payload) = mine[mine.len() - 1];
+        let refusal = if name == "RL.SETSTATE" {
+            "ERR invalid ratelimit state payload"
+        } else {
+            "ERR invalid ratelimit hit payload"
+        };
         for target in [&k, &copy, &b"fresh".to_vec()] {
             let before = c.snapshot(target);
             let mut bad: Vec<Vec<u8>> = (0..payload.len()).map(|n| payload[..n].to_vec()).collect();
             bad.push([payload.as_slice(), b"\x00"].concat());
             for p in bad {
-                let r = c.cmd(&[b"RL.SETSTATE".as_slice(), target, &p]);
+                let r = c.cmd(&[name.as_bytes(), target, &p]);
                 let e = r.error().unwrap_or_else(|| {
-                    panic!(
-                        "RL.SETSTATE accepted a corrupt payload of {} bytes",
-                        p.len()
-                    )
+                    panic!("{name} accepted a corrupt payload of {} bytes", p.len())
                 });
-                assert!(e.starts_with("ERR invalid ratelimit state payload"), "{e}");
+                assert!(e.starts_with(refusal), "{e}");
                 assert_eq!(c.snapshot(target), before);
             }
         }

@@ -54,6 +54,16 @@ fn replace_all(haystack: &mut [u8], from: &[u8], to: &[u8]) -> usize {
 
 /// Starts a server on `dump` and returns (it exited by itself before it was ready, its log).
 fn load(dump: &[u8]) -> (bool, String) {
+    let (status, log) = load_with_status(dump, true);
+    (status.is_some(), log)
+}
+
+/// Starts a server on `dump` (its checksum zeroed when `zero_checksum`, so that edited bytes
+/// load) and returns its exit status if it exited by itself before it was ready, and its log.
+fn load_with_status(
+    dump: &[u8],
+    zero_checksum: bool,
+) -> (Option<std::process::ExitStatus>, String) {
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "rl-rdb-format-{}-{}",
@@ -65,7 +75,9 @@ fn load(dump: &[u8]) -> (bool, String) {
     let mut dump = dump.to_vec();
     // A zero checksum tells the server not to verify it (we changed bytes on purpose).
     let len = dump.len();
-    dump[len - 8..].fill(0);
+    if zero_checksum {
+        dump[len - 8..].fill(0);
+    }
     fs::write(dir.join("dump.rdb"), &dump).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,8 +107,8 @@ fn load(dump: &[u8]) -> (bool, String) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let exited = loop {
-        if child.try_wait().unwrap().is_some() {
-            break true;
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
         }
         let ready = fs::read_to_string(&log)
             .unwrap_or_default()
@@ -104,7 +116,7 @@ fn load(dump: &[u8]) -> (bool, String) {
         if ready || Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            break false;
+            break None;
         }
         sleep(Duration::from_millis(20));
     };
@@ -132,23 +144,59 @@ fn unchanged_dump_loads() {
     assert!(log.contains("Ready to accept connections"), "{log}");
 }
 
+/// Rewrites every ratelimit value's encoding version (in its type id) from `from` to `to`.
+fn set_encoding_version(dump: &mut [u8], from: u64, to: u64) {
+    let a = module_type_id("ratelimit", from).to_be_bytes();
+    let b = module_type_id("ratelimit", to).to_be_bytes();
+    assert_eq!(replace_all(dump, &a, &b), 3, "one type id per key");
+}
+
+/// Rewrites every value's payload header (string opcode 5, length, version, oldest reader,
+/// tag) — the payloads are short, so their length is one byte.
+fn set_payload_header(dump: &mut [u8], from: [u8; 2], to: [u8; 2]) {
+    let mut found = 0;
+    for len in 8..64u8 {
+        for tag in 1..=3u8 {
+            found += replace_all(
+                dump,
+                &[5, len, from[0], from[1], tag],
+                &[5, len, to[0], to[1], tag],
+            );
+        }
+    }
+    assert_eq!(found, 3, "one payload per key");
+}
+
 #[test]
-fn newer_encoding_version_is_refused() {
+fn newer_version_that_needs_a_newer_reader_is_refused() {
     let mut dump = dump_with_every_algorithm();
-    let v1 = module_type_id("ratelimit", 1).to_be_bytes();
-    let v2 = module_type_id("ratelimit", 2).to_be_bytes();
-    assert_eq!(replace_all(&mut dump, &v1, &v2), 3, "one type id per key");
+    set_encoding_version(&mut dump, 2, 3);
+    set_payload_header(&mut dump, [2, 2], [3, 3]);
     let (exited, log) = load(&dump);
-    assert_refused(exited, &log, "encoding version 2");
+    assert_refused(exited, &log, "encoding version 3");
+    assert!(log.contains("upgrade the module"), "{log}");
+}
+
+#[test]
+fn newer_version_readable_by_this_one_loads() {
+    // Forward compatibility: a later release's value that declares itself readable here.
+    let mut dump = dump_with_every_algorithm();
+    set_encoding_version(&mut dump, 2, 3);
+    set_payload_header(&mut dump, [2, 2], [3, 2]);
+    let (exited, log) = load(&dump);
+    assert!(!exited, "a readable later version must load; log:\n{log}");
+    assert!(log.contains("Ready to accept connections"), "{log}");
 }
 
 #[test]
 fn damaged_value_is_refused() {
     let mut dump = dump_with_every_algorithm();
-    // Each value is one string field: opcode 5 (string), length 50, payload version 1, tag.
+    // An unknown algorithm tag in every value.
     let mut found = 0;
-    for tag in 1..=3u8 {
-        found += replace_all(&mut dump, &[5, 50, 1, tag], &[5, 50, 1, 9]);
+    for len in 8..64u8 {
+        for tag in 1..=3u8 {
+            found += replace_all(&mut dump, &[5, len, 2, 2, tag], &[5, len, 2, 2, 9]);
+        }
     }
     assert_eq!(found, 3);
     let (exited, log) = load(&dump);
@@ -156,10 +204,34 @@ fn damaged_value_is_refused() {
 }
 
 #[test]
-fn module_type_id_matches_the_server() {
-    // Guards the helper above: the id of encoding 1 occurs in a real dump.
+fn truncated_dump_is_refused_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
     let dump = dump_with_every_algorithm();
-    let v1 = module_type_id("ratelimit", 1).to_be_bytes();
-    assert!(dump.windows(8).any(|w| w == v1));
+    // Cut inside each value's payload: the module's read comes up short. The first release
+    // aborted the server there (SIGABRT); now the module reports it and the server exits 1.
+    let mut cuts = 0;
+    for len in 8..64u8 {
+        for tag in 1..=3u8 {
+            let pattern = [5, len, 2, 2, tag];
+            if let Some(at) = dump.windows(5).position(|w| w == pattern) {
+                cuts += 1;
+                let cut = &dump[..at + 5 + usize::from(len) / 2];
+                let (status, log) = load_with_status(cut, false);
+                let status = status.unwrap_or_else(|| panic!("a truncated dump loaded:\n{log}"));
+                assert_eq!(status.signal(), None, "killed by a signal; log:\n{log}");
+                assert_eq!(status.code(), Some(1), "log:\n{log}");
+                assert!(log.contains("short read of a ratelimit value"), "{log}");
+            }
+        }
+    }
+    assert_eq!(cuts, 3, "one cut per value");
+}
+
+#[test]
+fn module_type_id_matches_the_server() {
+    // Guards the helper above: the id of encoding 2 occurs in a real dump.
+    let dump = dump_with_every_algorithm();
+    let v2 = module_type_id("ratelimit", 2).to_be_bytes();
+    assert!(dump.windows(8).any(|w| w == v2));
     assert!(Path::new(&module_path()).is_file());
 }

@@ -53,17 +53,21 @@ impl KeyRule {
     }
 }
 
+/// The replicated effects a replica applied: RL.SETSTATE (counters) and RL.APPLY (logs).
 fn setstate_calls(c: &mut Conn) -> u64 {
     let stats = c.info("commandstats");
-    match info_field(&stats, "cmdstat_rl.setstate") {
-        None => 0,
-        Some(v) => v
-            .split(',')
-            .find_map(|kv| kv.strip_prefix("calls="))
-            .unwrap()
-            .parse()
-            .unwrap(),
-    }
+    ["cmdstat_rl.setstate", "cmdstat_rl.apply"]
+        .iter()
+        .map(|name| match info_field(&stats, name) {
+            None => 0,
+            Some(v) => v
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        })
+        .sum()
 }
 
 fn now_ms() -> i64 {
@@ -89,7 +93,7 @@ fn random_workload_converges() {
         .map(|i| {
             let mut k = KeyRule {
                 key: format!("rk:{i}"),
-                algo: ALGOS[i % 3],
+                algo: ALGOS[i % ALGOS.len()],
                 long: i % 2 == 1,
                 limit: 1,
                 window: "1h",
@@ -246,9 +250,9 @@ fn denials_peeks_and_cost_0_replicate_nothing() {
         "denials/peeks/COST 0 moved the replication offset by {delta} bytes"
     );
     master.wait_replicas(&mut m, 1);
-    assert_eq!(setstate_calls(&mut r), 9);
+    assert_eq!(setstate_calls(&mut r), 3 * ALGOS.len() as u64);
     assert_eq!(master.digest(), replica.digest());
-    assert_eq!(m.cmd_str("DBSIZE").int(), 3);
+    assert_eq!(m.cmd_str("DBSIZE").int(), ALGOS.len() as i64);
 }
 
 #[test]
@@ -362,4 +366,30 @@ fn an_expired_key_peeks_as_fresh_on_master_and_replica() {
     }
     master.wait_replicas(&mut m, 1);
     assert_eq!(master.digest(), replica.digest());
+}
+
+#[test]
+fn a_replica_loads_a_full_sync_diskless() {
+    // The module handles RDB read errors and async loading, so a replica may parse the
+    // master's stream straight into memory (swapdb: into a temporary db while serving).
+    let master = Server::start();
+    let mut m = master.conn();
+    for algo in ALGOS {
+        m.allow(format!("d:{algo}"), &format!("5 1h ALGO {algo} COST 2"));
+    }
+    let replica = common::NodeConfig::new()
+        .set("repl-diskless-load", "swapdb")
+        .replica_of(&master)
+        .start();
+    let mut r = replica.conn();
+    common::wait_until(Duration::from_secs(20), "the replica to sync", || {
+        r.info("replication").contains("master_link_status:up")
+    });
+    let log = replica.log();
+    assert!(!log.contains("Skipping diskless-load"), "{log}");
+    assert!(
+        log.contains("with EOF to parser"),
+        "not loaded diskless:\n{log}"
+    );
+    assert_eq!(replica.digest(), master.digest());
 }

@@ -10,8 +10,9 @@
 //! * `retry_after` (denied, `n ≤ limit`) = `window_start + W − now`: the window's end;
 //! * `reset_after` / expiry = `window_start + W` (0 for an absent key).
 //!
-//! A clock step back (now before `window_start`) still counts in the stored window; durations
-//! are measured from the real `now`. On a rule change the start and count are kept and the
+//! A window that starts after `now` (a clock step back, or a promoted replica whose clock is
+//! behind) is read as starting at `now` — the latest start possible — with its count
+//! ([`FixedWindowState::clamped`]). On a rule change the start and count are kept and the
 //! window ends at `window_start + new W` (if that is not after `now`, the window is over).
 //!
 //! Worked example: limit 3, `W` = 1 s. Requests at 10.0 s and 10.2 s open the window
@@ -57,15 +58,23 @@ impl FixedWindowState {
         }
     }
 
+    /// Whether the window starts after `now_us` (a clock step back).
+    pub fn is_ahead(&self, now_us: u64) -> bool {
+        self.window_start_us > now_us
+    }
+
+    /// The most restrictive state possible at `now_us`: a window starting at `now_us` at the
+    /// latest.
+    pub fn clamped(&self, now_us: u64) -> FixedWindowState {
+        FixedWindowState {
+            window_start_us: self.window_start_us.min(now_us),
+            ..*self
+        }
+    }
+
     /// The state as seen at `now_us` under `rule`: `None` when its window is over (or empty).
     pub fn at(&self, rule: &Rule, now_us: u64) -> Option<FixedWindowState> {
         (self.count > 0 && now_us < self.expires_at_us(rule)).then_some(*self)
-    }
-
-    /// Ages the state under `old` at `now_us`; start and count carry over to any new rule
-    /// unchanged (the new window length then decides when the window ends).
-    pub fn carried_over(&self, old: &Rule, now_us: u64) -> Option<FixedWindowState> {
-        self.at(old, now_us)
     }
 }
 
@@ -157,23 +166,27 @@ mod unit {
     }
 
     #[test]
-    fn clock_backwards_and_rule_change() {
+    fn clock_step_and_rule_change() {
         let r = rule(5, 1_000);
         let s = FixedWindowState {
             window_start_us: 10_000,
             count: 5,
         };
-        let (d, _) = decide(Some(&s), &r, 1, 9_900);
-        assert_eq!(d.retry_after, RetryAfter::After(1_100));
-        assert_eq!(d.reset_after_us, 1_100);
+        // A window starting in the future is read as starting now.
+        assert!(s.is_ahead(9_900));
+        let c = s.clamped(9_900);
+        assert_eq!(c.window_start_us, 9_900);
+        let (d, _) = decide(Some(&c), &r, 1, 9_900);
+        assert_eq!(d.retry_after, RetryAfter::After(1_000));
+        assert_eq!(d.reset_after_us, 1_000);
         // Shorter window: ends at 10_300.
         let short = rule(5, 300);
-        assert_eq!(s.carried_over(&r, 10_299), Some(s));
+        assert_eq!(s.at(&short, 10_299), Some(s));
         let (d, _) = decide(Some(&s), &short, 1, 10_299);
         assert_eq!(d.retry_after, RetryAfter::After(1));
         let (d, _) = decide(Some(&s), &short, 1, 10_300);
         assert!(d.allowed);
         // Aged under the old rule first: over at 11_000 even with a longer new window.
-        assert_eq!(s.carried_over(&r, 11_000), None);
+        assert_eq!(s.at(&r, 11_000), None);
     }
 }

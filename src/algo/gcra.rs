@@ -1,21 +1,26 @@
-//! Generic cell rate algorithm: a token bucket kept as one timestamp, with µs precision.
+//! Generic cell rate algorithm: a token bucket kept as one timestamp, exact to the microsecond.
 //!
-//! `T` = `rule.emission_interval_us()` = `window / limit` **rounded down to whole µs** (so the
-//! sustained rate is `limit` per `window` or slightly faster when `window` is not a multiple of
-//! `limit`: 3 per second runs at one per 333 333 µs). `B` = `rule.burst()` is the most that can
-//! pass at once, the tolerance is `τ = B × T`. The state is the theoretical arrival time `tat`:
-//! the bucket is full again at `tat`; a state with `tat ≤ now` is as if absent.
+//! The emission interval `T = window / limit` is a rational number of µs (3 per second is one
+//! per 333 333⅓ µs), so time is kept in units of `1 / limit` µs: there `T` is exactly `window`
+//! units and nothing is ever rounded in the user's favour. `B` = `rule.burst()` is the most that
+//! can pass at once; the tolerance is `τ = B × T`. The state is the theoretical arrival time
+//! `tat` (stored as `tat × limit`): the bucket is full again at `tat`; a state with
+//! `tat ≤ now` is as if absent.
 //!
 //! * with `tat0 = max(tat, now)` and `new_tat = tat0 + n × T`, a request of cost `n` is admitted
-//!   iff `new_tat − now ≤ τ`, and then `tat = new_tat`;
+//!   iff `new_tat − now ≤ τ`, and then `tat = new_tat` — all in units, i.e.
+//!   `tat0·L + n·W − now·L ≤ B·W`;
 //! * `remaining` = `B − ceil((tat − now) / T)` clamped to `[0, B]` (after the charge);
-//! * `retry_after` (denied, `n ≤ B`) = `new_tat − τ − now`;
-//! * `reset_after` = `tat − now` (0 when `tat ≤ now`); the expiry is `tat`.
+//! * `retry_after` (denied, `n ≤ B`) = `ceil(new_tat − τ) − now` µs;
+//! * `reset_after` = `ceil(tat) − now` µs (0 when `tat ≤ now`); the key expires at `ceil(tat)`.
 //!
-//! A clock step back simply makes `tat − now` larger (more of the bucket looks used). On a rule
-//! change the used part of the bucket is kept in cells: if `tat > now`,
-//! `tat' = now + ceil((tat − now) × T_new / T_old)` (capped at `MAX_TIMESTAMP_US`); so raising
-//! the limit or burst never denies a request the old rule would have admitted.
+//! So over any span of `d` µs at most `B + limit × d / window` is admitted, exactly.
+//!
+//! A clock step back can leave `tat − now > τ`, which no sequence of requests produces; such a
+//! state is read as an empty bucket at `now` (`tat = now + τ`). On a rule change the used part
+//! of the bucket is kept in cells — `(tat − now) / T_old` cells become
+//! `ceil((tat − now) × T_new / T_old)` µs under the new rule, capped at the new `τ` — so
+//! raising the limit or the burst never denies a request the old rule would have admitted.
 //!
 //! Worked example: 10 per second with burst 5 (`T` = 100 ms, `τ` = 500 ms). On an empty bucket
 //! at 0 a cost-5 request passes (`tat` = 500 ms, `remaining` 0, `reset_after` 500 ms); another
@@ -28,79 +33,124 @@
 //! let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, Some(5)).unwrap();
 //! let (d, state) = decide(None, &rule, 5, 0);
 //! assert_eq!((d.allowed, d.remaining, d.reset_after_us), (true, 0, 500_000));
-//! assert_eq!(state, Some(GcraState { tat_us: 500_000 }));
+//! assert_eq!(state.unwrap().tat_us_ceil(&rule), 500_000);
 //! let (d, _) = decide(state.as_ref(), &rule, 1, 0);
 //! assert_eq!(d.retry_after, RetryAfter::After(100_000));
 //! let (d, _) = decide(state.as_ref(), &rule, 0, 250_000);
 //! assert_eq!(d.remaining, 2);
 //! ```
 
-use super::{clamp_u64, mul, Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
+use super::{clamp_u64, div_ceil, mul, Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
 
 /// State of a gcra limiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GcraState {
-    /// Theoretical arrival time: when the bucket is full again, µs since the epoch.
-    pub tat_us: u64,
+    /// Theoretical arrival time × `limit`: when the bucket is full again, in units of
+    /// `1 / limit` µs since the epoch.
+    pub tat_scaled: u128,
 }
 
 impl GcraState {
-    /// Whether the timestamp is within bounds.
-    pub fn is_valid(&self) -> bool {
-        self.tat_us <= MAX_TIMESTAMP_US
-    }
-
-    /// Absolute µs at which the bucket is full again (`tat`).
-    pub fn expires_at_us(&self) -> u64 {
-        self.tat_us
-    }
-
-    /// The state as seen at `now_us`: `None` when the bucket is full (as absent).
-    pub fn at(&self, now_us: u64) -> Option<GcraState> {
-        (self.tat_us > now_us).then_some(*self)
-    }
-
-    /// Ages the state at `now_us`, then rescales the used cells from `old`'s emission interval
-    /// to `new`'s: `tat' = now + ceil((tat − now) × T_new / T_old)`, at most `MAX_TIMESTAMP_US`.
-    pub fn carried_over(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<GcraState> {
-        let aged = self.at(now_us)?;
-        let (t_old, t_new) = (old.emission_interval_us(), new.emission_interval_us());
-        if t_old == t_new {
-            return Some(aged);
+    /// A state from a whole-µs `tat` (how the first release stored it).
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{gcra::GcraState, Algorithm, Rule};
+    /// let rule = Rule::new(Algorithm::Gcra, 3, 1_000_000, None).unwrap();
+    /// assert_eq!(GcraState::from_tat_us(&rule, 7).tat_scaled, 21);
+    /// ```
+    pub fn from_tat_us(rule: &Rule, tat_us: u64) -> GcraState {
+        GcraState {
+            tat_scaled: mul(tat_us, rule.limit()),
         }
-        let used = mul(aged.tat_us.saturating_sub(now_us), t_new);
-        let Some(scaled) = div_ceil(used, u128::from(t_old)) else {
-            return Some(aged); // t_old == 0: not a gcra rule, nothing sensible to rescale
+    }
+
+    /// `tat` rounded up to whole µs (the key's expiry).
+    pub fn tat_us_ceil(&self, rule: &Rule) -> u64 {
+        clamp_u64(div_ceil(self.tat_scaled, u128::from(rule.limit())).unwrap_or(u128::MAX))
+    }
+
+    /// Whether `tat` is within bounds.
+    pub fn is_valid(&self, rule: &Rule) -> bool {
+        self.tat_us_ceil(rule) <= MAX_TIMESTAMP_US
+    }
+
+    /// Absolute µs at which the bucket is full again (`ceil(tat)`).
+    pub fn expires_at_us(&self, rule: &Rule) -> u64 {
+        self.tat_us_ceil(rule)
+    }
+
+    /// Whether `tat − now > τ`: more of the bucket used than it holds (a clock step back).
+    pub fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
+        self.tat_scaled > latest(rule, now_us)
+    }
+
+    /// The most restrictive state possible at `now_us`: `tat` at most `now + τ`.
+    pub fn clamped(&self, rule: &Rule, now_us: u64) -> GcraState {
+        GcraState {
+            tat_scaled: self.tat_scaled.min(latest(rule, now_us)),
+        }
+    }
+
+    /// The state at `now_us`: `None` when the bucket is full (as absent).
+    pub fn at(&self, rule: &Rule, now_us: u64) -> Option<GcraState> {
+        (self.tat_scaled > now_scaled(rule, now_us)).then_some(*self)
+    }
+
+    /// Ages the state under `old` at `now_us`, then rescales the used cells to `new`'s units:
+    /// `(tat − now)` of `T_old` becomes `ceil((tat − now) × T_new / T_old)`, at most `τ_new`.
+    pub fn carried_over(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<GcraState> {
+        let aged = self.at(old, now_us)?;
+        if old.limit() == new.limit() && old.window_us() == new.window_us() {
+            return aged.at(new, now_us).map(|s| s.clamped(new, now_us));
+        }
+        // Used time in old units; cells = used / W_old; new units = cells × W_new.
+        let used = aged.tat_scaled.saturating_sub(now_scaled(old, now_us));
+        let w_old = u128::from(old.window_us());
+        let w_new = u128::from(new.window_us());
+        // used × W_new / W_old without overflow: used = q × W_old + r.
+        let q = used.checked_div(w_old).unwrap_or(0);
+        let r = used.checked_rem(w_old).unwrap_or(0);
+        let scaled = q
+            .saturating_mul(w_new)
+            .saturating_add(div_ceil(r.saturating_mul(w_new), w_old).unwrap_or(0));
+        let state = GcraState {
+            tat_scaled: now_scaled(new, now_us).saturating_add(scaled),
         };
-        // More used cells than fit before year 9999 mean "practically never": keep it storable.
-        let latest = MAX_TIMESTAMP_US.max(now_us.saturating_add(1));
-        Some(GcraState {
-            tat_us: clamp_u64(u128::from(now_us).saturating_add(scaled)).min(latest),
-        })
+        state.at(new, now_us).map(|s| s.clamped(new, now_us))
     }
 }
 
-/// Decides a request of `cost` at `now_us` against `state` (already under `rule`; `None` =
-/// absent). Returns the decision and, iff allowed with `cost > 0`, the state to store.
+/// `now` in units of `1 / limit` µs.
+fn now_scaled(rule: &Rule, now_us: u64) -> u128 {
+    mul(now_us, rule.limit())
+}
+
+/// The latest possible `tat` at `now`: `now + τ`, in units.
+fn latest(rule: &Rule, now_us: u64) -> u128 {
+    now_scaled(rule, now_us).saturating_add(mul(rule.burst(), rule.window_us()))
+}
+
+/// Decides a request of `cost` at `now_us` against `state` (already under `rule` and clamped;
+/// `None` = absent). Returns the decision and, iff allowed with `cost > 0`, the state to store.
 pub fn decide(
     state: Option<&GcraState>,
     rule: &Rule,
     cost: u64,
     now_us: u64,
 ) -> (Decision, Option<GcraState>) {
-    let t = rule.emission_interval_us().max(1);
+    let limit = u128::from(rule.limit());
+    let w = u128::from(rule.window_us());
     let burst = rule.burst();
-    let tau = mul(burst, t);
-    let now = u128::from(now_us);
+    let tau = mul(burst, rule.window_us());
+    let now = now_scaled(rule, now_us);
     // tat0 = max(tat, now)
-    let tat0 = state
-        .and_then(|s| s.at(now_us))
-        .map_or(now, |s| u128::from(s.tat_us));
+    let tat0 = state.map_or(now, |s| s.tat_scaled.max(now));
     let remaining = |tat: u128| {
-        let used = div_ceil(tat.saturating_sub(now), u128::from(t)).unwrap_or(u128::MAX);
+        let used = div_ceil(tat.saturating_sub(now), w).unwrap_or(u128::MAX);
         clamp_u64(u128::from(burst).saturating_sub(used))
     };
-    let reset_after = |tat: u128| clamp_u64(tat.saturating_sub(now));
+    let reset_after =
+        |tat: u128| clamp_u64(div_ceil(tat.saturating_sub(now), limit).unwrap_or(u128::MAX));
     if cost == 0 || cost > burst {
         let decision = Decision {
             allowed: cost == 0,
@@ -115,38 +165,34 @@ pub fn decide(
         };
         return (decision, None);
     }
-    let new_tat = tat0.saturating_add(mul(cost, t));
+    let new_tat = tat0.saturating_add(mul(cost, rule.window_us()));
     let over = new_tat.saturating_sub(now);
     if over <= tau {
-        let written = GcraState {
-            tat_us: clamp_u64(new_tat),
-        };
-        let tat = u128::from(written.tat_us);
         let decision = Decision {
             allowed: true,
             capacity: rule.capacity(),
-            remaining: remaining(tat),
+            remaining: remaining(new_tat),
             retry_after: RetryAfter::Now,
-            reset_after_us: reset_after(tat),
+            reset_after_us: reset_after(new_tat),
         };
-        (decision, Some(written))
+        (
+            decision,
+            Some(GcraState {
+                tat_scaled: new_tat,
+            }),
+        )
     } else {
+        // Passes at the first whole µs t with new_tat − t·L ≤ τ.
+        let retry = div_ceil(over.saturating_sub(tau), limit).unwrap_or(u128::MAX);
         let decision = Decision {
             allowed: false,
             capacity: rule.capacity(),
             remaining: remaining(tat0),
-            retry_after: RetryAfter::After(clamp_u64(over.saturating_sub(tau)).max(1)),
+            retry_after: RetryAfter::After(clamp_u64(retry).max(1)),
             reset_after_us: reset_after(tat0),
         };
         (decision, None)
     }
-}
-
-/// `ceil(a / b)`; `None` when `b == 0`.
-fn div_ceil(a: u128, b: u128) -> Option<u128> {
-    let q = a.checked_div(b)?;
-    let r = a.checked_rem(b)?;
-    Some(if r > 0 { q.saturating_add(1) } else { q })
 }
 
 #[cfg(test)]
@@ -155,17 +201,43 @@ mod unit {
     use super::*;
     use crate::algo::Algorithm;
 
+    fn rule(limit: u64, w: u64, burst: Option<u64>) -> Rule {
+        Rule::new(Algorithm::Gcra, limit, w, burst).unwrap()
+    }
+
     #[test]
-    fn emission_interval_rounds_down() {
-        let r = Rule::new(Algorithm::Gcra, 3, 1_000_000, None).unwrap();
-        assert_eq!(r.emission_interval_us(), 333_333);
+    fn three_per_second_is_exact() {
+        let r = rule(3, 1_000_000, None);
         let (_, s) = decide(None, &r, 3, 0);
-        assert_eq!(s.unwrap().tat_us, 999_999);
+        // tat = 1 s exactly: the full quota is back after one window, not 999 999 µs.
+        assert_eq!(s.unwrap().expires_at_us(&r), 1_000_000);
+        let (d, _) = decide(s.as_ref(), &r, 1, 0);
+        // One cell is 333 333⅓ µs: the next request passes at 333 334 µs.
+        assert_eq!(d.retry_after, RetryAfter::After(333_334));
+        let (d, _) = decide(s.as_ref(), &r, 1, 333_333);
+        assert!(!d.allowed);
+        assert!(decide(s.as_ref(), &r, 1, 333_334).0.allowed);
+    }
+
+    #[test]
+    fn the_review_cases_are_exact() {
+        // 600 000 per second, a whole second's quota at once: back only after a second.
+        let r = rule(600_000, 1_000_000, None);
+        let (d, s) = decide(None, &r, 600_000, 0);
+        assert_eq!((d.allowed, d.reset_after_us), (true, 1_000_000));
+        let (d, _) = decide(s.as_ref(), &r, 600_000, 600_000);
+        assert_eq!(d.retry_after, RetryAfter::After(400_000));
+        // More than one request per µs.
+        let r = rule(1_000_000, 1_900_000, None);
+        let (d, s) = decide(None, &r, 1_000_000, 0);
+        assert_eq!(d.reset_after_us, 1_900_000);
+        assert!(!decide(s.as_ref(), &r, 1_000_000, 1_899_999).0.allowed);
+        assert!(decide(s.as_ref(), &r, 1_000_000, 1_900_000).0.allowed);
     }
 
     #[test]
     fn edges_limit_one() {
-        let r = Rule::new(Algorithm::Gcra, 1, 1_000, None).unwrap();
+        let r = rule(1, 1_000, None);
         let (d, s) = decide(None, &r, 1, 5_000);
         assert_eq!((d.allowed, d.remaining, d.reset_after_us), (true, 0, 1_000));
         let s = s.unwrap();
@@ -174,23 +246,35 @@ mod unit {
         assert_eq!(d.reset_after_us, 1);
         let (d, w) = decide(Some(&s), &r, 1, 6_000);
         assert!(d.allowed);
-        assert_eq!(w.unwrap().tat_us, 7_000);
-        // Clock backwards: more of the bucket looks used.
-        let (d, _) = decide(Some(&s), &r, 1, 4_990);
-        assert_eq!(d.retry_after, RetryAfter::After(1_010));
-        assert_eq!(d.reset_after_us, 1_010);
+        assert_eq!(w.unwrap().expires_at_us(&r), 7_000);
+    }
+
+    #[test]
+    fn a_state_from_the_future_is_an_empty_bucket_now() {
+        let r = rule(10, 1_000_000, Some(5)); // τ = 500 ms
+        let day = 86_400_000_000u64;
+        let s = GcraState::from_tat_us(&r, 1_000 + day);
+        assert!(s.is_ahead(&r, 1_000));
+        let c = s.clamped(&r, 1_000);
+        assert_eq!(c.expires_at_us(&r), 501_000);
+        let (d, _) = decide(Some(&c), &r, 1, 1_000);
+        assert_eq!(d.retry_after, RetryAfter::After(100_000));
+        assert_eq!(d.reset_after_us, 500_000);
     }
 
     #[test]
     fn rescale_keeps_used_cells() {
-        let old = Rule::new(Algorithm::Gcra, 10, 1_000, None).unwrap(); // T = 100
-        let new = Rule::new(Algorithm::Gcra, 3, 1_000, None).unwrap(); // T = 333
-        let s = GcraState { tat_us: 1_250 };
-        // 2.5 cells used at 1_000 → ceil(2.5 × 333) = 833.
-        assert_eq!(
-            s.carried_over(&old, &new, 1_000),
-            Some(GcraState { tat_us: 1_833 })
-        );
+        let old = rule(10, 1_000, None); // T = 100
+        let new = rule(3, 1_000, None); // T = 333⅓
+        let s = GcraState::from_tat_us(&old, 1_250);
+        // 2.5 cells used at 1_000 → 2.5 × 333⅓ = 833⅓ µs: tat' = 1 833⅓.
+        let c = s.carried_over(&old, &new, 1_000).unwrap();
+        assert_eq!(c.tat_scaled, 3 * 1_000 + 2_500);
+        assert_eq!(c.expires_at_us(&new), 1_834);
         assert_eq!(s.carried_over(&old, &new, 1_250), None);
+        // A lower burst caps the used cells at the new tolerance.
+        let small = rule(10, 1_000, Some(1));
+        let c = s.carried_over(&old, &small, 1_000).unwrap();
+        assert_eq!(c.expires_at_us(&small), 1_100);
     }
 }

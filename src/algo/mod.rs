@@ -1,8 +1,8 @@
 //! Pure rate-limiting algorithms: no Redis import, the clock is a parameter.
 //!
 //! Every algorithm answers the same question — "may a request of `cost` pass at `now_us`?" — with
-//! the same [`Decision`], and says which state to store afterwards (if any). The Redis glue stores
-//! a [`Limiter`] (rule + state) per key; [`Limiter::decide`] is the one dispatch point.
+//! the same [`Decision`]. The Redis glue stores a [`Limiter`] (rule + state) per key and calls
+//! [`Limiter::decide`] (charge) or [`Limiter::peek`] (look only); those are the dispatch points.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
 //!
@@ -11,34 +11,39 @@
 //! * `cost == 0` is always allowed and never written: it reports the current `remaining` and
 //!   `reset_after_us` (this is also what a peek with cost 0 returns).
 //! * `cost > capacity` is denied with [`RetryAfter::Never`] and never written.
-//! * An allowed request with `cost >= 1` is charged and returns the limiter to store; its
+//! * An allowed request with `cost >= 1` is charged and stored; the stored limiter's
 //!   [`Limiter::expires_at_us`] is exactly `now + reset_after_us`.
 //! * A denied request (cost within capacity) returns the *exact* earliest delay after which the
 //!   same request would pass if nothing else arrived: at `now + d - 1` it is still denied.
 //! * A stored state past its expiry behaves exactly like an absent key.
-//! * A clock that steps back a little never panics: counting happens as if at the stored window
-//!   start, while durations are still measured from the real `now`.
+//! * **Clock steps.** A state can never legitimately be ahead of `now` by more than its rule
+//!   allows (a window that has not started yet, a gcra `tat` beyond `now + burst × T`, a log
+//!   entry in the future). Such a state — left by a clock that stepped back, or by a promoted
+//!   replica whose clock is behind the old master's — is read as the *most restrictive state
+//!   possible at `now`* (see each algorithm's `clamped`), so a step back of a day costs at most
+//!   one window of waiting, never a day.
 //! * A request under a rule other than the stored one (same algorithm) first ages the stored
-//!   state under its old rule, then carries the used amount over to the new rule
-//!   ([`Limiter::carried_over`]) and decides against that. A denied request under a changed
-//!   rule returns the carried-over limiter to store, so the new rule takes effect at once and
-//!   the denial's `retry_after` / `reset_after_us` are exact too.
+//!   state under its old rule, then carries the used amount over to the new rule and decides
+//!   against that.
+//! * When the stored state had to be converted (rule change) or clamped (clock step), a denied
+//!   `RL.ALLOW` still stores the converted state ([`Outcome::Updated`]), so that the key's TTL
+//!   and every later reply follow from what the reply said.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
 //! hold for valid states and a clock well before `MAX_TIMESTAMP_US` (year 9999).
 //!
 //! ```
-//! use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
+//! use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, RetryAfter, Rule};
 //! // 2 requests per second, sliding window.
 //! let rule = Rule::new(Algorithm::SlidingWindow, 2, 1_000_000, None).unwrap();
 //! let t = 10_000_000; // an aligned window start
-//! let (d, stored) = Limiter::decide(None, &rule, 2, t).unwrap();
+//! let (d, outcome) = Limiter::decide(None, &rule, 2, t).unwrap();
 //! assert!(d.allowed && d.remaining == 0);
-//! let stored = stored.unwrap(); // allowed with cost >= 1: store it
+//! let Outcome::Created(mut stored) = outcome else { unreachable!() };
 //! assert_eq!(stored.expires_at_us(), t + d.reset_after_us);
-//! let (d, write) = Limiter::decide(Some(&stored), &rule, 1, t).unwrap();
-//! assert!(!d.allowed && write.is_none());
+//! let (d, outcome) = Limiter::decide(Some(&mut stored), &rule, 1, t).unwrap();
+//! assert!(!d.allowed && outcome == Outcome::Unchanged);
 //! // Half-way through the next window the 2 earlier requests weigh 2 × 0.5 = 1.
 //! assert_eq!(d.retry_after, RetryAfter::After(1_500_000));
 //! ```
@@ -54,10 +59,12 @@
 
 pub mod fixed_window;
 pub mod gcra;
+pub mod moving_window;
 pub mod sliding_window;
 
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
+pub use moving_window::MovingWindowState;
 pub use sliding_window::SlidingWindowState;
 
 #[cfg(test)]
@@ -74,9 +81,9 @@ pub const MAX_COUNT: u64 = i64::MAX as u64;
 /// Latest timestamp a decoded state may hold (9999-12-31T23:59:59.999999Z in µs).
 pub const MAX_TIMESTAMP_US: u64 = 253_402_300_799_999_999;
 
-/// Longest accepted gcra burst tolerance (`BURST` × emission interval): 100 years in µs.
+/// Longest accepted gcra burst tolerance (`BURST × window / limit`): 100 years in µs.
 ///
-/// Keeps every `tat` computation far from `u64` overflow.
+/// Keeps every `tat` computation far from overflow.
 pub const MAX_GCRA_TOLERANCE_US: u64 = 100 * 365 * 24 * 3600 * 1_000_000;
 
 /// Which algorithm a limiter runs. The names follow the Python `limits` library.
@@ -86,29 +93,43 @@ pub enum Algorithm {
     SlidingWindow,
     /// Fixed window counter; a window starts at the first request after the previous one ended.
     FixedWindow,
-    /// Generic cell rate algorithm (a token bucket with µs precision).
+    /// Generic cell rate algorithm (a token bucket, exact to the microsecond).
     Gcra,
+    /// The exact sliding log: no window of length `window` ever holds more than `limit`.
+    MovingWindow,
 }
 
 impl Algorithm {
-    /// The name used in commands, replies and errors (`sliding-window`, `fixed-window`, `gcra`).
+    /// Every algorithm, in tag order.
+    pub const ALL: [Algorithm; 4] = [
+        Algorithm::SlidingWindow,
+        Algorithm::FixedWindow,
+        Algorithm::Gcra,
+        Algorithm::MovingWindow,
+    ];
+
+    /// The name used in commands, replies and errors (`sliding-window`, `fixed-window`,
+    /// `gcra`, `moving-window`).
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::SlidingWindow => "sliding-window",
             Algorithm::FixedWindow => "fixed-window",
             Algorithm::Gcra => "gcra",
+            Algorithm::MovingWindow => "moving-window",
         }
     }
 
     /// Parses a command-line name, case-insensitively.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::Algorithm;
+    /// assert_eq!(Algorithm::from_name(b"GCRA"), Some(Algorithm::Gcra));
+    /// assert_eq!(Algorithm::from_name(b"token-bucket"), None);
+    /// ```
     pub fn from_name(name: &[u8]) -> Option<Algorithm> {
-        [
-            Algorithm::SlidingWindow,
-            Algorithm::FixedWindow,
-            Algorithm::Gcra,
-        ]
-        .into_iter()
-        .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+        Algorithm::ALL
+            .into_iter()
+            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
@@ -117,8 +138,7 @@ impl Algorithm {
 ///
 /// Invariants (established by [`Rule::new`]): `1 <= limit <= MAX_COUNT`,
 /// `1 <= window_us <= MAX_WINDOW_US`, `1 <= burst <= MAX_COUNT`, `burst == limit` unless gcra,
-/// and for gcra an emission interval of at least 1 µs and a tolerance of at most
-/// `MAX_GCRA_TOLERANCE_US`.
+/// and for gcra a tolerance `burst × window / limit` of at most `MAX_GCRA_TOLERANCE_US`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rule {
     algorithm: Algorithm,
@@ -138,9 +158,7 @@ pub enum RuleError {
     Burst,
     /// A burst other than the limit for a counter algorithm.
     BurstNotGcra,
-    /// gcra: `window / limit` is below 1 µs.
-    EmissionInterval,
-    /// gcra: `burst` × emission interval exceeds `MAX_GCRA_TOLERANCE_US`.
+    /// gcra: `burst × window / limit` exceeds `MAX_GCRA_TOLERANCE_US`.
     Tolerance,
 }
 
@@ -152,6 +170,8 @@ impl Rule {
     /// let r = Rule::new(Algorithm::Gcra, 10, 1_000_000, Some(20)).unwrap();
     /// assert_eq!(r.capacity(), 20);
     /// assert!(Rule::new(Algorithm::FixedWindow, 10, 1_000_000, Some(20)).is_err());
+    /// // More than one request per microsecond is fine: gcra is exact.
+    /// assert!(Rule::new(Algorithm::Gcra, 3_000_000, 1_000_000, None).is_ok());
     /// ```
     pub fn new(
         algorithm: Algorithm,
@@ -171,23 +191,18 @@ impl Rule {
             (Algorithm::Gcra, Some(_)) => return Err(RuleError::Burst),
             (_, Some(_)) => return Err(RuleError::BurstNotGcra),
         };
-        let rule = Rule {
+        if algorithm == Algorithm::Gcra {
+            // burst × window / limit ≤ MAX, compared without division.
+            if mul(burst, window_us) > mul(MAX_GCRA_TOLERANCE_US, limit) {
+                return Err(RuleError::Tolerance);
+            }
+        }
+        Ok(Rule {
             algorithm,
             limit,
             window_us,
             burst,
-        };
-        if algorithm == Algorithm::Gcra {
-            let t = rule.emission_interval_us();
-            if t == 0 {
-                return Err(RuleError::EmissionInterval);
-            }
-            let tolerance = u128::from(t).saturating_mul(u128::from(burst));
-            if tolerance > u128::from(MAX_GCRA_TOLERANCE_US) {
-                return Err(RuleError::Tolerance);
-            }
-        }
-        Ok(rule)
+        })
     }
 
     /// The algorithm.
@@ -209,11 +224,6 @@ impl Rule {
     /// The most that can pass at once: `burst` for gcra, `limit` otherwise.
     pub fn capacity(&self) -> u64 {
         self.burst
-    }
-    /// gcra emission interval `window / limit` in whole µs, rounded down (0 means invalid for
-    /// gcra; a validated gcra rule always has at least 1).
-    pub fn emission_interval_us(&self) -> u64 {
-        self.window_us.checked_div(self.limit).unwrap_or(0)
     }
 }
 
@@ -244,7 +254,7 @@ pub struct Decision {
 }
 
 /// The per-algorithm state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
     /// See [`sliding_window`].
     SlidingWindow(SlidingWindowState),
@@ -252,15 +262,8 @@ pub enum State {
     FixedWindow(FixedWindowState),
     /// See [`gcra`].
     Gcra(GcraState),
-}
-
-/// What one key stores: the rule last applied and the algorithm's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limiter {
-    /// The rule the state was last written under.
-    pub rule: Rule,
-    /// The algorithm's state (its variant always matches `rule.algorithm()`).
-    pub state: State,
+    /// See [`moving_window`] (boxed: a log is larger than the counters' states).
+    MovingWindow(Box<MovingWindowState>),
 }
 
 impl State {
@@ -270,8 +273,18 @@ impl State {
             State::SlidingWindow(_) => Algorithm::SlidingWindow,
             State::FixedWindow(_) => Algorithm::FixedWindow,
             State::Gcra(_) => Algorithm::Gcra,
+            State::MovingWindow(_) => Algorithm::MovingWindow,
         }
     }
+}
+
+/// What one key stores: the rule last applied and the algorithm's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limiter {
+    /// The rule the state was last written under.
+    pub rule: Rule,
+    /// The algorithm's state (its variant always matches `rule.algorithm()`).
+    pub state: State,
 }
 
 /// A request named an algorithm other than the one stored at the key (the glue replies with an
@@ -284,85 +297,299 @@ pub struct AlgorithmMismatch {
     pub requested: Algorithm,
 }
 
+/// What [`Limiter::decide`] (or [`Limiter::replay`]) did to the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to store (denied, peek-like, or cost 0).
+    Unchanged,
+    /// The stored limiter was changed in place: store it (expiry, replication).
+    Updated,
+    /// The key was absent and this limiter must be created.
+    Created(Limiter),
+    /// The stored limiter holds nothing any more: delete the key ([`Limiter::replay`] only).
+    Emptied,
+}
+
+/// The counter algorithms' states (small, `Copy`): how `Limiter` treats all three alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counter {
+    Sliding(SlidingWindowState),
+    Fixed(FixedWindowState),
+    Gcra(GcraState),
+}
+
+impl Counter {
+    fn of(state: &State) -> Option<Counter> {
+        match state {
+            State::SlidingWindow(s) => Some(Counter::Sliding(*s)),
+            State::FixedWindow(s) => Some(Counter::Fixed(*s)),
+            State::Gcra(s) => Some(Counter::Gcra(*s)),
+            State::MovingWindow(_) => None,
+        }
+    }
+
+    fn into_state(self) -> State {
+        match self {
+            Counter::Sliding(s) => State::SlidingWindow(s),
+            Counter::Fixed(s) => State::FixedWindow(s),
+            Counter::Gcra(s) => State::Gcra(s),
+        }
+    }
+
+    /// Whether the state is ahead of anything possible at `now_us` under `rule`.
+    fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
+        match self {
+            Counter::Sliding(s) => s.is_ahead(now_us),
+            Counter::Fixed(s) => s.is_ahead(now_us),
+            Counter::Gcra(s) => s.is_ahead(rule, now_us),
+        }
+    }
+
+    /// The state as `rule` sees it at `now_us`: clamped under `old`, aged under `old`, then
+    /// carried over to `rule`. `None` = as absent.
+    fn view(&self, old: &Rule, rule: &Rule, now_us: u64) -> Option<Counter> {
+        match self {
+            Counter::Sliding(s) => s
+                .clamped(old, now_us)
+                .carried_over(old, rule, now_us)
+                .and_then(|s| s.at(rule, now_us))
+                .map(Counter::Sliding),
+            Counter::Fixed(s) => s
+                .clamped(now_us)
+                .at(old, now_us)
+                .and_then(|s| s.at(rule, now_us))
+                .map(Counter::Fixed),
+            Counter::Gcra(s) => s
+                .clamped(old, now_us)
+                .carried_over(old, rule, now_us)
+                .map(Counter::Gcra),
+        }
+    }
+
+    /// Decides against `state` (already under `rule`, `None` = absent). `rule` is a counter's.
+    fn decide(
+        state: Option<Counter>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> (Decision, Option<Counter>) {
+        match (rule.algorithm(), state) {
+            (Algorithm::SlidingWindow, s) => {
+                let s = match s {
+                    Some(Counter::Sliding(s)) => Some(s),
+                    _ => None,
+                };
+                let (d, w) = sliding_window::decide(s.as_ref(), rule, cost, now_us);
+                (d, w.map(Counter::Sliding))
+            }
+            (Algorithm::FixedWindow, s) => {
+                let s = match s {
+                    Some(Counter::Fixed(s)) => Some(s),
+                    _ => None,
+                };
+                let (d, w) = fixed_window::decide(s.as_ref(), rule, cost, now_us);
+                (d, w.map(Counter::Fixed))
+            }
+            (Algorithm::Gcra, s) => {
+                let s = match s {
+                    Some(Counter::Gcra(s)) => Some(s),
+                    _ => None,
+                };
+                let (d, w) = gcra::decide(s.as_ref(), rule, cost, now_us);
+                (d, w.map(Counter::Gcra))
+            }
+            // Not a counter: answered as an absent log (callers route logs elsewhere).
+            (Algorithm::MovingWindow, _) => {
+                (moving_window::decide(None, rule, rule, cost, now_us), None)
+            }
+        }
+    }
+}
+
+/// The decision for an absent key, and the limiter to create if any.
+fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Outcome) {
+    let created = |state| Outcome::Created(Limiter { rule: *rule, state });
+    if rule.algorithm() == Algorithm::MovingWindow {
+        let d = moving_window::decide(None, rule, rule, cost, now_us);
+        let outcome = if d.allowed && cost > 0 {
+            created(State::MovingWindow(Box::new(MovingWindowState::new(
+                now_us, cost,
+            ))))
+        } else {
+            Outcome::Unchanged
+        };
+        return (d, outcome);
+    }
+    let (d, written) = Counter::decide(None, rule, cost, now_us);
+    let outcome = match written {
+        Some(c) => created(c.into_state()),
+        None => Outcome::Unchanged,
+    };
+    (d, outcome)
+}
+
 impl Limiter {
-    /// Decide a request of `cost` at `now_us` under `rule` against the key's stored limiter
-    /// (`None` = absent key).
+    /// Decides a request of `cost` at `now_us` under `rule` against the key's stored limiter
+    /// (`None` = absent key), and updates it in place when something must be stored.
     ///
-    /// Returns the decision and the limiter to store (its rule = `rule`), if any: after an
-    /// allowed request with `cost > 0`, and after a denied one (`cost` ≤ capacity) under a rule
-    /// other than the stored one. When `rule` differs from the stored rule, the stored state is
-    /// first aged under its old rule, then carried over to `rule` (see each algorithm's module);
-    /// storing that even on a denial makes the new rule take effect at once, so the denial's
-    /// `retry_after` and `reset_after` (= the key's TTL) are exact. Peeking = calling this and
-    /// ignoring the second value.
+    /// Stores after an allowed request with `cost > 0`, and after a denied one (`cost` ≤
+    /// capacity) whose stored state had to be converted to a new rule or clamped after a clock
+    /// step: then the new rule (or the clamp) takes effect at once and the denial's
+    /// `retry_after` and `reset_after` (= the key's TTL) are exact.
     ///
     /// ```
-    /// use redis_ratelimit::algo::{Algorithm, Limiter, RetryAfter, Rule};
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, RetryAfter, Rule};
     /// let rule = Rule::new(Algorithm::FixedWindow, 1, 1_000, None).unwrap();
-    /// let (d, stored) = Limiter::decide(None, &rule, 1, 5_000).unwrap();
-    /// assert!(d.allowed);
-    /// let stored = stored.unwrap();
-    /// let (d, write) = Limiter::decide(Some(&stored), &rule, 1, 5_400).unwrap();
-    /// assert_eq!((d.allowed, d.retry_after, write), (false, RetryAfter::After(600), None));
+    /// let (d, outcome) = Limiter::decide(None, &rule, 1, 5_000).unwrap();
+    /// let Outcome::Created(mut stored) = outcome else { unreachable!() };
+    /// let (d, outcome) = Limiter::decide(Some(&mut stored), &rule, 1, 5_400).unwrap();
+    /// assert_eq!((d.allowed, d.retry_after, outcome), (false, RetryAfter::After(600), Outcome::Unchanged));
     /// let gcra = Rule::new(Algorithm::Gcra, 1, 1_000, None).unwrap();
-    /// assert!(Limiter::decide(Some(&stored), &gcra, 1, 5_400).is_err());
+    /// assert!(Limiter::decide(Some(&mut stored), &gcra, 1, 5_400).is_err());
     /// ```
     pub fn decide(
+        stored: Option<&mut Limiter>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> Result<(Decision, Outcome), AlgorithmMismatch> {
+        let Some(stored) = stored else {
+            return Ok(decide_absent(rule, cost, now_us));
+        };
+        stored.check_algorithm(rule)?;
+        let converted = stored.rule != *rule || stored.is_ahead(now_us);
+        let old = stored.rule;
+        let counter = match &mut stored.state {
+            State::MovingWindow(log) => {
+                let d = moving_window::decide(Some(log), &old, rule, cost, now_us);
+                let charge = d.allowed && cost > 0;
+                let store_conversion = converted && matches!(d.retry_after, RetryAfter::After(_));
+                if !charge && !store_conversion {
+                    return Ok((d, Outcome::Unchanged));
+                }
+                // A denial leaves the runs it counted, so the log is never emptied here.
+                log.commit(&old, rule, now_us, if charge { cost } else { 0 });
+                stored.rule = *rule;
+                return Ok((d, Outcome::Updated));
+            }
+            other => Counter::of(other),
+        };
+        let Some(counter) = counter else {
+            return Ok((decide_absent(rule, cost, now_us).0, Outcome::Unchanged));
+        };
+        let view = counter.view(&old, rule, now_us);
+        let (d, written) = Counter::decide(view, rule, cost, now_us);
+        let to_store = match (written, d.retry_after) {
+            (Some(w), _) => Some(w),
+            (None, RetryAfter::After(_)) if converted => view,
+            (None, _) => None,
+        };
+        Ok(match to_store {
+            Some(c) => {
+                *stored = Limiter {
+                    rule: *rule,
+                    state: c.into_state(),
+                };
+                (d, Outcome::Updated)
+            }
+            None => (d, Outcome::Unchanged),
+        })
+    }
+
+    /// The reply [`Limiter::decide`] would give, without changing anything.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, Rule};
+    /// let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, None).unwrap();
+    /// let (_, Outcome::Created(stored)) = Limiter::decide(None, &rule, 4, 0).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(Limiter::peek(Some(&stored), &rule, 1, 0).unwrap().remaining, 5);
+    /// assert_eq!(Limiter::peek(None, &rule, 1, 0).unwrap().remaining, 9);
+    /// ```
+    pub fn peek(
         stored: Option<&Limiter>,
         rule: &Rule,
         cost: u64,
         now_us: u64,
-    ) -> Result<(Decision, Option<Limiter>), AlgorithmMismatch> {
-        let (state, converted) = match stored {
-            None => (None, false),
-            Some(l) if l.rule == *rule => (Some(l.state), false),
-            Some(l) => (l.carried_over(rule, now_us)?.map(|l| l.state), true),
+    ) -> Result<Decision, AlgorithmMismatch> {
+        let Some(l) = stored else {
+            return Ok(decide_absent(rule, cost, now_us).0);
         };
-        let (decision, written) = match (rule.algorithm(), state) {
-            (Algorithm::SlidingWindow, Some(State::SlidingWindow(s))) => wrap(
-                sliding_window::decide(Some(&s), rule, cost, now_us),
-                State::SlidingWindow,
-            ),
-            (Algorithm::SlidingWindow, _) => wrap(
-                sliding_window::decide(None, rule, cost, now_us),
-                State::SlidingWindow,
-            ),
-            (Algorithm::FixedWindow, Some(State::FixedWindow(s))) => wrap(
-                fixed_window::decide(Some(&s), rule, cost, now_us),
-                State::FixedWindow,
-            ),
-            (Algorithm::FixedWindow, _) => wrap(
-                fixed_window::decide(None, rule, cost, now_us),
-                State::FixedWindow,
-            ),
-            (Algorithm::Gcra, Some(State::Gcra(s))) => {
-                wrap(gcra::decide(Some(&s), rule, cost, now_us), State::Gcra)
-            }
-            (Algorithm::Gcra, _) => wrap(gcra::decide(None, rule, cost, now_us), State::Gcra),
-        };
-        let to_store = match (written, decision.retry_after) {
-            (Some(w), _) => Some(w),
-            (None, RetryAfter::After(_)) if converted => state,
-            (None, _) => None,
-        };
-        Ok((
-            decision,
-            to_store.map(|state| Limiter { rule: *rule, state }),
-        ))
+        l.check_algorithm(rule)?;
+        if let State::MovingWindow(log) = &l.state {
+            return Ok(moving_window::decide(
+                Some(log),
+                &l.rule,
+                rule,
+                cost,
+                now_us,
+            ));
+        }
+        let view = Counter::of(&l.state).and_then(|c| c.view(&l.rule, rule, now_us));
+        Ok(Counter::decide(view, rule, cost, now_us).0)
     }
 
-    /// This limiter as `rule` sees it at `now_us`: aged under its own rule, then adapted to
-    /// `rule` (see each algorithm's module); `Ok(None)` when nothing is left (as absent).
+    /// Records a request the master admitted (`cost` ≥ 1) or converted (`cost` 0) at `now_us`
+    /// under `rule` — what a replica or an AOF replay does with `RL.APPLY`. No limit is checked:
+    /// the master decided. Moving-window only (the other algorithms replicate their whole state).
     ///
-    /// [`Limiter::decide`] does this itself on every request under a changed rule and returns
-    /// the result to store (charged when allowed, as is when denied).
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, Rule};
+    /// let rule = Rule::new(Algorithm::MovingWindow, 2, 1_000, None).unwrap();
+    /// let (d, Outcome::Created(mut master)) = Limiter::decide(None, &rule, 2, 10).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// let Outcome::Created(replica) = Limiter::replay(None, &rule, 2, 10).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(master, replica);
+    /// ```
+    pub fn replay(
+        stored: Option<&mut Limiter>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> Result<Outcome, AlgorithmMismatch> {
+        let mismatch = |stored: Algorithm| AlgorithmMismatch {
+            stored,
+            requested: rule.algorithm(),
+        };
+        if rule.algorithm() != Algorithm::MovingWindow {
+            return Err(mismatch(Algorithm::MovingWindow));
+        }
+        let Some(stored) = stored else {
+            return Ok(if cost > 0 {
+                Outcome::Created(Limiter {
+                    rule: *rule,
+                    state: State::MovingWindow(Box::new(MovingWindowState::new(now_us, cost))),
+                })
+            } else {
+                Outcome::Unchanged
+            });
+        };
+        let old = stored.rule;
+        let State::MovingWindow(log) = &mut stored.state else {
+            return Err(mismatch(stored.state.algorithm()));
+        };
+        let alive = log.commit(&old, rule, now_us, cost);
+        stored.rule = *rule;
+        Ok(if alive {
+            Outcome::Updated
+        } else {
+            Outcome::Emptied
+        })
+    }
+
+    /// This limiter as `rule` sees it at `now_us`: clamped and aged under its own rule, then
+    /// carried over to `rule`; `Ok(None)` when nothing is left (as absent).
     ///
     /// ```
     /// use redis_ratelimit::algo::{Algorithm, FixedWindowState, Limiter, Rule, State};
     /// let old = Rule::new(Algorithm::FixedWindow, 5, 1_000, None).unwrap();
     /// let new = Rule::new(Algorithm::FixedWindow, 5, 300, None).unwrap();
     /// let state = State::FixedWindow(FixedWindowState { window_start_us: 10_000, count: 5 });
-    /// let l = Limiter { rule: old, state };
+    /// let l = Limiter { rule: old, state: state.clone() };
     /// assert_eq!(l.carried_over(&new, 10_299).unwrap(), Some(Limiter { rule: new, state }));
     /// assert_eq!(l.carried_over(&new, 10_300).unwrap(), None); // its new window is over
     /// ```
@@ -371,43 +598,68 @@ impl Limiter {
         rule: &Rule,
         now_us: u64,
     ) -> Result<Option<Limiter>, AlgorithmMismatch> {
-        if self.state.algorithm() != rule.algorithm() {
-            return Err(AlgorithmMismatch {
+        self.check_algorithm(rule)?;
+        if let State::MovingWindow(log) = &self.state {
+            let mut log = log.clone();
+            let alive = log.commit(&self.rule, rule, now_us, 0);
+            return Ok(alive.then_some(Limiter {
+                rule: *rule,
+                state: State::MovingWindow(log),
+            }));
+        }
+        Ok(Counter::of(&self.state)
+            .and_then(|c| c.view(&self.rule, rule, now_us))
+            .map(|c| Limiter {
+                rule: *rule,
+                state: c.into_state(),
+            }))
+    }
+
+    /// Whether the state is ahead of anything possible at `now_us` (left by a clock that stepped
+    /// back): such a state is read as the most restrictive state possible at `now_us`.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::{Algorithm, FixedWindowState, Limiter, Rule, State};
+    /// let rule = Rule::new(Algorithm::FixedWindow, 5, 1_000, None).unwrap();
+    /// let state = State::FixedWindow(FixedWindowState { window_start_us: 10_000, count: 5 });
+    /// let l = Limiter { rule, state };
+    /// assert!(l.is_ahead(9_999) && !l.is_ahead(10_000));
+    /// ```
+    pub fn is_ahead(&self, now_us: u64) -> bool {
+        match &self.state {
+            State::MovingWindow(log) => log.is_ahead(now_us),
+            other => Counter::of(other).is_some_and(|c| c.is_ahead(&self.rule, now_us)),
+        }
+    }
+
+    fn check_algorithm(&self, rule: &Rule) -> Result<(), AlgorithmMismatch> {
+        if self.state.algorithm() == rule.algorithm() {
+            Ok(())
+        } else {
+            Err(AlgorithmMismatch {
                 stored: self.state.algorithm(),
                 requested: rule.algorithm(),
-            });
+            })
         }
-        let state = match &self.state {
-            State::SlidingWindow(s) => s
-                .carried_over(&self.rule, rule, now_us)
-                .and_then(|s| s.at(rule, now_us))
-                .map(State::SlidingWindow),
-            State::FixedWindow(s) => s
-                .carried_over(&self.rule, now_us)
-                .and_then(|s| s.at(rule, now_us))
-                .map(State::FixedWindow),
-            State::Gcra(s) => s
-                .carried_over(&self.rule, rule, now_us)
-                .and_then(|s| s.at(now_us))
-                .map(State::Gcra),
-        };
-        Ok(state.map(|state| Limiter { rule: *rule, state }))
     }
 
     /// Absolute µs at which this limiter becomes equivalent to an absent key (the key's expiry).
     /// For a written state this is > now; 0 for a state that holds nothing.
     ///
     /// ```
-    /// use redis_ratelimit::algo::{Algorithm, Limiter, Rule};
+    /// use redis_ratelimit::algo::{Algorithm, Limiter, Outcome, Rule};
     /// let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, None).unwrap();
-    /// let (_, stored) = Limiter::decide(None, &rule, 3, 7).unwrap();
-    /// assert_eq!(stored.unwrap().expires_at_us(), 7 + 3 * 100_000);
+    /// let (_, Outcome::Created(stored)) = Limiter::decide(None, &rule, 3, 7).unwrap() else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(stored.expires_at_us(), 7 + 3 * 100_000);
     /// ```
     pub fn expires_at_us(&self) -> u64 {
         match &self.state {
             State::SlidingWindow(s) => s.expires_at_us(&self.rule),
             State::FixedWindow(s) => s.expires_at_us(&self.rule),
-            State::Gcra(s) => s.expires_at_us(),
+            State::Gcra(s) => s.expires_at_us(&self.rule),
+            State::MovingWindow(log) => log.expires_at_us(&self.rule),
         }
     }
 
@@ -429,17 +681,11 @@ impl Limiter {
         match (self.rule.algorithm(), &self.state) {
             (Algorithm::SlidingWindow, State::SlidingWindow(s)) => s.is_valid(&self.rule),
             (Algorithm::FixedWindow, State::FixedWindow(s)) => s.is_valid(),
-            (Algorithm::Gcra, State::Gcra(s)) => s.is_valid(),
+            (Algorithm::Gcra, State::Gcra(s)) => s.is_valid(&self.rule),
+            (Algorithm::MovingWindow, State::MovingWindow(log)) => log.is_valid(),
             _ => false,
         }
     }
-}
-
-fn wrap<S>(
-    (decision, state): (Decision, Option<S>),
-    f: impl FnOnce(S) -> State,
-) -> (Decision, Option<State>) {
-    (decision, state.map(f))
 }
 
 /// `a * b` without overflow.
@@ -450,4 +696,11 @@ fn mul(a: u64, b: u64) -> u128 {
 /// A `u128` duration or instant clamped into `u64`.
 fn clamp_u64(v: u128) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// `ceil(a / b)`; `None` when `b == 0`.
+fn div_ceil(a: u128, b: u128) -> Option<u128> {
+    let q = a.checked_div(b)?;
+    let r = a.checked_rem(b)?;
+    Some(if r > 0 { q.saturating_add(1) } else { q })
 }

@@ -5,6 +5,10 @@
 //! monotone: in `n` for a fixed `t`, and in `t` when nothing else arrives):
 //! `remaining` = the largest cost that would pass now, `retry_after` = the first later µs at
 //! which the request would pass, `reset_after` = the first µs at which the full capacity would.
+//!
+//! Clock steps follow the definition "a state ahead of `t` is read as the most restrictive state
+//! possible at `t`": every model has [`Model::at`], which re-anchors it at `t`, and every
+//! question is asked of `m.at(t)`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,6 +25,10 @@ use super::{Decision, RetryAfter, Rule};
 pub trait Model: Clone {
     /// The absent key.
     fn empty() -> Self;
+    /// The model as seen at `t`: nothing in it lies after `t`.
+    fn at(&self, rule: &Rule, t: u64) -> Self;
+    /// Whether something in the model lies after `t` (what [`Model::at`] changes).
+    fn is_ahead(&self, rule: &Rule, t: u64) -> bool;
     /// Whether a request of `cost` would pass at `t` (no side effect).
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool;
     /// Records an admitted request.
@@ -67,6 +75,7 @@ fn reset_after<M: Model>(m: &M, rule: &Rule, now: u64) -> u64 {
 
 /// The reference decision for `m` (already under `rule`), and the model to store if written.
 pub fn decide<M: Model>(m: &M, rule: &Rule, cost: u64, now: u64) -> (Decision, Option<M>) {
+    let m = &m.at(rule, now);
     let cap = rule.capacity();
     let peek = |allowed, retry_after| Decision {
         allowed,
@@ -124,10 +133,21 @@ impl Model for FixedRef {
             admitted: Vec::new(),
         }
     }
+    fn at(&self, rule: &Rule, t: u64) -> Self {
+        let mut m = self.clone();
+        if m.is_ahead(rule, t) {
+            m.start = t; // the latest start possible
+        }
+        m
+    }
+    fn is_ahead(&self, _rule: &Rule, t: u64) -> bool {
+        !self.admitted.is_empty() && self.start > t
+    }
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
-        self.count(rule, t) + u128::from(cost) <= u128::from(rule.limit())
+        self.at(rule, t).count(rule, t) + u128::from(cost) <= u128::from(rule.limit())
     }
     fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
         if !self.active(rule, t) {
             self.start = t;
             self.admitted.clear();
@@ -135,8 +155,9 @@ impl Model for FixedRef {
         self.admitted.push((t, cost));
     }
     fn carry_over(&self, old: &Rule, _new: &Rule, t: u64) -> Self {
-        if self.active(old, t) {
-            self.clone()
+        let m = self.at(old, t);
+        if m.active(old, t) {
+            m
         } else {
             Self::empty()
         }
@@ -147,23 +168,13 @@ impl Model for FixedRef {
 #[derive(Clone, Debug)]
 pub struct SlidingRef {
     counts: BTreeMap<i128, u128>,
-    /// Index of the latest window charged (a clock step back counts there).
+    /// Index of the latest window the model was written in.
     latest: Option<i128>,
 }
 
 impl SlidingRef {
-    /// (effective time, window index) for a request at `t`.
-    fn locate(&self, w: u64, t: u64) -> (u128, i128) {
-        let w = i128::from(w);
-        let mut idx = i128::from(t) / w;
-        let mut te = i128::from(t);
-        if let Some(latest) = self.latest {
-            if latest > idx {
-                idx = latest;
-                te = latest * w;
-            }
-        }
-        (te as u128, idx)
+    fn index(w: u64, t: u64) -> i128 {
+        i128::from(t / w)
     }
     fn count(&self, idx: i128) -> u128 {
         self.counts.get(&idx).copied().unwrap_or(0)
@@ -177,26 +188,49 @@ impl Model for SlidingRef {
             latest: None,
         }
     }
+    fn at(&self, rule: &Rule, t: u64) -> Self {
+        let idx = Self::index(rule.window_us(), t);
+        match self.latest {
+            // Windows in the future: the latest one becomes the one containing t.
+            Some(latest) if latest > idx => SlidingRef {
+                counts: self
+                    .counts
+                    .iter()
+                    .map(|(&k, &v)| (k - latest + idx, v))
+                    .collect(),
+                latest: Some(idx),
+            },
+            _ => self.clone(),
+        }
+    }
+    fn is_ahead(&self, rule: &Rule, t: u64) -> bool {
+        self.latest
+            .is_some_and(|l| l > Self::index(rule.window_us(), t))
+    }
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
+        let m = self.at(rule, t);
         let w = u128::from(rule.window_us());
-        let (te, idx) = self.locate(rule.window_us(), t);
-        let elapsed = te % w;
+        let idx = Self::index(rule.window_us(), t);
+        let elapsed = u128::from(t) % w;
         // previous × (W − e)/W + current + cost ≤ limit, both sides × W.
-        let lhs = self.count(idx - 1) * (w - elapsed) + (self.count(idx) + u128::from(cost)) * w;
+        let lhs = m.count(idx - 1) * (w - elapsed) + (m.count(idx) + u128::from(cost)) * w;
         lhs <= u128::from(rule.limit()) * w
     }
     fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
-        let (_, idx) = self.locate(rule.window_us(), t);
+        *self = self.at(rule, t);
+        let idx = Self::index(rule.window_us(), t);
         *self.counts.entry(idx).or_insert(0) += u128::from(cost);
         self.latest = Some(idx);
     }
     fn carry_over(&self, old: &Rule, new: &Rule, t: u64) -> Self {
-        if old.window_us() == new.window_us() {
-            return self.clone();
+        let m = self.at(old, t);
+        let idx = Self::index(old.window_us(), t);
+        let (current, previous) = (m.count(idx), m.count(idx - 1));
+        if current == 0 && previous == 0 {
+            return Self::empty();
         }
-        let (_, idx) = self.locate(old.window_us(), t);
-        let (current, previous) = (self.count(idx), self.count(idx - 1));
-        let new_idx = i128::from(t / new.window_us());
+        // The model as written at t: its latest window is t's (also on the new grid).
+        let new_idx = Self::index(new.window_us(), t);
         SlidingRef {
             counts: BTreeMap::from([(new_idx, current), (new_idx - 1, previous)]),
             latest: Some(new_idx),
@@ -204,8 +238,9 @@ impl Model for SlidingRef {
     }
 }
 
-/// Token bucket in exact integer units: one token = `T` µs of credit; refills 1 unit per µs up
-/// to `burst × T`. `None` = full.
+/// Token bucket by its definition, in exact integers: `burst` tokens, refilled at `limit`
+/// tokens per `window`. Scaled by `window`: one token is `window` units, the bucket holds
+/// `burst × window` units and gains `limit` units per µs. `None` = full.
 #[derive(Clone, Debug)]
 pub struct BucketRef {
     /// (level in units, at time) of the last change.
@@ -213,12 +248,20 @@ pub struct BucketRef {
 }
 
 impl BucketRef {
+    fn cap(rule: &Rule) -> i128 {
+        i128::from(rule.burst()) * i128::from(rule.window_us())
+    }
+    /// The level at `t`, never above full nor below empty.
     fn level(&self, rule: &Rule, t: u64) -> i128 {
-        let cap = i128::from(rule.burst()) * i128::from(rule.emission_interval_us());
+        self.raw_level(rule, t).clamp(0, Self::cap(rule))
+    }
+    /// Before the last change (a clock step back) the level is lower by the refill it missed.
+    fn raw_level(&self, rule: &Rule, t: u64) -> i128 {
         match self.level_at {
-            None => cap,
-            // Before `at` (clock step back) the bucket "unrefills" at the same rate.
-            Some((level, at)) => cap.min(level + (i128::from(t) - at)),
+            None => Self::cap(rule),
+            Some((level, at)) => {
+                (level + (i128::from(t) - at) * i128::from(rule.limit())).min(Self::cap(rule))
+            }
         }
     }
 }
@@ -227,29 +270,96 @@ impl Model for BucketRef {
     fn empty() -> Self {
         BucketRef { level_at: None }
     }
+    fn at(&self, rule: &Rule, t: u64) -> Self {
+        match self.level_at {
+            None => self.clone(),
+            Some(_) => BucketRef {
+                level_at: Some((self.level(rule, t), i128::from(t))),
+            },
+        }
+    }
+    fn is_ahead(&self, rule: &Rule, t: u64) -> bool {
+        self.raw_level(rule, t) < 0
+    }
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
-        self.level(rule, t) >= i128::from(cost) * i128::from(rule.emission_interval_us())
+        self.level(rule, t) >= i128::from(cost) * i128::from(rule.window_us())
     }
     fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
-        let level =
-            self.level(rule, t) - i128::from(cost) * i128::from(rule.emission_interval_us());
+        let level = self.level(rule, t) - i128::from(cost) * i128::from(rule.window_us());
         self.level_at = Some((level, i128::from(t)));
     }
     fn carry_over(&self, old: &Rule, new: &Rule, t: u64) -> Self {
-        let old_cap = i128::from(old.burst()) * i128::from(old.emission_interval_us());
-        let used = old_cap - self.level(old, t);
+        let used = Self::cap(old) - self.level(old, t);
         if used <= 0 {
             return Self::empty();
         }
-        // Same number of cells used, each now T_new long (rounded up).
-        let t_new = i128::from(new.emission_interval_us());
-        let t_old = i128::from(old.emission_interval_us());
-        // ... but never past year 9999 (the real code keeps states storable).
-        let until_max = i128::from(super::MAX_TIMESTAMP_US) - i128::from(t);
-        let used_new = ((used * t_new + t_old - 1) / t_old).min(until_max);
-        let new_cap = i128::from(new.burst()) * t_new;
+        // The same number of tokens used (rounded up to a whole unit of the new rule), never
+        // more than the new bucket holds.
+        let (w_old, w_new) = (i128::from(old.window_us()), i128::from(new.window_us()));
+        // used × w_new / w_old, rounded up; split so that the product fits in i128.
+        let used_new = used / w_old * w_new + ((used % w_old) * w_new + w_old - 1) / w_old;
         BucketRef {
-            level_at: Some((new_cap - used_new, i128::from(t))),
+            level_at: Some(((Self::cap(new) - used_new).max(0), i128::from(t))),
+        }
+    }
+}
+
+/// Moving window by its definition: every admitted request `(time, cost)`; a request passes iff
+/// the costs with `time > t − window`, plus its own, are at most `limit`. Entries that have left
+/// the window are gone for good (a write drops them, so a later step back of the clock does not
+/// bring them back).
+#[derive(Clone, Debug)]
+pub struct LogRef {
+    entries: Vec<(u64, u64)>,
+}
+
+impl LogRef {
+    fn sum(&self, rule: &Rule, t: u64) -> u128 {
+        self.entries
+            .iter()
+            .filter(|&&(at, _)| at + rule.window_us() > t)
+            .map(|&(_, c)| u128::from(c))
+            .sum()
+    }
+}
+
+impl Model for LogRef {
+    fn empty() -> Self {
+        LogRef {
+            entries: Vec::new(),
+        }
+    }
+    fn at(&self, rule: &Rule, t: u64) -> Self {
+        // Entries after t are read as made at t, the latest they can have been made; those
+        // that left the window are dropped.
+        LogRef {
+            entries: self
+                .entries
+                .iter()
+                .map(|&(at, c)| (at.min(t), c))
+                .filter(|&(at, _)| at + rule.window_us() > t)
+                .collect(),
+        }
+    }
+    fn is_ahead(&self, _rule: &Rule, t: u64) -> bool {
+        self.entries.iter().any(|&(at, _)| at > t)
+    }
+    fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
+        self.at(rule, t).sum(rule, t) + u128::from(cost) <= u128::from(rule.limit())
+    }
+    fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
+        self.entries.push((t, cost));
+    }
+    fn carry_over(&self, old: &Rule, _new: &Rule, t: u64) -> Self {
+        // What the old window already dropped stays dropped; the rest are timestamps.
+        let m = self.at(old, t);
+        LogRef {
+            entries: m
+                .entries
+                .into_iter()
+                .filter(|&(at, _)| at + old.window_us() > t)
+                .collect(),
         }
     }
 }

@@ -27,10 +27,11 @@
 //! * `reset_after` / expiry = `window_start + 2W` when `current > 0`, `window_start + W` when
 //!   only `previous > 0`: the moment every weight has decayed to 0.
 //!
-//! A `now` before `window_start` (a clock step back) counts as `e = 0`; durations are still
-//! measured from the real `now`. On a rule change with a new window length the counts are kept
-//! as the new `current` / `previous`, and `window_start` moves to the new grid's window
-//! containing `now`.
+//! A state whose current window starts after `now` (a clock step back, or a promoted replica
+//! whose clock is behind) is read with its counts moved onto the window containing `now` and the
+//! one before it (see [`SlidingWindowState::clamped`]). On a rule change with a new window length
+//! the counts are kept as the new `current` / `previous`, and `window_start` moves to the new
+//! grid's window containing `now`.
 //!
 //! Worked example: limit 10, `W` = 60 s. 8 requests passed in `[0 s, 60 s)` and 3 so far in
 //! `[60 s, 120 s)`. At 75 s (`e` = 15 s) the weighted count is `8 × 45/60 + 3 = 9`, so
@@ -80,8 +81,27 @@ impl SlidingWindowState {
         expiry(self, rule.window_us())
     }
 
-    /// The state as seen at `now_us` under `rule`: rolled into the window containing `now_us`
-    /// (or kept when `now_us` is before it), `None` when equivalent to an absent key.
+    /// Whether the current window starts after `now_us` (a clock step back).
+    pub fn is_ahead(&self, now_us: u64) -> bool {
+        self.window_start_us > now_us
+    }
+
+    /// The most restrictive state possible at `now_us`: a state whose windows lie in the future
+    /// keeps its counts on the window containing `now_us` and the one before it.
+    pub fn clamped(&self, rule: &Rule, now_us: u64) -> SlidingWindowState {
+        if self.is_ahead(now_us) {
+            SlidingWindowState {
+                window_start_us: align(now_us, rule.window_us()),
+                ..*self
+            }
+        } else {
+            *self
+        }
+    }
+
+    /// The state as seen at `now_us` under `rule`: rolled into the window containing `now_us`,
+    /// `None` when equivalent to an absent key. (A state ahead of `now_us` is kept as it is:
+    /// [`SlidingWindowState::clamped`] first.)
     pub fn at(&self, rule: &Rule, now_us: u64) -> Option<SlidingWindowState> {
         let w = rule.window_us();
         let end = self.window_start_us.saturating_add(w);
@@ -346,23 +366,31 @@ mod unit {
     }
 
     #[test]
-    fn clock_backwards_counts_at_window_start() {
+    fn a_window_from_the_future_moves_to_now() {
         let r = rule(2, 1_000);
+        let day = 86_400_000_000;
         let s = SlidingWindowState {
-            window_start_us: 10_000,
+            window_start_us: 10_000 + day,
             current: 2,
-            previous: 0,
+            previous: 1,
         };
-        let (d, _) = decide(Some(&s), &r, 1, 9_990);
+        assert!(s.is_ahead(10_250));
+        let c = s.clamped(&r, 10_250);
+        assert_eq!(
+            c,
+            SlidingWindowState {
+                window_start_us: 10_000,
+                current: 2,
+                previous: 1
+            }
+        );
+        let (d, _) = decide(Some(&c), &r, 1, 10_250);
         assert!(!d.allowed);
-        // Next window at e' ≥ 500, measured from the real now.
-        assert_eq!(d.retry_after, RetryAfter::After(11_500 - 9_990));
-        assert_eq!(d.reset_after_us, 12_000 - 9_990);
-        let s = SlidingWindowState { current: 1, ..s };
-        let (d, w) = decide(Some(&s), &r, 1, 9_990);
-        assert!(d.allowed);
-        assert_eq!(w.unwrap().window_start_us, 10_000);
-        assert_eq!(d.reset_after_us, 12_000 - 9_990);
+        // Next window: current 2 × (W − e') ≤ 1 × W at e' = 500.
+        assert_eq!(d.retry_after, RetryAfter::After(11_500 - 10_250));
+        assert_eq!(d.reset_after_us, 12_000 - 10_250);
+        assert!(!c.is_ahead(10_250));
+        assert_eq!(c.clamped(&r, 10_250), c);
     }
 
     #[test]

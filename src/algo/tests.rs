@@ -7,7 +7,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::reference::{self, BucketRef, FixedRef, Model, SlidingRef};
+use super::reference::{self, BucketRef, FixedRef, LogRef, Model, SlidingRef};
 use super::*;
 
 /// splitmix64: small, deterministic, good enough for test inputs.
@@ -34,13 +34,17 @@ impl Rng {
     fn chance(&mut self, percent: u64) -> bool {
         self.range(1, 100) <= percent
     }
+    /// Uniform-ish in `lo..=hi` for wide ranges.
+    fn range128(&mut self, lo: u128, hi: u128) -> u128 {
+        let wide = (u128::from(self.next()) << 64) | u128::from(self.next());
+        match (hi - lo).checked_add(1) {
+            Some(span) => lo + wide % span,
+            None => wide,
+        }
+    }
 }
 
-const ALGORITHMS: [Algorithm; 3] = [
-    Algorithm::SlidingWindow,
-    Algorithm::FixedWindow,
-    Algorithm::Gcra,
-];
+const ALGORITHMS: [Algorithm; 4] = Algorithm::ALL;
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
 const BASE_US: u64 = 1_700_000_000_000_000;
@@ -122,6 +126,7 @@ fn next_time(
         0..=3 => now,
         4..=7 => now + rng.range(1, 3),
         8 => now.saturating_sub(rng.range(1, 3)),
+        9 if rng.chance(25) => now.saturating_sub(rng.range(w, 5 * w)), // a clock step back
         9 => now.saturating_sub(rng.range(0, w / 2)),
         10..=11 => {
             let edge = now - now % w + w; // next aligned boundary
@@ -158,26 +163,30 @@ fn compare_sequence<M: Model>(seed: u64, algorithm: Algorithm, steps: usize) {
         }
         now = next_time(&mut rng, now, &rule, stored.as_ref(), last.as_ref());
         let cost = random_cost(&mut rng, &rule, last.as_ref());
+        let context = || {
+            format!(
+                "seed {seed} step {step}: rule {rule:?} cost {cost} now {now} stored {stored:?}"
+            )
+        };
 
-        let (decision, written) = Limiter::decide(stored.as_ref(), &rule, cost, now).unwrap();
+        let peeked = Limiter::peek(stored.as_ref(), &rule, cost, now).unwrap();
+        let (decision, written) = decide(stored.as_ref(), &rule, cost, now);
+        assert_eq!(peeked, decision, "peek differs from decide: {}", context());
         let view = match &model {
             None => M::empty(),
             Some((old, m)) if old == &rule => m.clone(),
             Some((old, m)) => m.carry_over(old, &rule, now),
         };
         let (expected, ref_written) = reference::decide(&view, &rule, cost, now);
-        // A denial under a changed rule stores the carried-over state.
-        let rule_changed = model.as_ref().is_some_and(|(old, _)| *old != rule);
+        // A denial of a converted (new rule) or clamped (clock step) state stores it.
+        let converted = model
+            .as_ref()
+            .is_some_and(|(old, m)| *old != rule || m.is_ahead(old, now));
         let ref_written = match ref_written {
-            None if rule_changed && matches!(expected.retry_after, RetryAfter::After(_)) => {
-                Some(view.clone())
+            None if converted && matches!(expected.retry_after, RetryAfter::After(_)) => {
+                Some(view.at(&rule, now))
             }
             other => other,
-        };
-        let context = || {
-            format!(
-                "seed {seed} step {step}: rule {rule:?} cost {cost} now {now} stored {stored:?}"
-            )
         };
         assert_eq!(decision, expected, "{}", context());
         assert_eq!(written.is_some(), ref_written.is_some(), "{}", context());
@@ -209,6 +218,13 @@ fn sliding_window_matches_reference() {
 fn fixed_window_matches_reference() {
     for seed in 0..150 {
         compare_sequence::<FixedRef>(1_000 + seed, Algorithm::FixedWindow, 400);
+    }
+}
+
+#[test]
+fn moving_window_matches_reference() {
+    for seed in 0..150 {
+        compare_sequence::<LogRef>(3_000 + seed, Algorithm::MovingWindow, 400);
     }
 }
 
@@ -245,16 +261,33 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
             count: count(rng),
         }),
         Algorithm::Gcra => {
-            let t = rule.emission_interval_us();
-            let tau = rule.burst() * t;
+            // In units of 1/limit µs: T = window units, τ = burst × window units.
+            let now_s = u128::from(now) * u128::from(rule.limit());
+            let w = u128::from(rule.window_us());
+            let tau = u128::from(rule.burst()) * w;
             let tat = match rng.range(0, 3) {
-                0 => now.saturating_sub(rng.range(0, t * 2)),
-                1 => now + rng.range(0, tau),
-                2 => now + tau + rng.range(0, t),
-                _ => now + rng.range(0, 2 * tau + 5),
+                0 => now_s - rng.range128(0, 2 * w),
+                1 => now_s + rng.range128(0, tau),
+                2 => now_s + tau + rng.range128(0, w), // ahead: a clock step back
+                _ => now_s + rng.range128(0, 2 * tau + 5),
             };
-            State::Gcra(GcraState { tat_us: tat })
+            State::Gcra(GcraState { tat_scaled: tat })
         }
+        Algorithm::MovingWindow => loop {
+            let n = rng.range(1, 6);
+            let mut t = now.saturating_sub(rng.range(0, 2 * w));
+            let mut runs = Vec::new();
+            for _ in 0..n {
+                runs.push((t, count(rng).max(1)));
+                t += rng.range(1, w / 2 + 1);
+                if t > now && !rng.chance(10) {
+                    break; // rarely ahead: a clock step back
+                }
+            }
+            if let Some(log) = MovingWindowState::from_runs(runs) {
+                break State::MovingWindow(Box::new(log));
+            }
+        },
     }
 }
 
@@ -268,8 +301,16 @@ fn random_limiter(rng: &mut Rng) -> (Limiter, u64) {
     (limiter, now)
 }
 
+/// `Limiter::decide` on a copy: the decision and the limiter it stored, if any.
 fn decide(l: Option<&Limiter>, rule: &Rule, cost: u64, now: u64) -> (Decision, Option<Limiter>) {
-    Limiter::decide(l, rule, cost, now).unwrap()
+    let mut copy = l.cloned();
+    let (d, outcome) = Limiter::decide(copy.as_mut(), rule, cost, now).unwrap();
+    let written = match outcome {
+        Outcome::Unchanged | Outcome::Emptied => None,
+        Outcome::Updated => copy,
+        Outcome::Created(l) => Some(l),
+    };
+    (d, written)
 }
 
 /// After any decision, exactly `remaining` further cost-1 requests pass at the same instant.
@@ -287,9 +328,10 @@ fn remaining_is_exact() {
         let (d, written) = decide(Some(&l), &rule, cost, now);
         let after = written.unwrap_or(l);
         let r = d.remaining;
+        let after = &after;
         assert!(r <= rule.capacity());
         if r <= 20 {
-            let mut cur = after;
+            let mut cur = after.clone();
             for i in 0..r {
                 let (d1, w) = decide(Some(&cur), &rule, 1, now);
                 assert!(d1.allowed, "{i}/{r} of {cur:?}");
@@ -302,46 +344,55 @@ fn remaining_is_exact() {
             );
         } else {
             // Equivalent for these algorithms: a cost-r request passes, r + 1 does not.
-            let (d_r, _) = decide(Some(&after), &rule, r, now);
+            let (d_r, _) = decide(Some(after), &rule, r, now);
             assert!(d_r.allowed && d_r.remaining == 0);
-            assert!(!decide(Some(&after), &rule, r + 1, now).0.allowed);
+            assert!(!decide(Some(after), &rule, r + 1, now).0.allowed);
         }
     }
 }
 
 /// A denied request passes exactly `retry_after` later, and not 1 µs earlier; the full capacity
-/// passes exactly `reset_after` later.
+/// passes exactly `reset_after` later (both measured on what the call left stored).
 #[test]
 fn retry_after_and_reset_after_are_exact() {
     let mut rng = Rng(8);
     let mut denied = 0;
+    let mut clamped = 0;
     for _ in 0..10_000 {
-        // Under the stored rule: after a rule change the answers are exact only once the
-        // carried-over limiter is stored (see `decide_under_new_rule_is_carried_over`).
+        // Under the stored rule: after a rule change the answers are exact once the
+        // carried-over limiter is stored, which decide does (see
+        // `decide_under_new_rule_is_carried_over`).
         let (l, now) = random_limiter(&mut rng);
         let rule = l.rule;
         let cost = random_cost(&mut rng, &rule, None);
         let (d, written) = decide(Some(&l), &rule, cost, now);
+        // What RL.ALLOW leaves (a peek of a clamped state describes the clamped state).
+        let after = match &written {
+            Some(w) => Some(w.clone()),
+            None if l.is_ahead(now) => l.carried_over(&rule, now).unwrap(),
+            None => Some(l.clone()),
+        };
+        let after = after.as_ref();
         match d.retry_after {
             RetryAfter::After(delay) => {
                 denied += 1;
-                assert!(delay >= 1 && !d.allowed && written.is_none());
-                assert!(!decide(Some(&l), &rule, cost, now + delay - 1).0.allowed);
-                assert!(decide(Some(&l), &rule, cost, now + delay).0.allowed);
+                assert!(delay >= 1 && !d.allowed);
+                if written.is_some() {
+                    clamped += 1;
+                }
+                assert!(!decide(after, &rule, cost, now + delay - 1).0.allowed);
+                assert!(decide(after, &rule, cost, now + delay).0.allowed);
             }
             RetryAfter::Never => assert!(cost > rule.capacity() && written.is_none()),
             RetryAfter::Now => assert!(d.allowed),
         }
-        let after = written.unwrap_or(l);
-        let (full, _) = decide(Some(&after), &rule, rule.capacity(), now + d.reset_after_us);
-        assert!(full.allowed);
+        let (full, _) = decide(after, &rule, rule.capacity(), now + d.reset_after_us);
+        assert!(
+            full.allowed,
+            "{l:?} cost {cost} now {now}: {d:?} then {full:?}"
+        );
         if d.reset_after_us > 0 {
-            let (not_yet, _) = decide(
-                Some(&after),
-                &rule,
-                rule.capacity(),
-                now + d.reset_after_us - 1,
-            );
+            let (not_yet, _) = decide(after, &rule, rule.capacity(), now + d.reset_after_us - 1);
             assert!(!not_yet.allowed, "{after:?} {d:?} {now}");
         }
         if let Some(w) = written {
@@ -349,6 +400,7 @@ fn retry_after_and_reset_after_are_exact() {
         }
     }
     assert!(denied > 1_500, "too few denials exercised: {denied}");
+    assert!(clamped > 50, "too few clamped states exercised: {clamped}");
 }
 
 /// From `expires_at` on, a stored limiter behaves exactly like an absent key.
@@ -453,7 +505,7 @@ fn never_panics_on_arbitrary_input() {
                 count: extreme(&mut rng),
             }),
             _ => State::Gcra(GcraState {
-                tat_us: extreme(&mut rng),
+                tat_scaled: u128::from(extreme(&mut rng)) * u128::from(extreme(&mut rng)),
             }),
         };
         let l = Limiter {
@@ -466,7 +518,7 @@ fn never_panics_on_arbitrary_input() {
             let mut r = extreme_rule(&mut rng);
             if rng.chance(50) {
                 // Same algorithm as the state, possibly not as the stored rule.
-                while r.algorithm() != state.algorithm() {
+                while r.algorithm() != l.state.algorithm() {
                     r = extreme_rule(&mut rng);
                 }
             }
@@ -477,12 +529,16 @@ fn never_panics_on_arbitrary_input() {
         let e = extreme(&mut rng);
         let cost = rng.pick(&[0, 1, MAX_COUNT, e % (MAX_COUNT + 1)]);
         let now = extreme(&mut rng);
-        match Limiter::decide(Some(&l), &rule, cost, now) {
-            Ok((d, w)) => {
+        let _ = l.is_ahead(now);
+        let peeked = Limiter::peek(Some(&l), &rule, cost, now);
+        let mut copy = l.clone();
+        match Limiter::decide(Some(&mut copy), &rule, cost, now) {
+            Ok((d, outcome)) => {
                 assert!(d.remaining <= d.capacity);
-                if let Some(w) = w {
-                    let _ = w.expires_at_us();
-                    let _ = decide(Some(&w), &rule, cost, now);
+                assert_eq!(peeked, Ok(d));
+                if outcome == Outcome::Updated {
+                    let _ = copy.expires_at_us();
+                    let _ = decide(Some(&copy), &rule, cost, now);
                 }
             }
             Err(e) => assert_ne!(e.stored, e.requested),
@@ -501,7 +557,7 @@ fn decide_under_new_rule_is_carried_over() {
         let now = now + rng.range(0, 2 * l.rule.window_us());
         let cost = random_cost(&mut rng, &rule, None);
         let carried = l.carried_over(&rule, now).unwrap();
-        if let Some(c) = carried {
+        if let Some(c) = &carried {
             assert_eq!(c.rule, rule);
             assert!(c.is_valid(), "{l:?} -> {c:?} at {now}");
         }
@@ -509,8 +565,10 @@ fn decide_under_new_rule_is_carried_over() {
         let (d_carried, w_carried) = decide(carried.as_ref(), &rule, cost, now);
         assert_eq!(d, d_carried);
         match d.retry_after {
-            // A denial under the new rule stores the carried-over limiter.
-            RetryAfter::After(_) if rule != l.rule => assert_eq!((w, w_carried), (carried, None)),
+            // A denial under a new rule (or of a clamped state) stores the carried-over limiter.
+            RetryAfter::After(_) if rule != l.rule || l.is_ahead(now) => {
+                assert_eq!((w, w_carried), (carried, None))
+            }
             _ => assert_eq!(w, w_carried),
         }
     }
@@ -521,7 +579,8 @@ fn algorithm_mismatch_is_an_error() {
     let sliding = Rule::new(Algorithm::SlidingWindow, 5, 1_000, None).unwrap();
     let gcra = Rule::new(Algorithm::Gcra, 5, 1_000, None).unwrap();
     let (_, stored) = decide(None, &sliding, 1, BASE_US);
-    let err = Limiter::decide(stored.as_ref(), &gcra, 1, BASE_US).unwrap_err();
+    let err = Limiter::decide(stored.clone().as_mut(), &gcra, 1, BASE_US).unwrap_err();
+    assert_eq!(Limiter::peek(stored.as_ref(), &gcra, 1, BASE_US), Err(err));
     assert_eq!(
         err,
         AlgorithmMismatch {
@@ -583,17 +642,19 @@ fn is_valid_checks_every_invariant() {
     ));
     assert!(!ok(fixed, State::FixedWindow(fw(MAX_TIMESTAMP_US + 1, 1))));
     assert!(!ok(fixed, State::FixedWindow(fw(1, MAX_COUNT + 1))));
-    assert!(ok(
+    let tat = |us: u64| State::Gcra(GcraState::from_tat_us(&gcra, us));
+    assert!(ok(gcra, tat(MAX_TIMESTAMP_US)));
+    assert!(!ok(gcra, tat(MAX_TIMESTAMP_US + 1)));
+    assert!(!ok(
         gcra,
         State::Gcra(GcraState {
-            tat_us: MAX_TIMESTAMP_US
+            tat_scaled: u128::from(MAX_TIMESTAMP_US) * 5 + 1
         })
     ));
-    assert!(!ok(gcra, State::Gcra(GcraState { tat_us: u64::MAX })));
     // Variant must match the rule's algorithm.
     assert!(!ok(sliding, State::FixedWindow(fw(1, 1))));
     assert!(!ok(gcra, State::FixedWindow(fw(1, 1))));
-    assert!(!ok(fixed, State::Gcra(GcraState { tat_us: 1 })));
+    assert!(!ok(fixed, tat(1)));
 }
 
 #[test]
@@ -625,10 +686,249 @@ fn huge_values_at_the_edges() {
     let (d, w) = decide(None, &r, MAX_GCRA_TOLERANCE_US, BASE_US);
     assert!(d.allowed && d.remaining == 0);
     assert_eq!(d.reset_after_us, MAX_GCRA_TOLERANCE_US);
-    assert!(w.unwrap().is_valid());
+    assert!(w.as_ref().unwrap().is_valid());
     let (d, _) = decide(w.as_ref(), &r, 1, BASE_US);
     assert_eq!(d.retry_after, RetryAfter::After(1));
     // Cost MAX_COUNT beyond a small capacity.
     let (d, _) = decide(w.as_ref(), &r, MAX_COUNT, BASE_US);
     assert_eq!(d.retry_after, RetryAfter::Never);
+}
+
+/// gcra by its definition: over any span `[a, b]` at most `burst + limit × (b − a) / window` is
+/// admitted, for every rule the parser accepts (more than one request per µs included).
+#[test]
+fn gcra_never_admits_more_than_burst_plus_rate() {
+    let mut rng = Rng(14);
+    let mut admitted_total = 0u64;
+    for _ in 0..300 {
+        let rule = match rng.range(0, 3) {
+            0 => Rule::new(Algorithm::Gcra, 600_000, 1_000_000, None).unwrap(),
+            1 => Rule::new(Algorithm::Gcra, 1_000_000, 1_900_000, None).unwrap(),
+            _ => random_rule(&mut rng, Algorithm::Gcra),
+        };
+        let (l, w, b) = (
+            u128::from(rule.limit()),
+            u128::from(rule.window_us()),
+            u128::from(rule.burst()),
+        );
+        let mut now = BASE_US + rng.range(0, 1 << 30);
+        let mut stored: Option<Limiter> = None;
+        let mut admitted: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..200 {
+            now += match rng.range(0, 3) {
+                0 => 0,
+                1 => rng.range(1, 3),
+                _ => rng.range(0, rule.window_us().min(1 << 40) / 4 + 1),
+            };
+            let cost = match rng.range(0, 2) {
+                0 => 1,
+                1 => rule.capacity(),
+                _ => rng.range(1, rule.capacity()),
+            };
+            let (d, written) = decide(stored.as_ref(), &rule, cost, now);
+            if d.allowed {
+                admitted.push((now, cost));
+                admitted_total += 1;
+            }
+            if written.is_some() {
+                stored = written;
+            }
+        }
+        for i in 0..admitted.len() {
+            let mut sum = 0u128;
+            for j in i..admitted.len() {
+                sum += u128::from(admitted[j].1);
+                let span = u128::from(admitted[j].0 - admitted[i].0);
+                assert!(
+                    sum * w <= b * w + l * span,
+                    "{rule:?}: {sum} admitted within {span} µs"
+                );
+            }
+        }
+    }
+    assert!(admitted_total > 10_000);
+}
+
+/// A state from a day in the future (a clock step back of a day) costs at most the waiting a
+/// full limiter costs (two windows for sliding-window), and RL.ALLOW stores the clamped state
+/// so that the TTL follows.
+#[test]
+fn a_clock_step_back_never_freezes_a_limiter() {
+    const DAY: u64 = 86_400_000_000;
+    for algorithm in Algorithm::ALL {
+        let rule = Rule::new(algorithm, 10, 60_000_000, None).unwrap();
+        let now = BASE_US - BASE_US % 60_000_000 + 1_000;
+        // Fill it up "tomorrow".
+        let mut l: Option<Limiter> = None;
+        for _ in 0..10 {
+            let (d, w) = decide(l.as_ref(), &rule, 1, now + DAY);
+            assert!(d.allowed);
+            l = w;
+        }
+        let l = l.unwrap();
+        assert!(l.is_ahead(now));
+        let (d, written) = decide(Some(&l), &rule, 1, now);
+        assert!(!d.allowed);
+        let RetryAfter::After(retry) = d.retry_after else {
+            panic!("{d:?}")
+        };
+        assert!(
+            retry <= 2 * rule.window_us(),
+            "{algorithm:?}: retry {retry}"
+        );
+        assert!(d.reset_after_us <= 2 * rule.window_us(), "{d:?}");
+        let written = written.expect("a denial of a clamped state stores it");
+        assert_eq!(written.expires_at_us(), now + d.reset_after_us);
+        assert!(!written.is_ahead(now));
+        assert!(decide(Some(&written), &rule, 1, now + retry).0.allowed);
+    }
+}
+
+/// Moving window by its definition: no interval of length `window` ever holds more than
+/// `limit`, whatever the costs (up to 1,000,000) and however the requests are spaced.
+#[test]
+fn moving_window_never_holds_more_than_limit_in_any_window() {
+    let mut rng = Rng(15);
+    for _ in 0..300 {
+        let limit = *[1, 3, 10, 1_000, 1_000_000]
+            .get(rng.range(0, 4) as usize)
+            .unwrap();
+        let w = rng.pick(&[1, 7, 1_000, 60_000_000]);
+        let rule = Rule::new(Algorithm::MovingWindow, limit, w, None).unwrap();
+        let mut now = BASE_US;
+        let mut stored: Option<Limiter> = None;
+        let mut admitted: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..300 {
+            now += rng.pick(&[0, 1, 2, w / 3, w / 2, w, w + 1]);
+            let cost = match rng.range(0, 3) {
+                0 => 1,
+                1 => limit,
+                _ => rng.range(1, limit),
+            };
+            let (d, written) = decide(stored.as_ref(), &rule, cost, now);
+            if d.allowed {
+                admitted.push((now, cost));
+            }
+            if written.is_some() {
+                stored = written;
+            }
+        }
+        for i in 0..admitted.len() {
+            let sum: u64 = admitted[i..]
+                .iter()
+                .take_while(|&&(t, _)| t < admitted[i].0 + w)
+                .map(|&(_, c)| c)
+                .sum();
+            assert!(
+                sum <= limit,
+                "{rule:?}: {sum} within one window from {}",
+                admitted[i].0
+            );
+        }
+    }
+}
+
+/// At the cap the log merges its oldest runs into the later one: never more permissive than
+/// the exact log, exact below the cap.
+#[test]
+fn moving_window_cap_never_over_admits() {
+    let mut rng = Rng(16);
+    let mut merged_denials = 0;
+    for _ in 0..200 {
+        let cap = rng.range(2, 6) as usize;
+        let rule = Rule::new(
+            Algorithm::MovingWindow,
+            rng.range(1, 30),
+            rng.range(5, 200),
+            None,
+        )
+        .unwrap();
+        let w = rule.window_us();
+        let mut now = BASE_US;
+        let mut log: Option<MovingWindowState> = None;
+        let mut exact = LogRef::empty();
+        for _ in 0..200 {
+            now += rng.range(0, w / 4 + 1);
+            let cost = rng.range(1, rule.limit());
+            let d = moving_window::decide(log.as_ref(), &rule, &rule, cost, now);
+            let exact_admits = exact.admits(&rule, now, cost);
+            if d.allowed {
+                assert!(
+                    exact_admits,
+                    "capped log admitted what the exact log denies"
+                );
+                exact.charge(&rule, now, cost);
+                match &mut log {
+                    Some(l) => {
+                        l.commit_capped(&rule, &rule, now, cost, cap);
+                    }
+                    None => log = Some(MovingWindowState::new(now, cost)),
+                }
+                if let Some(l) = &log {
+                    assert!(l.run_count() <= cap);
+                    assert!(l.is_valid());
+                }
+            } else if exact_admits {
+                merged_denials += 1; // the price of the cap: stricter
+            }
+        }
+    }
+    assert!(merged_denials > 0, "the cap never mattered: test too weak");
+}
+
+/// A replica replaying the master's hits (`RL.APPLY`) ends with the master's log, through rule
+/// changes, clock steps and conversions.
+#[test]
+fn moving_window_replay_reproduces_the_master() {
+    let mut rng = Rng(17);
+    for _ in 0..200 {
+        let mut rule = random_rule(&mut rng, Algorithm::MovingWindow);
+        let mut now = BASE_US + rng.range(0, 1 << 30);
+        let mut master: Option<Limiter> = None;
+        let mut replica: Option<Limiter> = None;
+        for _ in 0..200 {
+            if rng.chance(5) {
+                rule = changed_rule(&mut rng, &rule);
+            }
+            now = next_time(&mut rng, now, &rule, master.as_ref(), None);
+            let cost = random_cost(&mut rng, &rule, None);
+            let mut copy = master.clone();
+            let (d, outcome) = Limiter::decide(copy.as_mut(), &rule, cost, now).unwrap();
+            let replicated = match outcome {
+                Outcome::Unchanged | Outcome::Emptied => continue,
+                Outcome::Updated => copy,
+                Outcome::Created(l) => Some(l),
+            };
+            let charged = if d.allowed { cost } else { 0 };
+            match Limiter::replay(replica.as_mut(), &rule, charged, now).unwrap() {
+                Outcome::Created(l) => replica = Some(l),
+                Outcome::Emptied => replica = None,
+                Outcome::Updated | Outcome::Unchanged => {}
+            }
+            master = replicated;
+            assert_eq!(master, replica, "after {cost} at {now} under {rule:?}");
+        }
+    }
+}
+
+/// 1,000 single hits spread over the window take at most 8 bytes each, and a hit of cost
+/// 1,000,000 is one run.
+#[test]
+fn moving_window_log_is_compact() {
+    let rule = Rule::new(Algorithm::MovingWindow, 1_000_000, 60_000_000, None).unwrap();
+    for spacing in [60_000u64, 3_600] {
+        let mut log = MovingWindowState::new(BASE_US, 1);
+        for i in 1..1_000 {
+            log.commit(&rule, &rule, BASE_US + i * spacing, 1);
+        }
+        assert_eq!(log.run_count(), 1_000);
+        let encoded = crate::datatype::codec::encode(&Limiter {
+            rule,
+            state: State::MovingWindow(Box::new(log.clone())),
+        });
+        assert!(encoded.len() <= 8 * 1_000, "{} bytes", encoded.len());
+    }
+    let mut log = MovingWindowState::new(BASE_US, 1);
+    log.commit(&rule, &rule, BASE_US + 1, 1_000_000 - 1);
+    assert_eq!((log.run_count(), log.total()), (2, 1_000_000));
 }

@@ -2,12 +2,13 @@
 
 use std::ffi::c_int;
 
-use super::{arg_bytes, reply_integers, run, Arg, CmdError, Ctx, WRONGTYPE};
-use crate::algo::{AlgorithmMismatch, Decision, Limiter, RetryAfter};
-use crate::clock;
+use super::{arg_bytes, ceil_ms, reply_integers, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
+use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter};
 use crate::datatype::key::LimiterKey;
-use crate::replication::replicate_state;
+use crate::expiry::{self, Propagation};
+use crate::replication::replicate_write;
 use crate::rule::parse_request;
+use crate::{clock, stats};
 
 /// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n]`
 pub(crate) extern "C" fn rl_allow(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
@@ -19,8 +20,8 @@ pub(crate) extern "C" fn rl_peek(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int
     run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, false))
 }
 
-/// The shared pipeline: arity → parse → open the key once → decide → store, expire, replicate →
-/// reply. `commit` is false for RL.PEEK.
+/// The shared pipeline: arity → parse → open the key once → decide → store, expire, replicate,
+/// signal → reply. `commit` is false for RL.PEEK.
 fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     let [_, key_name, rule_args @ ..] = args else {
         return Err(CmdError::WrongArity);
@@ -30,17 +31,49 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     }
     let request = parse_request(rule_args.iter().map(|&a| arg_bytes(a)))
         .map_err(|e| CmdError::Owned(e.message()))?;
+    let (rule, cost) = (request.rule, request.cost);
     let now_us = clock::now_us();
-    // COST 0 only looks: open read-only so that nothing is created or signalled.
-    let write = commit && request.cost > 0;
-    let mut key = LimiterKey::open(ctx, *key_name, write);
-    let stored = key.get().map_err(|_| WRONGTYPE)?;
-    let (decision, next) = Limiter::decide(stored.as_ref(), &request.rule, request.cost, now_us)
-        .map_err(mismatch_error)?;
-    if let (true, Some(next)) = (write, next) {
-        key.store(&next, ceil_ms(next.expires_at_us()))
-            .map_err(|_| WRONGTYPE)?;
-        replicate_state(ctx, *key_name, &next);
+    if !commit || cost == 0 {
+        // Only looks: open read-only so that nothing is created or signalled.
+        let key = LimiterKey::open(ctx, *key_name, false);
+        let stored = key.get().map_err(|_| WRONGTYPE)?;
+        let decision = Limiter::peek(stored, &rule, cost, now_us).map_err(mismatch_error)?;
+        drop(key);
+        reply_integers(ctx, &reply_fields(&decision));
+        return Ok(());
+    }
+    let mut key = LimiterKey::open(ctx, *key_name, true);
+    let stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    if stored.as_ref().is_some_and(|l| l.is_ahead(now_us)) {
+        stats::CLAMPED.add(1);
+    }
+    let (decision, outcome) =
+        Limiter::decide(stored, &rule, cost, now_us).map_err(mismatch_error)?;
+    if decision.allowed {
+        stats::ALLOWED.add(1);
+    } else {
+        stats::DENIED.add(1);
+    }
+    let changed = match outcome {
+        Outcome::Unchanged | Outcome::Emptied => false,
+        Outcome::Updated => true,
+        Outcome::Created(limiter) => {
+            key.create(limiter).map_err(|_| WRONGTYPE)?;
+            true
+        }
+    };
+    if changed {
+        let stored = key.get().map_err(|_| WRONGTYPE)?;
+        if let Some(limiter) = stored {
+            let expire_at_ms = ceil_ms(limiter.expires_at_us());
+            let charged = if decision.allowed { cost } else { 0 };
+            replicate_write(ctx, *key_name, limiter, now_us, charged);
+            key.set_expire_at_ms(expire_at_ms);
+            wrote(ctx, *key_name, c"rl.allow");
+        }
+    } else {
+        // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
+        expiry::repair(ctx, &mut key, *key_name, now_us, Propagation::Replicate);
     }
     drop(key);
     reply_integers(ctx, &reply_fields(&decision));
@@ -53,11 +86,6 @@ fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
         m.stored.name(),
         m.requested.name()
     ))
-}
-
-/// µs → whole ms, rounded up, as a reply integer.
-pub(crate) fn ceil_ms(us: u64) -> i64 {
-    i64::try_from(us.div_ceil(1000)).unwrap_or(i64::MAX)
 }
 
 /// The five reply fields: allowed, capacity, remaining, retry_after_ms, reset_after_ms.

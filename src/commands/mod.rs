@@ -3,9 +3,16 @@
 //!
 //! Commands are registered with the raw API rather than the crate's `redis_command!`: that lets
 //! every handler run under `catch_unwind`, read arguments without copying them into a `Vec`, and
-//! reply with plain integers (see ../../shared notes on what each part of a command costs).
+//! reply with plain integers (the crate's wrappers allocate per argument and per reply).
+//!
+//! Writes are signalled explicitly: the module declares
+//! `REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED`, so a denial that opened its key for writing
+//! but changed nothing aborts no `WATCH` and sends no client-tracking invalidation; every real
+//! write calls [`wrote`].
 
+mod apply;
 mod debug;
+mod inspect;
 mod limit;
 mod registry;
 mod setstate;
@@ -114,6 +121,33 @@ pub(crate) fn reply_integers(ctx: Ctx, values: &[i64]) {
             }
         }
     }
+}
+
+/// Signals a real write of `key`: `WATCH`/client tracking (signal modified) and a keyspace
+/// notification `event` of the module class (`notify-keyspace-events` flag `d`).
+pub(crate) fn wrote(ctx: Ctx, key: Arg, event: &CStr) {
+    signal_and_notify(ctx, key, raw::REDISMODULE_NOTIFY_MODULE, event);
+}
+
+/// As [`wrote`], for a server-level change (`expire`, `del`: the generic class, flag `g`).
+pub(crate) fn wrote_generic(ctx: Ctx, key: Arg, event: &CStr) {
+    signal_and_notify(ctx, key, raw::REDISMODULE_NOTIFY_GENERIC, event);
+}
+
+fn signal_and_notify(ctx: Ctx, key: Arg, class: c_int, event: &CStr) {
+    unsafe {
+        if let Some(signal) = raw::RedisModule_SignalModifiedKey {
+            signal(ctx, key);
+        }
+        if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
+            notify(ctx, class, event.as_ptr(), key);
+        }
+    }
+}
+
+/// µs → whole ms, rounded up, as a reply integer.
+pub(crate) fn ceil_ms(us: u64) -> i64 {
+    i64::try_from(us.div_ceil(1000)).unwrap_or(i64::MAX)
 }
 
 /// Replies `+OK`.

@@ -8,28 +8,43 @@ use std::ffi::{c_int, CStr};
 
 use redis_module::raw;
 
+use super::apply::rl_apply;
 use super::debug::rl_debug;
+use super::inspect::rl_inspect;
 use super::limit::{rl_allow, rl_peek};
 use super::setstate::rl_setstate;
 use super::{Arg, Ctx};
 
 type Handler = extern "C" fn(Ctx, *mut Arg, c_int) -> c_int;
 
+/// Where a command's one key is.
+#[derive(Clone, Copy)]
+enum KeyAt {
+    /// Argument 1.
+    First,
+    /// The argument after this keyword (none when the keyword is absent).
+    After(&'static CStr),
+}
+
 struct CommandSpec {
     name: &'static CStr,
     handler: Handler,
     flags: &'static CStr,
     arity: c_int,
+    key_at: KeyAt,
     key_flags: u32,
     summary: &'static CStr,
 }
 
-const COMMANDS: [CommandSpec; 3] = [
+const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
+
+const COMMANDS: [CommandSpec; 5] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
         flags: c"write deny-oom fast",
         arity: -4,
+        key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_RW
             | raw::REDISMODULE_CMD_KEY_ACCESS
             | raw::REDISMODULE_CMD_KEY_UPDATE,
@@ -40,16 +55,36 @@ const COMMANDS: [CommandSpec; 3] = [
         handler: rl_peek,
         flags: c"readonly fast",
         arity: -4,
-        key_flags: raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS,
+        key_at: KeyAt::First,
+        key_flags: RO_KEY,
         summary: c"Tells what RL.ALLOW would reply, without charging or writing",
+    },
+    CommandSpec {
+        name: c"rl.inspect",
+        handler: rl_inspect,
+        flags: c"readonly fast",
+        arity: 2,
+        key_at: KeyAt::First,
+        key_flags: RO_KEY,
+        summary: c"Shows a limiter's rule and its state as it stands now",
     },
     CommandSpec {
         name: c"rl.setstate",
         handler: rl_setstate,
         flags: c"write deny-oom fast",
         arity: 3,
+        key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
+    },
+    CommandSpec {
+        name: c"rl.apply",
+        handler: rl_apply,
+        flags: c"write deny-oom fast",
+        arity: 3,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
     },
 ];
 
@@ -60,15 +95,29 @@ static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleComman
     sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
 };
 
-/// One key at argument 1.
-fn key_spec(flags: u32) -> raw::RedisModuleCommandKeySpec {
+fn key_spec(at: KeyAt, flags: u32) -> raw::RedisModuleCommandKeySpec {
+    let (begin_search_type, bs) = match at {
+        KeyAt::First => (
+            raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+            raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+                index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
+            },
+        ),
+        KeyAt::After(keyword) => (
+            raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_KEYWORD,
+            raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+                keyword: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_2 {
+                    keyword: keyword.as_ptr(),
+                    startfrom: 1,
+                },
+            },
+        ),
+    };
     raw::RedisModuleCommandKeySpec {
         notes: std::ptr::null(),
         flags: u64::from(flags),
-        begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
-        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
-            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
-        },
+        begin_search_type,
+        bs,
         find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
         fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
             range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
@@ -91,6 +140,7 @@ const DEBUG_COMMAND: CommandSpec = CommandSpec {
     handler: rl_debug,
     flags: c"write",
     arity: -2,
+    key_at: KeyAt::After(c"PANIC-OPEN"),
     key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
     summary: c"Fault injection for tests (enable-debug-command yes at load)",
 };
@@ -106,15 +156,20 @@ pub(crate) fn register_all(ctx: Ctx, with_debug: bool) -> Result<(), String> {
     let debug = with_debug.then_some(&DEBUG_COMMAND);
     for spec in COMMANDS.iter().chain(debug) {
         let name = spec.name.to_string_lossy();
+        // Legacy key positions for servers without key specs; a keyword key has none.
+        let first = match spec.key_at {
+            KeyAt::First => 1,
+            KeyAt::After(_) => 0,
+        };
         let status = unsafe {
             create(
                 ctx,
                 spec.name.as_ptr(),
                 Some(spec.handler),
                 spec.flags.as_ptr(),
-                1,
-                1,
-                1,
+                first,
+                first,
+                first,
             )
         };
         if status != raw::REDISMODULE_OK as c_int {
@@ -127,7 +182,7 @@ pub(crate) fn register_all(ctx: Ctx, with_debug: bool) -> Result<(), String> {
         if command.is_null() {
             return Err(format!("could not look up command {name}"));
         }
-        let mut key_specs = [key_spec(spec.key_flags), end_of_key_specs()];
+        let mut key_specs = [key_spec(spec.key_at, spec.key_flags), end_of_key_specs()];
         let info = raw::RedisModuleCommandInfo {
             version: &INFO_VERSION,
             summary: spec.summary.as_ptr(),

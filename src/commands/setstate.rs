@@ -8,8 +8,7 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::limit::ceil_ms;
-use super::{arg_bytes, reply_ok, run, Arg, CmdError, Ctx, WRONGTYPE};
+use super::{arg_bytes, ceil_ms, reply_ok, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
 use crate::datatype::codec::decode;
 use crate::datatype::key::LimiterKey;
 
@@ -25,10 +24,12 @@ fn setstate(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let limiter = decode(arg_bytes(*payload)).ok_or(CmdError::Static(
         c"ERR invalid ratelimit state payload: RL.SETSTATE takes only what replication and AOF rewrite produce",
     ))?;
+    let expire_at_ms = ceil_ms(limiter.expires_at_us());
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    key.store(&limiter, ceil_ms(limiter.expires_at_us()))
-        .map_err(|_| WRONGTYPE)?;
+    key.put(limiter).map_err(|_| WRONGTYPE)?;
+    key.set_expire_at_ms(expire_at_ms);
     drop(key);
+    wrote(ctx, *key_name, c"rl.setstate");
     // Deterministic: the arguments carry the whole state, so replicating the call is exact.
     if let Some(verbatim) = unsafe { raw::RedisModule_ReplicateVerbatim } {
         unsafe { verbatim(ctx) };

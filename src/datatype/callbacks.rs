@@ -7,11 +7,12 @@ use std::ptr;
 use redis_module::native_types::RedisType;
 use redis_module::raw;
 
-use super::codec::{decode, encode, PAYLOAD_LEN};
+use super::codec::{decode, encode};
 use super::ENCODING_VERSION;
-use crate::algo::Limiter;
+use crate::algo::{Limiter, MovingWindowState, State};
 use crate::logging::log_warning;
 use crate::panic::guard;
+use crate::stats;
 
 /// The registered type. Its name is exactly nine characters, as the server requires.
 pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
@@ -31,7 +32,7 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
         free_effort: None,
         unlink: None,
         copy: Some(copy),
-        defrag: None,
+        defrag: Some(defrag),
         mem_usage2: None,
         free_effort2: None,
         unlink2: None,
@@ -55,32 +56,49 @@ pub(crate) unsafe fn limiter_ref<'a>(value: *mut c_void) -> Option<&'a mut Limit
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     guard(ptr::null_mut(), || {
-        if encver != ENCODING_VERSION {
-            // Refusing stops the whole load: better than misreading a newer layout.
-            log_warning(&format!(
-                "ratelimit: RDB holds a ratelimit key in encoding version {encver}, \
-                 this module reads only version {ENCODING_VERSION}: upgrade the module"
-            ));
-            return ptr::null_mut();
-        }
-        let Some(load) = (unsafe { raw::RedisModule_LoadStringBuffer }) else {
+        // Every version so far stores one string buffer per value; the payload's own header
+        // says whether this module can read it (see `codec`), so a later encoding version
+        // whose payload declares itself readable by this release still loads.
+        let (Some(load), Some(is_io_error), Some(free)) = (
+            unsafe { raw::RedisModule_LoadStringBuffer },
+            unsafe { raw::RedisModule_IsIOError },
+            unsafe { raw::RedisModule_Free },
+        ) else {
             return ptr::null_mut();
         };
         let mut len = 0usize;
         let buf = unsafe { load(rdb, &mut len) };
-        if buf.is_null() {
+        // With REDISMODULE_OPTIONS_HANDLE_IO_ERRORS a short read sets the error flag and returns
+        // here instead of killing the server; the server then refuses the value (RESTORE) or the
+        // load (RDB, replication) with its own message.
+        if unsafe { is_io_error(rdb) } != 0 || buf.is_null() {
+            if !buf.is_null() {
+                unsafe { free(buf.cast()) };
+            }
+            log_warning(&format!(
+                "ratelimit: short read of a ratelimit value (encoding version {encver}): refused"
+            ));
             return ptr::null_mut();
         }
         let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
         let limiter = decode(bytes);
-        if let Some(free) = unsafe { raw::RedisModule_Free } {
-            unsafe { free(buf.cast()) };
-        }
+        let header = bytes.get(..2).map(<[u8]>::to_vec).unwrap_or_default();
+        unsafe { free(buf.cast()) };
         match limiter {
             Some(l) => into_value(l),
+            None if encver > ENCODING_VERSION => {
+                // Refusing stops the whole load: better than misreading a newer layout.
+                log_warning(&format!(
+                    "ratelimit: a ratelimit value in encoding version {encver} (payload header \
+                     {header:?}) needs a newer module (this one writes version \
+                     {ENCODING_VERSION}): upgrade the module"
+                ));
+                ptr::null_mut()
+            }
             None => {
                 log_warning(&format!(
-                    "ratelimit: RDB holds an invalid ratelimit value ({len} bytes): load stopped"
+                    "ratelimit: an invalid ratelimit value ({len} bytes, encoding version \
+                     {encver}): refused"
                 ));
                 ptr::null_mut()
             }
@@ -120,16 +138,30 @@ extern "C" fn aof_rewrite(
                 c"sb".as_ptr(),
                 key,
                 bytes.as_ptr().cast::<c_char>(),
-                PAYLOAD_LEN,
+                bytes.len(),
             )
         };
     })
 }
 
+/// The real allocation: the boxed limiter, and for a moving-window log its header and buffer.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
-    guard(0, || match unsafe { raw::RedisModule_MallocSize } {
-        Some(size) if !value.is_null() => unsafe { size(value.cast_mut()) },
-        _ => std::mem::size_of::<Limiter>(),
+    guard(0, || {
+        let Some(size) = (unsafe { raw::RedisModule_MallocSize }) else {
+            return std::mem::size_of::<Limiter>();
+        };
+        let Some(l) = (unsafe { limiter_ref(value.cast_mut()) }) else {
+            return 0;
+        };
+        let mut total = unsafe { size(value.cast_mut()) };
+        if let State::MovingWindow(log) = &l.state {
+            let header: *const MovingWindowState = &**log;
+            total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
+            if let Some(block) = log.heap_block() {
+                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
+            }
+        }
+        total
     })
 }
 
@@ -165,8 +197,51 @@ extern "C" fn copy(
 ) -> *mut c_void {
     guard(ptr::null_mut(), || {
         match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => into_value(*l),
+            Some(l) => into_value(l.clone()),
             None => ptr::null_mut(),
         }
+    })
+}
+
+/// Active defrag (Redis 7.0 module API): moves the value to a fresh allocation when the
+/// allocator asks for it. Returns 0: the value is always done in one call.
+extern "C" fn defrag(
+    ctx: *mut raw::RedisModuleDefragCtx,
+    _key: *mut raw::RedisModuleString,
+    value: *mut *mut c_void,
+) -> c_int {
+    guard(0, || {
+        let Some(defrag_alloc) = (unsafe { raw::RedisModule_DefragAlloc }) else {
+            return 0;
+        };
+        // SAFETY: the server passes a pointer to the key's value slot.
+        let Some(slot) = (unsafe { value.as_mut() }) else {
+            return 0;
+        };
+        let moved = unsafe { defrag_alloc(ctx, *slot) };
+        if !moved.is_null() {
+            // The old block was freed by the server: only the new pointer is valid now.
+            *slot = moved;
+            stats::DEFRAG_MOVES.add(1);
+        }
+        // A moving-window log has two more blocks: its header and its buffer.
+        if let Some(Limiter {
+            state: State::MovingWindow(log),
+            ..
+        }) = unsafe { limiter_ref(*slot) }
+        {
+            let header: *mut MovingWindowState = &mut **log;
+            let moved = unsafe { defrag_alloc(ctx, header.cast()) };
+            if !moved.is_null() {
+                // SAFETY: the server copied the header to `moved` and freed the old block:
+                // adopt the new one, and never drop the old Box.
+                let old = std::mem::replace(log, unsafe { Box::from_raw(moved.cast()) });
+                std::mem::forget(old);
+            }
+            // SAFETY: RM_DefragAlloc copies a block into one of the same size class from the
+            // server's allocator (our global allocator) and frees the old one.
+            unsafe { log.relocate_buffer(|block| defrag_alloc(ctx, block.cast()).cast()) };
+        }
+        0
     })
 }

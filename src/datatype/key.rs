@@ -61,34 +61,67 @@ impl LimiterKey {
     }
 
     /// The stored limiter; `None` when the key does not exist.
-    pub(crate) fn get(&self) -> Result<Option<Limiter>, WrongType> {
+    pub(crate) fn get(&self) -> Result<Option<&Limiter>, WrongType> {
         let value = self.value_ptr()?;
-        // SAFETY: a value of our type was made by `into_value`.
-        Ok(unsafe { limiter_ref(value) }.map(|l| *l))
+        // SAFETY: a value of our type was made by `into_value`; it lives while the key is open.
+        Ok(unsafe { limiter_ref(value) }.map(|l| &*l))
     }
 
-    /// Stores `limiter` (in place when the key holds one already) and sets the key to expire at
-    /// `expire_at_ms` (absolute Unix ms). The key must be open for writing.
-    pub(crate) fn store(&mut self, limiter: &Limiter, expire_at_ms: i64) -> Result<(), WrongType> {
+    /// The stored limiter, to change in place; `None` when the key does not exist.
+    pub(crate) fn get_mut(&mut self) -> Result<Option<&mut Limiter>, WrongType> {
         let value = self.value_ptr()?;
-        if let Some(slot) = unsafe { limiter_ref(value) } {
-            *slot = *limiter;
-        } else {
-            let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
-                return Err(WrongType);
-            };
-            let boxed = into_value(*limiter);
-            let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
-            if status != raw::REDISMODULE_OK as c_int {
-                // SAFETY: the server did not take ownership; free it ourselves.
-                drop(unsafe { Box::from_raw(boxed.cast::<Limiter>()) });
-                return Err(WrongType);
-            }
-        }
-        if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
-            unsafe { set_abs_expire(self.key, expire_at_ms) };
+        // SAFETY: as for `get`; `&mut self` keeps a second borrow from being made.
+        Ok(unsafe { limiter_ref(value) })
+    }
+
+    /// Stores a new limiter at a key opened for writing (which held none).
+    pub(crate) fn create(&mut self, limiter: Limiter) -> Result<(), WrongType> {
+        let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
+            return Err(WrongType);
+        };
+        let boxed = into_value(limiter);
+        let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
+        if status != raw::REDISMODULE_OK as c_int {
+            // SAFETY: the server did not take ownership; free it ourselves.
+            drop(unsafe { Box::from_raw(boxed.cast::<Limiter>()) });
+            return Err(WrongType);
         }
         Ok(())
+    }
+
+    /// Stores `limiter` (in place when the key holds one already).
+    pub(crate) fn put(&mut self, limiter: Limiter) -> Result<(), WrongType> {
+        match self.get_mut()? {
+            Some(slot) => {
+                *slot = limiter;
+                Ok(())
+            }
+            None => self.create(limiter),
+        }
+    }
+
+    /// Sets the key to expire at `at_ms` (absolute Unix ms). The key must be open for writing.
+    pub(crate) fn set_expire_at_ms(&mut self, at_ms: i64) {
+        if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
+            unsafe { set_abs_expire(self.key, at_ms) };
+        }
+    }
+
+    /// The key's absolute expiry in Unix ms; `None` when it has no TTL (or does not exist).
+    pub(crate) fn expire_at_ms(&self) -> Option<i64> {
+        let get = unsafe { raw::RedisModule_GetAbsExpire }?;
+        if self.key.is_null() {
+            return None;
+        }
+        let at = unsafe { get(self.key) };
+        (at != raw::REDISMODULE_NO_EXPIRE as i64).then_some(at)
+    }
+
+    /// Deletes the key (open for writing).
+    pub(crate) fn delete(&mut self) {
+        if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
+            unsafe { del(self.key) };
+        }
     }
 }
 

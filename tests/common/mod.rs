@@ -74,6 +74,8 @@ pub struct NodeConfig {
     directives: Vec<(String, String)>,
     replica_of: Option<u16>,
     module_args: Vec<String>,
+    module: Option<PathBuf>,
+    server: Option<String>,
 }
 
 impl Default for NodeConfig {
@@ -98,7 +100,21 @@ impl NodeConfig {
             ],
             replica_of: None,
             module_args: Vec::new(),
+            module: None,
+            server: None,
         }
+    }
+
+    /// Runs this server binary instead of [`server_bin`].
+    pub fn server(mut self, bin: &str) -> NodeConfig {
+        self.server = Some(bin.to_string());
+        self
+    }
+
+    /// Loads this module file instead of [`module_path`] (e.g. the previous release's).
+    pub fn module(mut self, path: PathBuf) -> NodeConfig {
+        self.module = Some(path);
+        self
     }
 
     /// Adds arguments after the module path on the `loadmodule` line.
@@ -201,7 +217,7 @@ impl Server {
     }
 
     fn launch(&mut self, preferred_port: Option<u16>) {
-        let module = module_path();
+        let module = self.cfg.module.clone().unwrap_or_else(module_path);
         let mut last_log = String::new();
         for attempt in 0..10 {
             let port = match (attempt, preferred_port) {
@@ -215,14 +231,15 @@ impl Server {
                 .append(true)
                 .open(self.log_path())
                 .unwrap();
-            let child = Command::new(server_bin())
+            let bin = self.cfg.server.clone().unwrap_or_else(server_bin);
+            let child = Command::new(&bin)
                 .arg(&conf)
                 .current_dir(&self.dir)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", server_bin()));
+                .unwrap_or_else(|e| panic!("cannot run `{bin}`: {e}"));
             self.child = Some(child);
             self.port = port;
             match self.wait_ready() {
@@ -642,5 +659,107 @@ impl Rng {
     }
 }
 
-/// The three algorithms, as `ALGO` option strings.
-pub const ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
+/// The four algorithms, as `ALGO` option strings.
+pub const ALGOS: [&str; 4] = ["sliding-window", "fixed-window", "gcra", "moving-window"];
+
+/// The algorithms the first release had (for tests against its module).
+pub const FIRST_RELEASE_ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
+
+impl Conn {
+    /// `RL.INSPECT key` as field → value text; `None` for a missing key.
+    pub fn inspect(
+        &mut self,
+        key: impl AsRef<[u8]>,
+    ) -> Option<std::collections::BTreeMap<String, String>> {
+        match self.cmd(&[b"RL.INSPECT".as_slice(), key.as_ref()]) {
+            Reply::Nil => None,
+            Reply::Array(items) => {
+                assert!(items.len() % 2 == 0, "odd field/value list: {items:?}");
+                Some(
+                    items
+                        .chunks(2)
+                        .map(|kv| {
+                            let value = match &kv[1] {
+                                Reply::Int(i) => i.to_string(),
+                                other => other.text(),
+                            };
+                            (kv[0].text(), value)
+                        })
+                        .collect(),
+                )
+            }
+            other => panic!("RL.INSPECT: unexpected reply {other:?}"),
+        }
+    }
+
+    /// A field of `RL.INSPECT key` as an integer.
+    pub fn inspect_int(&mut self, key: impl AsRef<[u8]>, field: &str) -> i64 {
+        let fields = self.inspect(key).expect("RL.INSPECT: the key exists");
+        fields
+            .get(field)
+            .unwrap_or_else(|| panic!("RL.INSPECT has no field {field}: {fields:?}"))
+            .parse()
+            .unwrap()
+    }
+
+    /// A counter of `INFO ratelimit`.
+    pub fn stat(&mut self, name: &str) -> i64 {
+        let info = self.info("ratelimit");
+        info_field(&info, &format!("ratelimit_{name}"))
+            .unwrap_or_else(|| panic!("INFO ratelimit lacks {name}:\n{info}"))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// CRC-64/Jones (reflected, as the server computes it over DUMP payloads and RDB files).
+pub fn crc64(data: &[u8]) -> u64 {
+    const POLY: u64 = 0x95ac_9329_ac4b_c9b5; // 0xad93d23594c935a9 bit-reversed
+    let mut crc = 0u64;
+    for &b in data {
+        crc ^= u64::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
+/// A DUMP payload split into (value bytes, 2-byte RDB version); the CRC is dropped.
+pub fn split_dump(dump: &[u8]) -> (Vec<u8>, [u8; 2]) {
+    assert!(dump.len() > 10, "too short for a DUMP payload");
+    let body = &dump[..dump.len() - 10];
+    let version = [dump[dump.len() - 10], dump[dump.len() - 9]];
+    (body.to_vec(), version)
+}
+
+/// A DUMP payload from value bytes and RDB version, with a correct CRC.
+pub fn make_dump(body: &[u8], version: [u8; 2]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&version);
+    let crc = crc64(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The previous release's module, built by scripts/test from git history (never committed):
+/// `RL_PREV_MODULE`, else `target/prev/release/libredis_ratelimit.so`.
+pub fn prev_module_path() -> PathBuf {
+    let path = match std::env::var_os("RL_PREV_MODULE") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/prev/release/libredis_ratelimit.so")
+        }
+    };
+    if !path.is_file() {
+        panic!(
+            "the previous release's module is not at {}: scripts/test builds it (scripts/prev-module)",
+            path.display()
+        );
+    }
+    path
+}

@@ -1,0 +1,46 @@
+"""Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
+
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``.
+* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
+* With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
+  registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
+  Flask-Limiter app needs only ``storage_uri="rl://localhost:6379"`` and this import.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from .client import AsyncRateLimiter, RateLimiter
+from .errors import (
+    AlgorithmMismatchError,
+    InvalidArgumentError,
+    ModuleNotLoadedError,
+    RateLimitError,
+    WrongTypeError,
+)
+from .headers import rate_limit_headers
+from .types import Algorithm, Decision, Inspection, Window, format_window
+
+__all__ = [
+    "Algorithm",
+    "AlgorithmMismatchError",
+    "AsyncRateLimiter",
+    "Decision",
+    "Inspection",
+    "InvalidArgumentError",
+    "ModuleNotLoadedError",
+    "RateLimitError",
+    "RateLimiter",
+    "Window",
+    "WrongTypeError",
+    "format_window",
+    "rate_limit_headers",
+]
+
+__version__ = "0.1.0"
+
+# limits registers storages when their classes are defined: importing the module is the
+# registration. Without limits the client works alone.
+if find_spec("limits") is not None:
+    from . import limits_storage  # noqa: F401

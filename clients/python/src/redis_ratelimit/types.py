@@ -1,0 +1,190 @@
+"""Values shared by the sync and asyncio clients: algorithms, windows, decisions, inspections."""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Algorithm",
+    "Decision",
+    "Inspection",
+    "Window",
+    "format_window",
+]
+
+#: A window: the module's own string (``"60"``, ``"500ms"``, ``"1.5s"``, ``"1m"``, ``"1h"``,
+#: ``"1d"``), whole seconds as an ``int``, or a :class:`datetime.timedelta` (microsecond
+#: precision, as the module's).
+Window: TypeAlias = "str | int | timedelta"
+
+
+class Algorithm(str, enum.Enum):
+    """The module's ``ALGO`` values (see the repository README for their exact semantics)."""
+
+    #: Weighted count of the current and previous epoch-aligned windows (the default).
+    SLIDING_WINDOW = "sliding-window"
+    #: A counter per window, the window starting at the first request.
+    FIXED_WINDOW = "fixed-window"
+    #: Generic cell rate algorithm (a token bucket) with an optional ``burst``.
+    GCRA = "gcra"
+    #: An exact log of admitted requests over the last ``window``.
+    MOVING_WINDOW = "moving-window"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def format_window(window: Window) -> str:
+    """Return *window* as the module's argument.
+
+    >>> format_window(timedelta(minutes=1))
+    '60000ms'
+    >>> format_window(timedelta(microseconds=1500))
+    '1.5ms'
+    >>> format_window(60), format_window("1m")
+    ('60', '1m')
+    """
+    if isinstance(window, timedelta):
+        micros = (window.days * 86_400 + window.seconds) * 1_000_000 + window.microseconds
+        if micros <= 0:
+            raise ValueError(f"window must be positive, got {window!r}")
+        whole_ms, rest_us = divmod(micros, 1000)
+        if rest_us == 0:
+            return f"{whole_ms}ms"
+        return f"{whole_ms}.{rest_us:03d}".rstrip("0") + "ms"
+    if isinstance(window, bool):
+        raise TypeError("window must be a str, int or timedelta, not bool")
+    if isinstance(window, int):
+        return str(window)
+    if isinstance(window, str):
+        return window
+    raise TypeError(f"window must be a str, int or timedelta, not {type(window).__name__}")
+
+
+def _ms_to_seconds(ms: int) -> float:
+    return ms / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One ``RL.ALLOW`` / ``RL.PEEK`` reply.
+
+    Durations are float seconds (the module answers in whole milliseconds, rounded up), the unit
+    of :func:`time.time` and of limits' ``WindowStats``.
+    """
+
+    #: Whether the request was admitted (and, for ``allow`` with cost >= 1, charged).
+    allowed: bool
+    #: The most that can pass at once: ``limit``, or ``burst`` for gcra.
+    capacity: int
+    #: How many further cost-1 requests would be admitted right now, after this call.
+    remaining: int
+    #: 0.0 when allowed; when denied the seconds after which the same request would pass if
+    #: nothing else arrives; :data:`math.inf` when it never can (cost above the capacity).
+    retry_after: float
+    #: Seconds until the limiter is back to full capacity if nothing else arrives (0.0 for a key
+    #: that does not exist).
+    reset_after: float
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any]) -> Decision:
+        """Build a decision from the module's five-integer reply."""
+        if len(reply) != 5:
+            raise ValueError(f"expected 5 integers from RL.ALLOW/RL.PEEK, got {reply!r}")
+        allowed, capacity, remaining, retry_after_ms, reset_after_ms = (int(v) for v in reply)
+        return cls(
+            allowed=allowed == 1,
+            capacity=capacity,
+            remaining=remaining,
+            retry_after=math.inf if retry_after_ms < 0 else _ms_to_seconds(retry_after_ms),
+            reset_after=_ms_to_seconds(reset_after_ms),
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """One ``RL.INSPECT`` reply: a limiter's rule and state as of the server time ``now_us``.
+
+    Times ending in ``_us`` are the server's Unix time in microseconds; :meth:`to_local` converts
+    them to the client's :func:`time.time` epoch without depending on the two clocks agreeing.
+    """
+
+    #: The key's algorithm.
+    algorithm: Algorithm
+    #: The rule's limit.
+    limit: int
+    #: The rule's window, microseconds.
+    window_us: int
+    #: The capacity (``BURST`` for gcra, else the limit).
+    burst: int
+    #: The server time the state refers to, microseconds since the epoch.
+    now_us: int
+    #: The algorithm's own fields (``window_start_us``, ``current``, ``previous`` for
+    #: sliding-window; ``window_start_us``, ``count`` for fixed-window; ``tat_us`` for gcra;
+    #: ``count``, ``oldest_us``, ``newest_us``, ``runs`` for moving-window).
+    state: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def window(self) -> timedelta:
+        """The rule's window as a :class:`~datetime.timedelta`."""
+        return timedelta(microseconds=self.window_us)
+
+    def to_local(self, server_us: int, local_now: float) -> float:
+        """Convert a server time (µs) to the client's epoch, given the client's ``time.time()``.
+
+        The offset from ``now_us`` is kept, so clock skew between client and server cancels out.
+        """
+        return local_now - (self.now_us - server_us) / 1_000_000
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> Inspection | None:
+        """Build an inspection from a flat RESP2 array or a RESP3 map; None for nil."""
+        if reply is None:
+            return None
+        pairs: dict[str, Any]
+        if isinstance(reply, Mapping):
+            pairs = {_text(k): v for k, v in reply.items()}
+        else:
+            items = list(reply)
+            if len(items) % 2:
+                raise ValueError(f"RL.INSPECT replied an odd number of items: {reply!r}")
+            pairs = {_text(items[i]): items[i + 1] for i in range(0, len(items), 2)}
+        algorithm = Algorithm(_text(pairs.pop("algorithm")))
+        common = {name: int(pairs.pop(name)) for name in ("limit", "window_us", "burst", "now_us")}
+        return cls(
+            algorithm=algorithm,
+            limit=common["limit"],
+            window_us=common["window_us"],
+            burst=common["burst"],
+            now_us=common["now_us"],
+            state={k: int(v) for k, v in pairs.items()},
+        )
+
+
+def limit_args(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    cost: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+) -> list[str | int]:
+    """The arguments of ``RL.ALLOW`` / ``RL.PEEK`` (options only when they differ from defaults)."""
+    args: list[str | int] = [command, key, limit, format_window(window)]
+    if cost != 1:
+        args += ["COST", cost]
+    if algorithm is not None:
+        args += ["ALGO", str(Algorithm(algorithm))]
+    if burst is not None:
+        args += ["BURST", burst]
+    return args

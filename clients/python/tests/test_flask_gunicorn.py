@@ -1,0 +1,148 @@
+"""The seed's Flask app under a real ``gunicorn -w 4``, over HTTP, on rl://."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from servers import Server, free_port, wait_for
+
+APP_DIR = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
+BODY_429 = {"error": "Too many requests. Please slow down!"}
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, str]
+
+
+@dataclass
+class App:
+    base: str
+    strategy: str
+
+    def get(self, path: str, **headers: str) -> Reply:
+        request = urllib.request.Request(
+            self.base + path, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return Reply(response.status, dict(response.headers), json.loads(response.read()))
+        except urllib.error.HTTPError as error:
+            return Reply(error.code, dict(error.headers), json.loads(error.read()))
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("module", "fixed-window"),
+        ("module", "moving-window"),
+        ("module", "sliding-window-counter"),
+        ("no-module", "fixed-window"),
+    ],
+    ids=lambda p: "-".join(p),
+)
+def app(request: pytest.FixtureRequest, flavor: str) -> Iterator[App]:
+    with_module, strategy = request.param
+    server: Server = request.getfixturevalue(
+        "module_server" if with_module == "module" else "plain_server"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "RATELIMIT_STORAGE_URI": f"rl://{server.url}",
+        "RATELIMIT_STRATEGY": strategy,
+        "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex[:8],
+        "PYTHONWARNINGS": "ignore",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "app:app"],
+        cwd=APP_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    running = App(f"http://127.0.0.1:{port}", strategy)
+    pids: set[str] = set()
+
+    def all_workers_answer() -> bool:
+        # Concurrent requests (each its own key) until each of the 4 workers has answered once.
+        with ThreadPoolExecutor(8) as pool:
+            replies = pool.map(
+                lambda _: running.get("/public", X_API_Key=uuid.uuid4().hex), range(16)
+            )
+            pids.update(r.headers["X-Worker-Pid"] for r in replies if r.status == 200)
+        return len(pids) == 4
+
+    try:
+        wait_for(all_workers_answer, 90, "4 gunicorn workers")
+        yield running
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_public_ten_then_429_with_json_and_retry_after(app: App) -> None:
+    key = uuid.uuid4().hex
+    replies = [app.get("/public", X_API_Key=key) for _ in range(15)]
+    assert [r.status for r in replies] == [200] * 10 + [429] * 5
+    for n, reply in enumerate(replies[:10]):
+        assert reply.body == {"message": "This is a public endpoint"}
+        assert reply.headers["X-RateLimit-Limit"] == "10"
+        assert reply.headers["X-RateLimit-Remaining"] == str(9 - n)
+    for reply in replies[10:]:
+        assert reply.body == BODY_429
+        assert reply.headers["Content-Type"] == "application/json"
+        retry_after = int(reply.headers["Retry-After"])
+        assert 0 <= retry_after <= 61
+        if app.strategy != "sliding-window-counter":  # limits' reset there is its own estimate
+            assert retry_after >= 55  # the window began a few seconds ago at most
+        reset = int(reply.headers["X-RateLimit-Reset"])
+        assert abs((reset - time.time()) - retry_after) <= 2
+        assert reply.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_four_workers_share_the_limit(app: App) -> None:
+    key = uuid.uuid4().hex
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: app.get("/public", X_API_Key=key), range(30)))
+    assert sorted(r.status for r in replies) == [200] * 10 + [429] * 20
+    assert len({r.headers["X-Worker-Pid"] for r in replies}) >= 2
+
+
+def test_api_keys_are_limited_independently(app: App) -> None:
+    alice, bob = uuid.uuid4().hex, uuid.uuid4().hex
+    assert [app.get("/private", X_API_Key=alice).status for _ in range(3)] == [200, 200, 429]
+    assert [app.get("/private", X_API_Key=bob).status for _ in range(3)] == [200, 200, 429]
+    assert app.get("/public", X_API_Key=alice).status == 200  # another route, another limit
+
+
+def test_remote_address_without_api_key(app: App) -> None:
+    statuses = [app.get("/").status for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+
+
+def test_dynamic_limit_by_role(app: App) -> None:
+    normal, premium = uuid.uuid4().hex, uuid.uuid4().hex
+    replies = [app.get("/dynamic", X_API_Key=normal) for _ in range(11)]
+    assert [r.status for r in replies] == [200] * 10 + [429]
+    assert replies[0].headers["X-RateLimit-Limit"] == "10"
+    premium_replies = [
+        app.get("/dynamic", X_API_Key=premium, X_User_Role="premium") for _ in range(11)
+    ]
+    assert [r.status for r in premium_replies] == [200] * 11
+    assert premium_replies[-1].headers["X-RateLimit-Limit"] == "100"
+    assert premium_replies[-1].headers["X-RateLimit-Remaining"] == "89"

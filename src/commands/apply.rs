@@ -1,0 +1,60 @@
+//! `RL.APPLY key hit`: what replicas and AOF files receive for a moving-window write.
+//!
+//! A log can hold 100,000 runs, so replicating the whole state per hit would cost O(log size)
+//! on the wire. The hit carries the master's timestamp, the rule and the cost; the replica runs
+//! the same deterministic function the master ran ([`Limiter::replay`] →
+//! `MovingWindowState::commit`: clamp, trim, append, cap) and ends with the same log and expiry
+//! whatever its own clock says. No limit is checked here: the master decided.
+
+use std::ffi::c_int;
+
+use redis_module::raw;
+
+use super::{arg_bytes, ceil_ms, reply_ok, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
+use crate::algo::{Limiter, Outcome};
+use crate::datatype::codec::decode_hit;
+use crate::datatype::key::LimiterKey;
+
+/// `RL.APPLY key hit`
+pub(crate) extern "C" fn rl_apply(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
+    run(ctx, argv, argc, apply)
+}
+
+fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
+    let [_, key_name, payload] = args else {
+        return Err(CmdError::WrongArity);
+    };
+    let (rule, now_us, cost) = decode_hit(arg_bytes(*payload)).ok_or(CmdError::Static(
+        c"ERR invalid ratelimit hit payload: RL.APPLY takes only what replication produces",
+    ))?;
+    let mut key = LimiterKey::open(ctx, *key_name, true);
+    let outcome = Limiter::replay(key.get_mut().map_err(|_| WRONGTYPE)?, &rule, cost, now_us)
+        .map_err(|m| {
+            CmdError::Owned(format!(
+                "ERR key holds a {} limiter, not {}",
+                m.stored.name(),
+                m.requested.name()
+            ))
+        })?;
+    let changed = outcome != Outcome::Unchanged;
+    match outcome {
+        Outcome::Unchanged => {}
+        Outcome::Emptied => key.delete(),
+        Outcome::Created(limiter) => key.create(limiter).map_err(|_| WRONGTYPE)?,
+        Outcome::Updated => {}
+    }
+    if let Some(limiter) = key.get().map_err(|_| WRONGTYPE)? {
+        let at_ms = ceil_ms(limiter.expires_at_us());
+        key.set_expire_at_ms(at_ms);
+    }
+    drop(key);
+    if changed {
+        wrote(ctx, *key_name, c"rl.apply");
+    }
+    // Deterministic: the arguments carry the master's time, so replicating the call is exact.
+    if let Some(verbatim) = unsafe { raw::RedisModule_ReplicateVerbatim } {
+        unsafe { verbatim(ctx) };
+    }
+    reply_ok(ctx);
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! LEB128 unsigned varints: 7 bits per byte, low bits first, high bit = "more follows".
+//!
+//! Used by the payload codec and by the moving window's in-memory log. Reading is strict: an
+//! overlong encoding (a trailing `0x80 … 0x00`) or a value that does not fit is refused, so every
+//! value has exactly one encoding and decoded payloads re-encode to the same bytes.
+//!
+//! ```
+//! use redis_ratelimit::varint::{put_u64, Reader};
+//! let mut out = Vec::new();
+//! put_u64(&mut out, 300);
+//! assert_eq!(out, [0xac, 0x02]);
+//! let mut r = Reader::new(&out);
+//! assert_eq!(r.u64(), Some(300));
+//! assert!(r.is_empty());
+//! assert_eq!(Reader::new(&[0x80, 0x00]).u64(), None); // overlong
+//! ```
+
+/// Appends `v`.
+pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+    put_u128(out, u128::from(v));
+}
+
+/// Appends `v`.
+pub fn put_u128(out: &mut Vec<u8>, mut v: u128) {
+    loop {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(low);
+            return;
+        }
+        out.push(low | 0x80);
+    }
+}
+
+/// Encoded length of `v` in bytes.
+///
+/// ```
+/// use redis_ratelimit::varint::len_u64;
+/// assert_eq!((len_u64(0), len_u64(127), len_u64(128), len_u64(u64::MAX)), (1, 1, 2, 10));
+/// ```
+pub fn len_u64(v: u64) -> usize {
+    let bits = 64usize.saturating_sub(v.leading_zeros() as usize).max(1);
+    bits.div_ceil(7)
+}
+
+/// Reads one varint of at most `max_bits` bits from `bytes` at `pos`: the value and the position
+/// after it.
+fn read(bytes: &[u8], mut pos: usize, max_bits: u32) -> Option<(u128, usize)> {
+    let mut v: u128 = 0;
+    let mut shift: u32 = 0;
+    loop {
+        let b = *bytes.get(pos)?;
+        pos = pos.checked_add(1)?;
+        let low = u128::from(b & 0x7f);
+        // Bits still free for this byte's payload; more would overflow the type.
+        let free = max_bits.checked_sub(shift).filter(|&f| f > 0)?;
+        if free < 7 && low >> free != 0 {
+            return None;
+        }
+        v |= low.checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            // The last byte of a multi-byte varint must carry bits (no overlong forms).
+            if b == 0 && shift > 0 {
+                return None;
+            }
+            return Some((v, pos));
+        }
+        shift = shift.checked_add(7)?;
+    }
+}
+
+/// Reads a `u64` varint at `pos` in `bytes`: the value and the position after it.
+pub fn read_u64(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    let (v, pos) = read(bytes, pos, 64)?;
+    Some((u64::try_from(v).ok()?, pos))
+}
+
+/// A cursor over an encoded payload.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, pos: 0 }
+    }
+
+    /// One raw byte.
+    pub fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos = self.pos.checked_add(1)?;
+        Some(b)
+    }
+
+    /// A `u64` varint.
+    pub fn u64(&mut self) -> Option<u64> {
+        let (v, pos) = read_u64(self.bytes, self.pos)?;
+        self.pos = pos;
+        Some(v)
+    }
+
+    /// A `u128` varint.
+    pub fn u128(&mut self) -> Option<u128> {
+        let (v, pos) = read(self.bytes, self.pos, 128)?;
+        self.pos = pos;
+        Some(v)
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    /// Whether everything was read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_lengths() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX - 1, u64::MAX] {
+            let mut out = Vec::new();
+            put_u64(&mut out, v);
+            assert_eq!(out.len(), len_u64(v), "{v}");
+            assert_eq!(read_u64(&out, 0), Some((v, out.len())));
+        }
+        for v in [0u128, u128::from(u64::MAX) + 1, u128::MAX] {
+            let mut out = Vec::new();
+            put_u128(&mut out, v);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.u128(), Some(v));
+            assert!(r.is_empty());
+        }
+    }
+
+    #[test]
+    fn refuses_overlong_overflowing_and_short_input() {
+        assert_eq!(read_u64(&[0x81, 0x00], 0), None);
+        assert_eq!(read_u64(&[0xff; 10], 0), None);
+        // 2^64 does not fit a u64 but fits a u128.
+        let mut big = Vec::new();
+        put_u128(&mut big, u128::from(u64::MAX) + 1);
+        assert_eq!(read_u64(&big, 0), None);
+        assert!(Reader::new(&big).u128().is_some());
+        assert_eq!(read_u64(&[0x80], 0), None);
+        assert_eq!(read_u64(&[], 0), None);
+        assert_eq!(Reader::new(&[0xff; 20]).u128(), None);
+    }
+
+    #[test]
+    fn every_encoding_is_canonical() {
+        // Exhaustive over 1- and 2-byte inputs, plus all 3-byte ones with a given middle.
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for bytes in [&[a][..], &[a, b][..]] {
+                    if let Some((v, n)) = read_u64(bytes, 0) {
+                        let mut out = Vec::new();
+                        put_u64(&mut out, v);
+                        assert_eq!(&out[..], &bytes[..n]);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! RESTORE of crafted payloads: what an ordinary `+@write` user can send. Every checksum-valid
+//! damage to a `ratelimit` value is refused with an error (or, when the damage happens to leave
+//! a valid value, loads as one), and the server stays up.
+
+mod common;
+
+use common::{crc64, make_dump, split_dump, Conn, Reply, Rng, Server};
+
+/// The payload from the review: a valid checksum, the type id directly followed by the end
+/// marker. It crashed the first release ("short read" inside the module).
+const REVIEW_PAYLOAD: &[u8] =
+    b"\x07\x81\xad\xab\x5e\x96\x29\xa2\xb4\x01\x00\x0a\x00\x38\x51\x72\x46\x73\xbd\xef\xca";
+
+#[test]
+fn crc64_matches_the_server() {
+    let s = Server::start();
+    let mut c = s.conn();
+    c.allow("k", "10 1h");
+    let dump = c.cmd(&["DUMP", "k"]).ok();
+    let Reply::Bulk(dump) = dump else {
+        panic!("{dump:?}")
+    };
+    let n = dump.len();
+    assert_eq!(crc64(&dump[..n - 8]).to_le_bytes(), dump[n - 8..]);
+    assert_eq!(crc64(b"123456789"), 0xe9c6_d914_c4b8_d9ca);
+    let (body, version) = split_dump(&dump);
+    assert_eq!(make_dump(&body, version), dump);
+}
+
+#[test]
+fn the_reviewed_payload_is_refused_and_the_server_stays_up() {
+    let s = Server::start();
+    let mut admin = s.conn();
+    admin
+        .cmd_str("ACL SETUSER app on >pw ~user:* +@read +@write")
+        .ok();
+    let mut c = s.conn();
+    c.cmd_str("AUTH app pw").ok();
+    let r = c.cmd(&[b"RESTORE".as_slice(), b"user:x", b"0", REVIEW_PAYLOAD]);
+    assert!(
+        r.error().is_some_and(|e| e.starts_with("ERR")),
+        "expected an error, got {r:?}"
+    );
+    s.assert_alive();
+    assert!(!c.exists("user:x"));
+    assert!(
+        s.log().contains("short read of a ratelimit value"),
+        "{}",
+        s.log()
+    );
+}
+
+/// DUMPs of a variety of real values: every algorithm, fresh and full, odd rules.
+fn real_dumps(c: &mut Conn) -> Vec<Vec<u8>> {
+    let calls = [
+        ("a", "10 1h", 1),
+        ("b", "10 1h", 10),
+        ("c", "5 1m ALGO fixed-window", 3),
+        ("d", "3 1s ALGO gcra", 2),
+        ("e", "600000 1s ALGO gcra BURST 7 COST 7", 1),
+        ("f", "9223372036854775807 365d", 1),
+        ("g", "1 1ms ALGO fixed-window COST 1", 1),
+    ];
+    calls
+        .iter()
+        .map(|(key, args, n)| {
+            for _ in 0..*n {
+                c.allow(key, args);
+            }
+            match c.cmd(&["DUMP", key]) {
+                Reply::Bulk(b) => b,
+                other => panic!("DUMP {key}: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+/// One random, checksum-valid damage to the module part of `dump`.
+fn mutate(rng: &mut Rng, dump: &[u8]) -> Vec<u8> {
+    let (mut body, version) = split_dump(dump);
+    // body[0] is the object type; the module id and the value follow.
+    let n = body.len();
+    match rng.below(7) {
+        0 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            body[i] ^= 1 << rng.below(8);
+        }
+        1 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            let random = rng.next_u64() as u8;
+            body[i] = *rng.pick(&[0, 1, 0x7f, 0x80, 0xff, random]);
+        }
+        2 => body.truncate(1 + rng.below(n as u64 - 1) as usize),
+        3 => {
+            let i = 1 + rng.below(n as u64) as usize;
+            let len = 1 + rng.below(8) as usize;
+            let extra = rng.bytes(len);
+            body.splice(i..i, extra);
+        }
+        4 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            let len = (1 + rng.below(6) as usize).min(n - i);
+            body.drain(i..i + len);
+        }
+        5 => {
+            // Damage inside the payload string itself (after the 10-byte type id and opcode).
+            let start = 11.min(n - 1);
+            for _ in 0..1 + rng.below(4) {
+                let i = start + rng.below((n - start) as u64) as usize;
+                body[i] = rng.next_u64() as u8;
+            }
+        }
+        _ => {
+            // A wrong payload length byte, a different type id, or an early end marker.
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            body.truncate(i);
+            body.push(0);
+        }
+    }
+    make_dump(&body, version)
+}
+
+#[test]
+fn thousands_of_mutated_dumps_never_crash_the_server() {
+    const MUTATIONS: usize = 4_000;
+    let s = Server::start();
+    let mut c = s.conn();
+    let dumps = real_dumps(&mut c);
+    let mut rng = Rng::from_env("thousands_of_mutated_dumps_never_crash_the_server");
+    let (mut refused, mut accepted) = (0usize, Vec::new());
+    for batch in 0..MUTATIONS / 100 {
+        let payloads: Vec<Vec<u8>> = (0..100)
+            .map(|_| {
+                let d = rng.pick(&dumps).clone();
+                mutate(&mut rng, &d)
+            })
+            .collect();
+        for (i, p) in payloads.iter().enumerate() {
+            let key = format!("m:{batch}:{i}");
+            c.send(&[b"RESTORE".as_slice(), key.as_bytes(), b"0", p])
+                .unwrap();
+        }
+        for i in 0..payloads.len() {
+            match c.read().expect("the server answers every RESTORE") {
+                Reply::Status(s) if s == "OK" => accepted.push(format!("m:{batch}:{i}")),
+                Reply::Error(e) => {
+                    assert!(e.starts_with("ERR") || e.starts_with("BUSYKEY"), "{e}");
+                    refused += 1;
+                }
+                other => panic!("RESTORE: {other:?}"),
+            }
+        }
+        s.assert_alive();
+    }
+    eprintln!(
+        "{MUTATIONS} checksum-valid mutated DUMP payloads: {refused} refused, {} loaded",
+        accepted.len()
+    );
+    assert!(refused > MUTATIONS / 2, "too few refusals: {refused}");
+    // What loaded is a valid limiter: readable, and never without a TTL (RESTORE … 0 gets the
+    // TTL its state implies, or the key is gone when that state is already over).
+    for key in &accepted {
+        if !c.exists(key) {
+            continue;
+        }
+        let ty = c.type_of(key);
+        if ty != "ratelimit" {
+            continue; // a mutation may turn the value into another valid type
+        }
+        if c.stat("keyspace_hook") == 0 {
+            // Without the hook (Valkey 8.1+) the next RL.ALLOW gives the TTL back; a cost above
+            // any capacity charges nothing.
+            let algo = c.inspect(key).unwrap()["algorithm"].clone();
+            let r = c.rl_raw("ALLOW", key, &format!("1 1s ALGO {algo} COST 2"));
+            assert!(r.error().is_none(), "{key}: {r:?}");
+            if !c.exists(key) {
+                continue;
+            }
+        }
+        assert!(c.pttl(key) > 0, "{key} has no TTL");
+        assert!(c.inspect(key).is_some());
+    }
+    // Everything that loaded survives a save and reload unchanged (keys close to their expiry
+    // are dropped first: a mutated timestamp can make a state end within milliseconds).
+    let keys = c.cmd_str("KEYS *").flat();
+    for key in &keys {
+        let ttl = c.pttl(key);
+        if (0..600_000).contains(&ttl) {
+            c.del(key);
+        }
+    }
+    let snapshot = |c: &mut Conn| {
+        let mut keys = c.cmd_str("KEYS *").flat();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let v = (c.digest_value(&k), c.pexpiretime(&k), c.type_of(&k));
+                (k, v)
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot(&mut c);
+    c.cmd_str("DEBUG RELOAD").ok();
+    let after = snapshot(&mut c);
+    let differing: Vec<_> = before.iter().filter(|kv| !after.contains(kv)).collect();
+    assert!(differing.is_empty(), "changed by a reload: {differing:?}");
+    assert_eq!(before.len(), after.len());
+    s.assert_alive();
+}
