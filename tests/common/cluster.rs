@@ -105,6 +105,12 @@ impl ClusterConfig {
         self
     }
 
+    /// Adds arguments after the module path on every node's `loadmodule` line.
+    pub fn module_args(mut self, args: &[&str]) -> ClusterConfig {
+        self.node = self.node.module_args(args);
+        self
+    }
+
     /// Sets a directive on every node.
     pub fn set(mut self, name: &str, value: &str) -> ClusterConfig {
         self.node = self.node.set(name, value);
