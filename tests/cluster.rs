@@ -204,13 +204,10 @@ fn every_rl_command_declares_its_keys_and_is_routed_by_them() {
     check_every_command(&Cluster::start());
 }
 
-/// The same with `RL.DEBUG` loaded. Ignored until the module routes it: Redis 7.0 and Valkey 8.1
-/// route a module command in a cluster by its legacy first/last/step key positions (or a
-/// `getkeys-api` callback), never by its key specs, and `RL.DEBUG` declares its `PANIC-OPEN` key
-/// only in a keyword key spec — so `COMMAND GETKEYS` finds the key, yet a node that does not
-/// serve its slot runs the command instead of answering MOVED.
+/// The same with `RL.DEBUG` loaded: Redis 7.0 and Valkey 8.1 route a module command in a cluster
+/// by its legacy first/last/step key positions or its `getkeys-api` answer, never by key specs;
+/// `RL.DEBUG PANIC-OPEN key` declares its key through `getkeys-api`.
 #[test]
-#[ignore = "RL.DEBUG PANIC-OPEN has no legacy key position: not routed in a cluster"]
 fn the_debug_command_is_routed_by_its_key() {
     check_every_command(
         &ClusterConfig::new(3, 1)

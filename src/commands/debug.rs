@@ -7,6 +7,8 @@
 
 use std::ffi::c_int;
 
+use redis_module::raw;
+
 use super::{arg_bytes, run, Arg, CmdError, Ctx};
 use crate::datatype::key::LimiterKey;
 
@@ -17,6 +19,17 @@ pub(crate) extern "C" fn rl_debug(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_in
 
 #[allow(clippy::panic)] // the point of the command
 fn debug(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
+    // Cluster routing asks for the keys through this call (`getkeys-api`): servers route module
+    // commands by legacy key positions or this API, never by key specs, and the key of
+    // PANIC-OPEN is not at a fixed position for the other subcommand.
+    if unsafe { raw::RedisModule_IsKeysPositionRequest.map_or(0, |f| f(ctx)) } != 0 {
+        if let [_, sub, _key, ..] = args {
+            if arg_bytes(*sub).eq_ignore_ascii_case(b"PANIC-OPEN") {
+                declare_key_at(ctx, 2);
+            }
+        }
+        return Ok(());
+    }
     match args {
         [_, sub] if arg_bytes(*sub).eq_ignore_ascii_case(b"PANIC") => {
             panic!("RL.DEBUG PANIC was called")
@@ -28,5 +41,17 @@ fn debug(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         _ => Err(CmdError::Static(
             c"ERR unknown RL.DEBUG subcommand: use PANIC or PANIC-OPEN key",
         )),
+    }
+}
+
+/// Declares argument `pos` as a key (read-write) in answer to a keys-position request.
+fn declare_key_at(ctx: Ctx, pos: c_int) {
+    unsafe {
+        if let Some(with_flags) = raw::RedisModule_KeyAtPosWithFlags {
+            let flags = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
+            with_flags(ctx, pos, flags as c_int);
+        } else if let Some(at) = raw::RedisModule_KeyAtPos {
+            at(ctx, pos);
+        }
     }
 }

@@ -138,7 +138,7 @@ fn end_of_key_specs() -> raw::RedisModuleCommandKeySpec {
 const DEBUG_COMMAND: CommandSpec = CommandSpec {
     name: c"rl.debug",
     handler: rl_debug,
-    flags: c"write",
+    flags: c"write getkeys-api",
     arity: -2,
     key_at: KeyAt::After(c"PANIC-OPEN"),
     key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
