@@ -1,19 +1,22 @@
-"""rl+cluster:// on a small real cluster (3 primaries, no replicas), sync and asyncio.
+"""rl+cluster:// on real clusters: 3 primaries started here (sync and asyncio), and the
+3 masters x 1 replica cluster that ``scripts/cluster`` makes.
 
-A light check of the storage: the cluster work proper (resharding, failover) is tested with the
-module's own cluster suite.
+The cluster work proper (resharding, failover) is tested with the module's own cluster suite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
+import redis
 from harness import Limiter
 from limits import parse
-from servers import Server, start_server, wait_for
+from servers import REPO_ROOT, Server, server_binary, start_server, wait_for
 
 SLOTS = 16384
 
@@ -78,3 +81,73 @@ def test_cluster_storage(cluster: list[Server], prefix: str, kind: str) -> None:
             lim.close()
         if loop is not None:
             loop.close()
+
+
+@pytest.fixture(scope="module")
+def scripts_cluster(flavor: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The project's own ``scripts/cluster``: 3 masters x 1 replica; yields the first port."""
+    state = tmp_path_factory.mktemp("cluster") / "state"
+    env = {**os.environ, "RL_CLUSTER_STATE": str(state)}
+    script = str(REPO_ROOT / "scripts" / "cluster")
+    base = None
+    for candidate in range(7100, 9000, 100):  # scripts/cluster refuses busy ports
+        args = [script, "start", "--masters", "3", "--replicas", "1", "--port", str(candidate)]
+        args += ["--server", server_binary(flavor)]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+        if done.returncode == 0:
+            base = candidate
+            break
+        if "in use" not in done.stderr:
+            raise RuntimeError(f"scripts/cluster start failed:\n{done.stderr}")
+    assert base is not None, "no free port range for scripts/cluster"
+    try:
+        yield base
+    finally:
+        subprocess.run([script, "stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_scripts_cluster_3x1(scripts_cluster: int, prefix: str) -> None:
+    """rl+cluster:// on the cluster scripts/cluster makes: every strategy, keys on every master,
+    replicas identical to their masters afterwards."""
+    base = scripts_cluster
+    uri = f"rl+cluster://127.0.0.1:{base}"
+    item = parse("3/minute")
+    made = []
+    try:
+        for strategy in ("fixed-window", "moving-window", "sliding-window-counter"):
+            lim = Limiter(uri, strategy, None, key_prefix=prefix)
+            made.append(lim)
+            for ident in [f"user{i}" for i in range(12)]:
+                assert [lim.hit(item, strategy, ident) for _ in range(4)] == [True] * 3 + [False]
+                assert lim.stats(item, strategy, ident).remaining == 0
+        nodes = [redis.Redis(port=base + i) for i in range(6)]
+        try:
+            masters = [n for n in nodes if n.info("replication")["role"] == "master"]
+            assert len(masters) == 3
+            assert all(len(m.keys(f"{prefix}:*")) > 0 for m in masters)
+            for m in masters:
+                cast(Any, m).execute_command("WAIT", 1, 5000)
+            # Each replica holds its master's limiters byte for byte, with the same expiry.
+            compared = 0
+            for n in nodes:
+                info = n.info("replication")
+                if info["role"] != "slave":
+                    continue
+                cast(Any, n).execute_command("READONLY")
+                master = redis.Redis(port=int(info["master_port"]))
+                for raw_key in master.keys(f"{prefix}:*"):
+                    key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+                    assert n.dump(key) == master.dump(key), key
+                    assert n.pexpiretime(key) == master.pexpiretime(key), key
+                    compared += 1
+                master.close()
+            # One key per identity and strategy (the counter's previous-window key appears
+            # only after a window shift).
+            assert compared == 36
+            assert made[0].call("reset") == 36
+        finally:
+            for n in nodes:
+                n.close()
+    finally:
+        for lim in made:
+            lim.close()
