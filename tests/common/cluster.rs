@@ -9,13 +9,12 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
-use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use super::{free_port, module_path, server_bin, unique_dir, LaunchError, NodeConfig, Server};
+use super::{free_port, server_bin, unique_dir, LaunchError, NodeConfig, Server};
 use super::{info_field, Conn, Reply, Rl};
 
 /// Number of hash slots.
@@ -178,7 +177,6 @@ impl Server {
     /// Like `launch`, but picks the bus port too (`keep_ports`: try the current port and bus
     /// port first, for a restart).
     fn launch_cluster_node(&mut self, keep_ports: bool) {
-        let module = module_path();
         let mut last_log = String::new();
         for attempt in 0..10 {
             let (port, bus) = if attempt == 0 && keep_ports {
@@ -190,29 +188,9 @@ impl Server {
                 continue;
             }
             self.cfg = self.cfg.clone().set("cluster-port", &bus.to_string());
-            let conf = self.dir.join("redis.conf");
-            fs::write(&conf, self.cfg.render(&self.dir, port, &module)).unwrap();
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path())
-                .unwrap();
-            let child = Command::new(server_bin())
-                .arg(&conf)
-                .current_dir(&self.dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", server_bin()));
-            self.child = Some(child);
-            self.port = port;
-            match self.wait_ready() {
+            match self.spawn_on(port) {
                 Ok(()) => return,
-                Err(LaunchError::PortTaken) => {
-                    last_log = self.log();
-                    self.child = None;
-                }
+                Err(LaunchError::PortTaken) => last_log = self.log(),
             }
         }
         panic!("could not start a cluster node on free ports; last log:\n{last_log}");

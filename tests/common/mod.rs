@@ -178,7 +178,7 @@ pub struct Server {
     child: Option<Child>,
 }
 
-enum LaunchError {
+pub(crate) enum LaunchError {
     PortTaken,
 }
 
@@ -217,40 +217,47 @@ impl Server {
     }
 
     fn launch(&mut self, preferred_port: Option<u16>) {
-        let module = self.cfg.module.clone().unwrap_or_else(module_path);
         let mut last_log = String::new();
         for attempt in 0..10 {
             let port = match (attempt, preferred_port) {
                 (0, Some(p)) => p,
                 _ => free_port(),
             };
-            let conf = self.dir.join("redis.conf");
-            fs::write(&conf, self.cfg.render(&self.dir, port, &module)).unwrap();
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path())
-                .unwrap();
-            let bin = self.cfg.server.clone().unwrap_or_else(server_bin);
-            let child = Command::new(&bin)
-                .arg(&conf)
-                .current_dir(&self.dir)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run `{bin}`: {e}"));
-            self.child = Some(child);
-            self.port = port;
-            match self.wait_ready() {
+            match self.spawn_on(port) {
                 Ok(()) => return,
-                Err(LaunchError::PortTaken) => {
-                    last_log = self.log();
-                    self.child = None;
-                }
+                Err(LaunchError::PortTaken) => last_log = self.log(),
             }
         }
         panic!("could not start a server on a free port; last log:\n{last_log}");
+    }
+
+    /// Writes the config for `port`, starts the server (the configured module and binary) and
+    /// waits until it answers; `PortTaken` when another process got the port first.
+    pub(crate) fn spawn_on(&mut self, port: u16) -> Result<(), LaunchError> {
+        let module = self.cfg.module.clone().unwrap_or_else(module_path);
+        let conf = self.dir.join("redis.conf");
+        fs::write(&conf, self.cfg.render(&self.dir, port, &module)).unwrap();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let bin = self.cfg.server.clone().unwrap_or_else(server_bin);
+        let child = Command::new(&bin)
+            .arg(&conf)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run `{bin}`: {e}"));
+        self.child = Some(child);
+        self.port = port;
+        let ready = self.wait_ready();
+        if ready.is_err() {
+            self.child = None;
+        }
+        ready
     }
 
     /// Waits until our process (not some other server that owns the port) answers PING.
