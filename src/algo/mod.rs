@@ -373,37 +373,54 @@ impl Counter {
         cost: u64,
         now_us: u64,
     ) -> (Decision, Option<Counter>) {
-        match (rule.algorithm(), state) {
-            (Algorithm::SlidingWindow, s) => {
-                let s = match s {
-                    Some(Counter::Sliding(s)) => Some(s),
+        match rule.algorithm() {
+            Algorithm::SlidingWindow => run_counter(
+                state.and_then(|c| match c {
+                    Counter::Sliding(s) => Some(s),
                     _ => None,
-                };
-                let (d, w) = sliding_window::decide(s.as_ref(), rule, cost, now_us);
-                (d, w.map(Counter::Sliding))
-            }
-            (Algorithm::FixedWindow, s) => {
-                let s = match s {
-                    Some(Counter::Fixed(s)) => Some(s),
+                }),
+                sliding_window::decide,
+                Counter::Sliding,
+                (rule, cost, now_us),
+            ),
+            Algorithm::FixedWindow => run_counter(
+                state.and_then(|c| match c {
+                    Counter::Fixed(s) => Some(s),
                     _ => None,
-                };
-                let (d, w) = fixed_window::decide(s.as_ref(), rule, cost, now_us);
-                (d, w.map(Counter::Fixed))
-            }
-            (Algorithm::Gcra, s) => {
-                let s = match s {
-                    Some(Counter::Gcra(s)) => Some(s),
+                }),
+                fixed_window::decide,
+                Counter::Fixed,
+                (rule, cost, now_us),
+            ),
+            Algorithm::Gcra => run_counter(
+                state.and_then(|c| match c {
+                    Counter::Gcra(s) => Some(s),
                     _ => None,
-                };
-                let (d, w) = gcra::decide(s.as_ref(), rule, cost, now_us);
-                (d, w.map(Counter::Gcra))
-            }
+                }),
+                gcra::decide,
+                Counter::Gcra,
+                (rule, cost, now_us),
+            ),
             // Not a counter: answered as an absent log (callers route logs elsewhere).
-            (Algorithm::MovingWindow, _) => {
+            Algorithm::MovingWindow => {
                 (moving_window::decide(None, rule, rule, cost, now_us), None)
             }
         }
     }
+}
+
+/// The signature every counter algorithm's `decide` has.
+type CounterDecide<S> = fn(Option<&S>, &Rule, u64, u64) -> (Decision, Option<S>);
+
+/// Runs one counter algorithm on its state and wraps what it writes back into a [`Counter`].
+fn run_counter<S>(
+    state: Option<S>,
+    decide: CounterDecide<S>,
+    wrap: fn(S) -> Counter,
+    (rule, cost, now_us): (&Rule, u64, u64),
+) -> (Decision, Option<Counter>) {
+    let (d, written) = decide(state.as_ref(), rule, cost, now_us);
+    (d, written.map(wrap))
 }
 
 /// The decision for an absent key, and the limiter to create if any.
