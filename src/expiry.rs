@@ -27,8 +27,8 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 
 use redis_module::raw;
 
-use crate::commands::{ceil_ms, wrote_generic, Arg, Ctx};
 use crate::datatype::key::LimiterKey;
+use crate::ffi::{ceil_ms, wrote_generic, Arg, Ctx};
 use crate::panic::guard;
 use crate::replication::{replicate_del, replicate_pexpireat};
 use crate::{clock, stats};

@@ -22,6 +22,7 @@ mod commands;
 pub mod config;
 pub mod datatype;
 mod expiry;
+mod ffi;
 mod logging;
 mod panic;
 mod replication;

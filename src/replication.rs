@@ -14,8 +14,8 @@ use std::ffi::{c_char, c_longlong};
 use redis_module::raw;
 
 use crate::algo::{Limiter, Rule};
-use crate::commands::{Arg, Ctx};
 use crate::datatype::codec::{encode, encode_hit};
+use crate::ffi::{Arg, Ctx};
 
 /// Replicates what a write did to `key`: its new state, or for a moving-window log the hit
 /// (`cost` at `now_us` under the limiter's rule; `cost` 0 for a conversion).

@@ -10,10 +10,11 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::{arg_bytes, ceil_ms, reply_ok, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
+use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{Limiter, Outcome};
 use crate::datatype::codec::decode_hit;
 use crate::datatype::key::LimiterKey;
+use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
 
 /// `RL.APPLY key hit`
 pub(crate) extern "C" fn rl_apply(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {

@@ -9,8 +9,9 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::{arg_bytes, run, Arg, CmdError, Ctx};
+use super::{run, CmdError};
 use crate::datatype::key::LimiterKey;
+use crate::ffi::{arg_bytes, Arg, Ctx};
 
 /// `RL.DEBUG subcommand [key]`
 pub(crate) extern "C" fn rl_debug(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {

@@ -13,11 +13,12 @@ use std::ffi::{c_int, c_long, CStr};
 
 use redis_module::raw;
 
-use super::{run, Arg, CmdError, Ctx, WRONGTYPE};
+use super::{run, CmdError, WRONGTYPE};
 use crate::algo::moving_window::window_sum;
 use crate::algo::{Algorithm, Limiter, State};
 use crate::clock;
 use crate::datatype::key::LimiterKey;
+use crate::ffi::{Arg, Ctx};
 
 /// `RL.INSPECT key`
 pub(crate) extern "C" fn rl_inspect(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {

@@ -2,10 +2,11 @@
 
 use std::ffi::c_int;
 
-use super::{arg_bytes, ceil_ms, reply_integers, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
+use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter};
 use crate::datatype::key::LimiterKey;
 use crate::expiry::{self, Propagation};
+use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
 use crate::rule::parse_request;
 use crate::{clock, stats};

@@ -13,7 +13,7 @@ use super::debug::rl_debug;
 use super::inspect::rl_inspect;
 use super::limit::{rl_allow, rl_peek};
 use super::setstate::rl_setstate;
-use super::{Arg, Ctx};
+use crate::ffi::{Arg, Ctx};
 
 type Handler = extern "C" fn(Ctx, *mut Arg, c_int) -> c_int;
 

@@ -8,9 +8,10 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::{arg_bytes, ceil_ms, reply_ok, run, wrote, Arg, CmdError, Ctx, WRONGTYPE};
+use super::{run, CmdError, WRONGTYPE};
 use crate::datatype::codec::decode;
 use crate::datatype::key::LimiterKey;
+use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
 
 /// `RL.SETSTATE key payload`
 pub(crate) extern "C" fn rl_setstate(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
