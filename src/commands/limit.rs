@@ -3,7 +3,7 @@
 use std::ffi::c_int;
 
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter};
+use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter, Rule};
 use crate::datatype::key::LimiterKey;
 use crate::expiry::{self, Propagation};
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
@@ -21,8 +21,8 @@ pub(crate) extern "C" fn rl_peek(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int
     run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, false))
 }
 
-/// The shared pipeline: arity → parse → open the key once → decide → store, expire, replicate,
-/// signal → reply. `commit` is false for RL.PEEK.
+/// The shared pipeline: arity → parse → decide (and store) → reply. `commit` is false for
+/// RL.PEEK.
 fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     let [_, key_name, rule_args @ ..] = args else {
         return Err(CmdError::WrongArity);
@@ -32,24 +32,50 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     }
     let request = parse_request(rule_args.iter().map(|&a| arg_bytes(a)))
         .map_err(|e| CmdError::Owned(e.message()))?;
-    let (rule, cost) = (request.rule, request.cost);
     let now_us = clock::now_us();
-    if !commit || cost == 0 {
-        // Only looks: open read-only so that nothing is created or signalled.
-        let key = LimiterKey::open(ctx, *key_name, false);
-        let stored = key.get().map_err(|_| WRONGTYPE)?;
-        let decision = Limiter::peek(stored, &rule, cost, now_us).map_err(mismatch_error)?;
-        drop(key);
-        reply_integers(ctx, &reply_fields(&decision));
-        return Ok(());
+    let decision = if commit {
+        charge(ctx, *key_name, &request.rule, request.cost, now_us)?
+    } else {
+        peek(ctx, *key_name, &request.rule, request.cost, now_us)?
+    };
+    reply_integers(ctx, &reply_fields(&decision));
+    Ok(())
+}
+
+/// What `RL.PEEK` answers: the decision for a request of `cost` under `rule` at `now_us`,
+/// without opening the key for writing.
+pub(crate) fn peek(
+    ctx: Ctx,
+    key_name: Arg,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> Result<Decision, CmdError> {
+    let key = LimiterKey::open(ctx, key_name, false);
+    let stored = key.get().map_err(|_| WRONGTYPE)?;
+    Limiter::peek(stored, rule, cost, now_us).map_err(mismatch_error)
+}
+
+/// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
+/// writes, stores the state, sets the expiry, replicates the effect and signals the write.
+/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled).
+pub(crate) fn charge(
+    ctx: Ctx,
+    key_name: Arg,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> Result<Decision, CmdError> {
+    if cost == 0 {
+        return peek(ctx, key_name, rule, cost, now_us);
     }
-    let mut key = LimiterKey::open(ctx, *key_name, true);
+    let mut key = LimiterKey::open(ctx, key_name, true);
     let stored = key.get_mut().map_err(|_| WRONGTYPE)?;
     if stored.as_ref().is_some_and(|l| l.is_ahead(now_us)) {
         stats::CLAMPED.add(1);
     }
     let (decision, outcome) =
-        Limiter::decide(stored, &rule, cost, now_us).map_err(mismatch_error)?;
+        Limiter::decide(stored, rule, cost, now_us).map_err(mismatch_error)?;
     if decision.allowed {
         stats::ALLOWED.add(1);
     } else {
@@ -68,17 +94,15 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
         if let Some(limiter) = stored {
             let expire_at_ms = ceil_ms(limiter.expires_at_us());
             let charged = if decision.allowed { cost } else { 0 };
-            replicate_write(ctx, *key_name, limiter, now_us, charged);
+            replicate_write(ctx, key_name, limiter, now_us, charged);
             key.set_expire_at_ms(expire_at_ms);
-            wrote(ctx, *key_name, c"rl.allow");
+            wrote(ctx, key_name, c"rl.allow");
         }
     } else {
         // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-        expiry::repair(ctx, &mut key, *key_name, now_us, Propagation::Replicate);
+        expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
     }
-    drop(key);
-    reply_integers(ctx, &reply_fields(&decision));
-    Ok(())
+    Ok(decision)
 }
 
 fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
