@@ -1,7 +1,8 @@
 //! redis-ratelimit: native rate-limiting commands for Redis and Valkey.
 //!
-//! Layout: [`algo`] holds the pure algorithms; [`rule`] parses arguments; [`datatype`] is the
-//! `ratelimit` key type; `commands` are the `RL.*` handlers. This file only registers them.
+//! Layout: [`algo`] holds the pure algorithms; [`args`] parses command arguments; [`datatype`]
+//! is the `ratelimit` key type; `commands` are the `RL.*` handlers. This file only registers
+//! them.
 
 #![cfg_attr(
     not(test),
@@ -17,6 +18,7 @@
 
 pub mod algo;
 mod alloc;
+pub mod args;
 mod clock;
 mod commands;
 pub mod config;
@@ -26,7 +28,6 @@ mod ffi;
 mod logging;
 mod panic;
 mod replication;
-pub mod rule;
 mod stats;
 pub mod varint;
 

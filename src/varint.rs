@@ -15,21 +15,103 @@
 //! assert_eq!(Reader::new(&[0x80, 0x00]).u64(), None); // overlong
 //! ```
 
+/// Where encoded bytes go: a `Vec`, or a [`StackBuf`] on the hot path.
+pub trait Sink {
+    /// Appends one byte.
+    fn push_byte(&mut self, b: u8);
+    /// Appends bytes.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.push_byte(b);
+        }
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn push_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A byte buffer on the stack that moves to the heap only when it outgrows `N` bytes: a
+/// counter's whole payload fits, so replicating it allocates nothing.
+///
+/// ```
+/// use redis_ratelimit::varint::{put_u64, StackBuf};
+/// let mut buf = StackBuf::<4>::new();
+/// put_u64(&mut buf, 300);
+/// assert_eq!(buf.as_slice(), [0xac, 0x02]);
+/// put_u64(&mut buf, u64::MAX); // spills to the heap
+/// assert_eq!(buf.as_slice().len(), 12);
+/// ```
+#[derive(Debug)]
+pub struct StackBuf<const N: usize> {
+    inline: [u8; N],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl<const N: usize> StackBuf<N> {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        StackBuf {
+            inline: [0; N],
+            len: 0,
+            heap: None,
+        }
+    }
+
+    /// The bytes written.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.heap {
+            Some(v) => v,
+            None => self.inline.get(..self.len).unwrap_or(&[]),
+        }
+    }
+}
+
+impl<const N: usize> Default for StackBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Sink for StackBuf<N> {
+    fn push_byte(&mut self, b: u8) {
+        if let Some(v) = &mut self.heap {
+            v.push(b);
+            return;
+        }
+        if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = b;
+            self.len = self.len.saturating_add(1);
+            return;
+        }
+        let mut v = Vec::with_capacity(N.saturating_mul(2).max(16));
+        v.extend_from_slice(&self.inline);
+        v.push(b);
+        self.heap = Some(v);
+    }
+}
+
 /// Appends `v`.
-pub fn put_u64(out: &mut Vec<u8>, v: u64) {
+pub fn put_u64(out: &mut impl Sink, v: u64) {
     put_u128(out, u128::from(v));
 }
 
 /// Appends `v`.
-pub fn put_u128(out: &mut Vec<u8>, mut v: u128) {
+pub fn put_u128(out: &mut impl Sink, mut v: u128) {
     loop {
         let low = (v & 0x7f) as u8;
         v >>= 7;
         if v == 0 {
-            out.push(low);
+            out.push_byte(low);
             return;
         }
-        out.push(low | 0x80);
+        out.push_byte(low | 0x80);
     }
 }
 

@@ -7,7 +7,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::{assert_between, info_field, Conn, Reply, Server};
-use redis_ratelimit::algo::{Algorithm, Rule};
+use redis_ratelimit::algo::{Algorithm, Bounds, Hit, Rule};
 use redis_ratelimit::datatype::codec::encode_hit;
 
 const MW: &str = "ALGO moving-window";
@@ -109,8 +109,20 @@ fn memory_usage_reports_the_log() {
     let now = c.time_us() as u64;
     for i in 1..=1_000u64 {
         let at = now - 3_600_000_000 + i * 3_600_000;
-        c.send(&[b"RL.APPLY".as_slice(), b"spread", &encode_hit(&rule, at, 1)])
-            .unwrap();
+        let hit = Hit {
+            rule,
+            now_us: at,
+            cost: 1,
+            bounds: Bounds::DEFAULT,
+            after: None,
+            needs_current_replay: false,
+        };
+        c.send(&[
+            b"RL.APPLY".as_slice(),
+            b"spread",
+            encode_hit(&hit).as_slice(),
+        ])
+        .unwrap();
     }
     for _ in 0..1_000 {
         assert_eq!(c.read().unwrap(), Reply::Status("OK".into()));
