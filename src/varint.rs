@@ -154,6 +154,20 @@ fn read(bytes: &[u8], mut pos: usize, max_bits: u32) -> Option<(u128, usize)> {
 
 /// Reads a `u64` varint at `pos` in `bytes`: the value and the position after it.
 pub fn read_u64(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    // Fast path: most values in a run log take one or two bytes (the log scans decode
+    // thousands per call); anything longer goes through the general, strict reader.
+    let b0 = *bytes.get(pos)?;
+    if b0 < 0x80 {
+        return Some((u64::from(b0), pos.checked_add(1)?));
+    }
+    let b1 = *bytes.get(pos.checked_add(1)?)?;
+    if b1 < 0x80 {
+        if b1 == 0 {
+            return None; // overlong
+        }
+        let v = u64::from(b0 & 0x7f) | (u64::from(b1) << 7);
+        return Some((v, pos.checked_add(2)?));
+    }
     let (v, pos) = read(bytes, pos, 64)?;
     Some((u64::try_from(v).ok()?, pos))
 }

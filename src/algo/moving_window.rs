@@ -210,7 +210,7 @@ impl MovingWindowState {
             let moved = match log.first_from_time(|t| t >= now_us) {
                 Some(p) if p == log.head() => {
                     let all = log.total();
-                    self.older = None;
+                    log.clear();
                     all
                 }
                 Some(p) => log.truncate_at(&p),
@@ -223,17 +223,14 @@ impl MovingWindowState {
 
     /// Drops every run that left the window; `false` when nothing is left.
     fn trim(&mut self, horizon: Horizon) -> bool {
-        if horizon.left(self.newest_ts) {
-            self.older = None;
-            return false;
-        }
+        let everything = horizon.left(self.newest_ts);
         if let Some(log) = self.older.as_mut() {
             match log.first_from_time(|t| !horizon.left(t)) {
-                Some(p) => log.drop_before(&p),
-                None => self.older = None,
+                Some(p) if !everything => log.drop_before(&p),
+                _ => log.clear(),
             }
         }
-        true
+        !everything
     }
 
     /// Records a request admitted under `new` at `now_us` (`cost` 0: only converts): clamps runs
@@ -277,17 +274,31 @@ impl MovingWindowState {
         self.clamp(now_us);
         let alive = self.trim(Horizon::new(old, new, now_us));
         if cost == 0 {
+            self.release_retired();
             return alive;
         }
-        if !alive {
-            *self = MovingWindowState::new(now_us, cost);
-            return true;
+        if alive {
+            let cost = cost.min(MAX_COUNT.saturating_sub(self.total()));
+            if cost > 0 {
+                add(self, now_us, cost);
+            }
+        } else {
+            // The older runs (all gone) keep their buffers to retire a few at a time.
+            self.newest_ts = now_us;
+            self.newest_count = cost.min(MAX_COUNT);
         }
-        let cost = cost.min(MAX_COUNT.saturating_sub(self.total()));
-        if cost > 0 {
-            add(self, now_us, cost);
-        }
+        self.release_retired();
         true
+    }
+
+    /// Frees a bounded number of retired chunk buffers; drops the older log once it holds
+    /// neither runs nor buffers.
+    fn release_retired(&mut self) {
+        if let Some(log) = self.older.as_mut() {
+            if log.release_retired() && log.is_empty() {
+                self.older = None;
+            }
+        }
     }
 
     /// Adds a hit at `now_us` ≥ the newest run, coalescing into the newest run from the
@@ -318,10 +329,10 @@ impl MovingWindowState {
 
     /// Merges the oldest run into the next one (which keeps its timestamp).
     fn merge_oldest(&mut self) {
-        if let Some(log) = self.older.as_mut() {
+        if let Some(log) = self.older.as_mut().filter(|l| !l.is_empty()) {
             if let Some(merged) = log.merge_head() {
                 self.newest_count = self.newest_count.saturating_add(merged);
-                self.older = None;
+                log.clear();
             }
         }
     }

@@ -16,6 +16,13 @@
 //!
 //! Dead runs at the front of the first chunk stay in its bytes until the chunk is dropped: the
 //! head is a position inside it.
+//!
+//! **Frees are bounded too.** Freeing one chunk costs the server's allocator about 300
+//! instructions; a clock step or an expired burst can drop hundreds of chunks at once. Dropped
+//! chunks' buffers are *retired* instead (a move, no free), reused for the next chunks the log
+//! opens, and freed at most [`FREE_BUDGET`] per write ([`RunLog::release_retired`]); the rest
+//! stay counted in `MEMORY USAGE` until then, or until the key is deleted or expires. A log
+//! that holds no run keeps existing while it has retired buffers to free.
 
 use crate::varint::{put_u64, read_u64};
 
@@ -23,6 +30,8 @@ use crate::varint::{put_u64, read_u64};
 pub const CHUNK_RUNS: u32 = 256;
 /// A chunk takes no new run once its bytes reach this (a run takes at most 20).
 pub const CHUNK_BYTES: usize = 1024;
+/// Most retired chunk buffers one write frees.
+pub const FREE_BUDGET: usize = 16;
 
 #[derive(Clone, Debug)]
 struct Chunk {
@@ -68,6 +77,8 @@ pub struct RunLog {
     end: u64,
     /// Live runs.
     runs: usize,
+    /// Buffers of dropped chunks, to reuse or free a few at a time.
+    retired: Vec<Vec<u8>>,
 }
 
 impl RunLog {
@@ -92,6 +103,7 @@ impl RunLog {
             last_ts: ts,
             end: 0,
             runs: 0,
+            retired: Vec::new(),
         };
         log.encode_into_back(0, count);
         log
@@ -124,19 +136,33 @@ impl RunLog {
         self.head
     }
 
-    /// Appends a run; `ts` must be after [`RunLog::last_ts`].
+    /// Whether it holds no run (it may still hold retired buffers).
+    pub fn is_empty(&self) -> bool {
+        self.runs == 0
+    }
+
+    /// Appends a run; `ts` must be after [`RunLog::last_ts`] (or the log be empty).
     pub fn push(&mut self, ts: u64, count: u64) {
         let back_full = self.chunks.last().is_none_or(Chunk::is_full);
         if back_full {
-            if let Some(back) = self.chunks.last_mut() {
-                back.bytes.shrink_to_fit();
-            }
+            let mut bytes = self.retired.pop().unwrap_or_default();
+            bytes.clear();
             self.chunks.push(Chunk {
                 first_ts: ts,
                 before: self.end,
                 runs: 0,
-                bytes: Vec::new(),
+                bytes,
             });
+            if self.runs == 0 {
+                self.head = Pos {
+                    chunk: 0,
+                    byte: 0,
+                    idx: 0,
+                    ts,
+                    before: self.end,
+                };
+                self.head_extra = 0;
+            }
             self.encode_into_back(0, count);
         } else {
             let gap = ts.saturating_sub(self.last_ts);
@@ -212,6 +238,17 @@ impl RunLog {
         })
     }
 
+    /// The runs of chunk `i` from its first live run on, each decoded once: the position and
+    /// the encoded count (the head's merged extra not included).
+    fn chunk_runs(&self, i: usize) -> ChunkRuns<'_> {
+        ChunkRuns {
+            bytes: self.chunks.get(i).map_or(&[][..], |c| &c.bytes[..]),
+            runs: self.chunks.get(i).map_or(0, |c| c.runs),
+            next: self.start_of(i),
+            first: true,
+        }
+    }
+
     /// The run after `pos`, if any.
     pub fn next(&self, pos: &Pos) -> Option<Pos> {
         let chunk = self.chunks.get(pos.chunk)?;
@@ -230,32 +267,45 @@ impl RunLog {
         self.start_of(pos.chunk.saturating_add(1))
     }
 
-    /// The first live run for which `pred(pos)` holds, for a `pred` that is false on a prefix
-    /// of the runs and true after it, and that can be asked of each chunk's first run; `None`
-    /// when it holds for none. O(log chunks + CHUNK_RUNS).
-    fn first_where(&self, pred: impl Fn(&Pos) -> bool) -> Option<Pos> {
+    /// The logical count of the run at `pos` from its encoded count.
+    fn logical(&self, pos: &Pos, encoded: u64) -> u64 {
+        if *pos == self.head {
+            encoded.saturating_add(self.head_extra)
+        } else {
+            encoded
+        }
+    }
+
+    /// The first live run for which `pred(pos, count)` holds, for a `pred` that is false on a
+    /// prefix of the runs and true after it; `None` when it holds for none.
+    /// O(log chunks + CHUNK_RUNS): a binary search over the chunks' first runs, then one chunk.
+    fn first_where(&self, pred: impl Fn(&Pos, u64) -> bool) -> Option<Pos> {
+        if self.runs == 0 {
+            return None;
+        }
         let n = self.chunks.len();
-        // Chunks (by their first live run) for which pred is false form a prefix.
+        let at_start = |i: usize| -> Option<bool> {
+            let p = self.start_of(i)?;
+            let (_, encoded, _) = self.read_at(p.chunk, p.byte)?;
+            Some(pred(&p, encoded))
+        };
+        // Chunks whose first live run is false form a prefix.
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
             let mid = lo.saturating_add(hi.saturating_sub(lo) / 2);
-            match self.start_of(mid) {
-                Some(p) if !pred(&p) => lo = mid.saturating_add(1),
-                _ => hi = mid,
+            if at_start(mid) == Some(false) {
+                lo = mid.saturating_add(1);
+            } else {
+                hi = mid;
             }
         }
-        // Chunk `lo` starts true (or does not exist); the answer is in chunk lo − 1 or is that
+        // Chunk `lo` starts true (or does not exist): the answer is in chunk lo − 1, or is that
         // start.
-        if lo > 0 {
-            let mut p = self.start_of(lo.saturating_sub(1));
-            while let Some(pos) = p {
-                if pos.chunk != lo.saturating_sub(1) {
-                    break;
-                }
-                if pred(&pos) {
+        if let Some(prev) = lo.checked_sub(1) {
+            for (pos, encoded) in self.chunk_runs(prev) {
+                if pred(&pos, encoded) {
                     return Some(pos);
                 }
-                p = self.next(&pos);
             }
         }
         self.start_of(lo)
@@ -263,7 +313,7 @@ impl RunLog {
 
     /// The first live run with `keep(timestamp)` (a predicate false then true over time).
     pub fn first_from_time(&self, keep: impl Fn(u64) -> bool) -> Option<Pos> {
-        self.first_where(|p| keep(p.ts))
+        self.first_where(|p, _| keep(p.ts))
     }
 
     /// The first run at or after `from` at which the sum of the counts from `from` through it
@@ -272,8 +322,15 @@ impl RunLog {
         let target = u128::from(self.sum_before(from)).saturating_add(u128::from(need));
         // False for every run before `from` (their sums end at or before `from`'s start, below
         // `target` since `need` ≥ 1), then true from the answer on.
-        self.first_where(|p| {
-            u128::from(self.sum_before(p)).saturating_add(u128::from(self.count(p))) >= target
+        // The sum through `p` is its running sum after it, less the head's, plus the head's
+        // merged extra (which every live run's sum includes once): no per-run head test.
+        let base = self.head.before;
+        let extra = u128::from(self.head_extra);
+        self.first_where(|p, encoded| {
+            u128::from(p.before.wrapping_sub(base))
+                .saturating_add(u128::from(encoded))
+                .saturating_add(extra)
+                >= target
         })
     }
 
@@ -284,11 +341,12 @@ impl RunLog {
         }
         let dropped_chunks = pos.chunk;
         let dropped_chunks = dropped_chunks.min(self.chunks.len());
-        let mut dropped_runs: usize = self
-            .chunks
-            .drain(..dropped_chunks)
-            .map(|c| c.runs as usize)
-            .fold(0, usize::saturating_add);
+        let mut dropped_runs: usize = 0;
+        self.retired.reserve(dropped_chunks);
+        for c in self.chunks.drain(..dropped_chunks) {
+            dropped_runs = dropped_runs.saturating_add(c.runs as usize);
+            self.retired.push(c.bytes);
+        }
         // Runs already dead in the old first chunk were counted out before.
         if dropped_chunks > 0 {
             dropped_runs = dropped_runs.saturating_sub(self.head.idx as usize);
@@ -301,14 +359,38 @@ impl RunLog {
         self.head_extra = 0;
     }
 
-    /// Drops `pos` and every run after it; returns the sum they held. The caller drops the
+    /// Drops every run (their buffers are retired, not freed).
+    pub fn clear(&mut self) {
+        self.retired.reserve(self.chunks.len());
+        for c in self.chunks.drain(..) {
+            self.retired.push(c.bytes);
+        }
+        self.runs = 0;
+        self.end = self.head.before;
+        self.head_extra = 0;
+    }
+
+    /// Frees at most [`FREE_BUDGET`] retired buffers; `true` when none is left.
+    pub fn release_retired(&mut self) -> bool {
+        let keep = self.retired.len().saturating_sub(FREE_BUDGET);
+        self.retired.truncate(keep);
+        if keep == 0 {
+            self.retired = Vec::new();
+        }
+        keep == 0
+    }
+
+    /// Drops `pos` and every run after it; returns the sum they held. The caller clears the
     /// whole log instead when `pos` is the head.
     pub fn truncate_at(&mut self, pos: &Pos) -> u64 {
         let dropped_sum = self.total().wrapping_sub(self.sum_before(pos));
         let mut dropped_runs: usize = 0;
+        self.retired
+            .reserve(self.chunks.len().saturating_sub(pos.chunk));
         while self.chunks.len() > pos.chunk.saturating_add(1) {
             if let Some(c) = self.chunks.pop() {
                 dropped_runs = dropped_runs.saturating_add(c.runs as usize);
+                self.retired.push(c.bytes);
             }
         }
         if let Some(c) = self.chunks.get_mut(pos.chunk) {
@@ -317,7 +399,9 @@ impl RunLog {
             c.runs = pos.idx;
         }
         if self.chunks.last().is_some_and(|c| c.runs == 0) {
-            self.chunks.pop();
+            if let Some(c) = self.chunks.pop() {
+                self.retired.push(c.bytes);
+            }
         }
         self.runs = self.runs.saturating_sub(dropped_runs);
         self.end = pos.before;
@@ -330,16 +414,7 @@ impl RunLog {
         let Some(last) = self.chunks.len().checked_sub(1) else {
             return 0;
         };
-        let mut p = self.start_of(last);
-        let mut ts = 0;
-        while let Some(pos) = p {
-            if pos.chunk != last {
-                break;
-            }
-            ts = pos.ts;
-            p = self.next(&pos);
-        }
-        ts
+        self.chunk_runs(last).last().map_or(0, |(p, _)| p.ts)
     }
 
     /// Merges the head run into the next one (which keeps its later timestamp): what the
@@ -359,22 +434,22 @@ impl RunLog {
 
     /// Every live run, oldest first: `(timestamp, count)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        let mut p = Some(self.head);
-        std::iter::from_fn(move || {
-            let pos = p?;
-            p = self.next(&pos);
-            Some((pos.ts, self.count(&pos)))
-        })
+        (0..self.chunks.len())
+            .flat_map(|i| self.chunk_runs(i))
+            .map(|(p, encoded)| (p.ts, self.logical(&p, encoded)))
     }
 
     /// Heap blocks: the chunk array and each chunk's bytes (for `MEMORY USAGE`).
     pub fn heap_blocks(&self) -> impl Iterator<Item = *const u8> + '_ {
         let array = (self.chunks.capacity() > 0).then_some(self.chunks.as_ptr().cast::<u8>());
-        array.into_iter().chain(
+        let retired = (self.retired.capacity() > 0).then_some(self.retired.as_ptr().cast::<u8>());
+        array.into_iter().chain(retired).chain(
             self.chunks
                 .iter()
-                .filter(|c| c.bytes.capacity() > 0)
-                .map(|c| c.bytes.as_ptr()),
+                .map(|c| &c.bytes)
+                .chain(self.retired.iter())
+                .filter(|b| b.capacity() > 0)
+                .map(|b| b.as_ptr()),
         )
     }
 
@@ -407,6 +482,40 @@ impl RunLog {
             // SAFETY: the old block is gone (caller's contract); the new one has its bytes.
             c.bytes = unsafe { Vec::from_raw_parts(moved, len, cap) };
         }
+    }
+}
+
+/// The runs of one chunk from a position on, decoding each varint once.
+struct ChunkRuns<'a> {
+    bytes: &'a [u8],
+    runs: u32,
+    /// The next run to yield (its byte offset points at its gap varint).
+    next: Option<Pos>,
+    /// Whether `next` is the scan's first run (its timestamp is already known).
+    first: bool,
+}
+
+impl Iterator for ChunkRuns<'_> {
+    type Item = (Pos, u64);
+
+    fn next(&mut self) -> Option<(Pos, u64)> {
+        let mut pos = self.next.take()?;
+        if pos.idx >= self.runs {
+            return None;
+        }
+        let (gap, after_gap) = read_u64(self.bytes, pos.byte)?;
+        if !self.first {
+            pos.ts = pos.ts.saturating_add(gap);
+        }
+        self.first = false;
+        let (count, after) = read_u64(self.bytes, after_gap)?;
+        self.next = Some(Pos {
+            byte: after,
+            idx: pos.idx.saturating_add(1),
+            before: pos.before.wrapping_add(count),
+            ..pos
+        });
+        Some((pos, count))
     }
 }
 
