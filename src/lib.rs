@@ -19,6 +19,7 @@ pub mod algo;
 mod alloc;
 mod clock;
 mod commands;
+pub mod compat;
 pub mod config;
 pub mod datatype;
 mod expiry;
