@@ -21,6 +21,7 @@ mod alloc;
 pub mod args;
 mod clock;
 mod commands;
+pub mod compat;
 pub mod config;
 pub mod datatype;
 mod expiry;
@@ -53,7 +54,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     stats::register(ctx.ctx);
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
     match config::parse_module_args(&args)
-        .and_then(|a| commands::register_all(ctx.ctx, a.debug_command))
+        .and_then(|a| commands::register_all(ctx.ctx, a.debug_command, a.compat_commands))
         .and_then(|()| expiry::subscribe(ctx.ctx))
     {
         Ok(()) => Status::Ok,

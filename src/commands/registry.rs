@@ -13,7 +13,10 @@ use super::debug::rl_debug;
 use super::inspect::rl_inspect;
 use super::limit::{rl_allow, rl_peek};
 use super::setstate::rl_setstate;
+use super::throttle::{gcra, rl_throttle};
+use crate::config::CompatCommands;
 use crate::ffi::{Arg, Ctx};
+use crate::logging::log_notice;
 
 type Handler = extern "C" fn(Ctx, *mut Arg, c_int) -> c_int;
 
@@ -38,7 +41,7 @@ struct CommandSpec {
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
-const COMMANDS: [CommandSpec; 5] = [
+const COMMANDS: [CommandSpec; 6] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
@@ -86,7 +89,44 @@ const COMMANDS: [CommandSpec; 5] = [
         key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
     },
+    CommandSpec {
+        name: c"rl.throttle",
+        handler: rl_throttle,
+        flags: c"write deny-oom fast",
+        arity: -5,
+        key_at: KeyAt::First,
+        key_flags: THROTTLE_KEY,
+        summary: c"redis-cell's CL.THROTTLE on the module's gcra limiter: \
+            key max_burst count_per_period period [quantity]",
+    },
 ];
+
+const THROTTLE_KEY: u32 =
+    raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+/// redis-cell's name: registered unless `compat-commands` leaves it out or the name is taken.
+const CL_THROTTLE: CommandSpec = CommandSpec {
+    name: c"cl.throttle",
+    handler: rl_throttle,
+    flags: c"write deny-oom fast",
+    arity: -5,
+    key_at: KeyAt::First,
+    key_flags: THROTTLE_KEY,
+    summary: c"redis-cell's GCRA command, served by the ratelimit module (same as RL.THROTTLE)",
+};
+
+/// Redis 8.8's pulled GCRA: registered unless `compat-commands` leaves it out or the server
+/// has its own.
+const GCRA: CommandSpec = CommandSpec {
+    name: c"gcra",
+    handler: gcra,
+    flags: c"write deny-oom fast",
+    arity: -5,
+    key_at: KeyAt::First,
+    key_flags: THROTTLE_KEY,
+    summary: c"Redis's GCRA rate limiter, served by the ratelimit module: \
+        key max_burst tokens_per_period period [TOKENS n]",
+};
 
 static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
     version: 1,
@@ -145,59 +185,95 @@ const DEBUG_COMMAND: CommandSpec = CommandSpec {
     summary: c"Fault injection for tests (enable-debug-command yes at load)",
 };
 
-/// Registers every command (and `RL.DEBUG` when `with_debug`); `Err` names what failed (the
-/// module then refuses to load).
-pub(crate) fn register_all(ctx: Ctx, with_debug: bool) -> Result<(), String> {
-    let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
-        raw::RedisModule_GetCommand
-    }) else {
-        return Err("the server lacks RedisModule_CreateCommand".into());
-    };
+/// Registers every command (`RL.DEBUG` when `with_debug`, the `compat` names that are wanted and
+/// free); `Err` names what failed (the module then refuses to load).
+pub(crate) fn register_all(
+    ctx: Ctx,
+    with_debug: bool,
+    compat: CompatCommands,
+) -> Result<(), String> {
     let debug = with_debug.then_some(&DEBUG_COMMAND);
     for spec in COMMANDS.iter().chain(debug) {
-        let name = spec.name.to_string_lossy();
-        // Legacy key positions for servers without key specs; a keyword key has none.
-        let first = match spec.key_at {
-            KeyAt::First => 1,
-            KeyAt::After(_) => 0,
-        };
-        let status = unsafe {
-            create(
-                ctx,
-                spec.name.as_ptr(),
-                Some(spec.handler),
-                spec.flags.as_ptr(),
-                first,
-                first,
-                first,
-            )
-        };
-        if status != raw::REDISMODULE_OK as c_int {
-            return Err(format!("could not create command {name}"));
+        if !create(ctx, spec)? {
+            return Err(format!(
+                "could not create command {}",
+                spec.name.to_string_lossy()
+            ));
         }
-        let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
-            continue; // before 7.0: the legacy first/last/step key positions still apply
-        };
-        let command = unsafe { get(ctx, spec.name.as_ptr()) };
-        if command.is_null() {
-            return Err(format!("could not look up command {name}"));
+        set_info(ctx, spec)?;
+    }
+    for (wanted, spec) in [(compat.cl_throttle, &CL_THROTTLE), (compat.gcra, &GCRA)] {
+        if !wanted {
+            continue;
         }
-        let mut key_specs = [key_spec(spec.key_at, spec.key_flags), end_of_key_specs()];
-        let info = raw::RedisModuleCommandInfo {
-            version: &INFO_VERSION,
-            summary: spec.summary.as_ptr(),
-            complexity: c"O(1)".as_ptr(),
-            since: c"0.1.0".as_ptr(),
-            history: std::ptr::null_mut(),
-            tips: std::ptr::null(),
-            arity: spec.arity,
-            key_specs: key_specs.as_mut_ptr(),
-            args: std::ptr::null_mut(),
-        };
-        // The server copies what it keeps.
-        if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
-            return Err(format!("could not set command info of {name}"));
+        // The server refuses a name it already has: its own command (a Redis built with GCRA),
+        // another module's (redis-cell's CL.THROTTLE) or a rename-command target.
+        if create(ctx, spec)? {
+            set_info(ctx, spec)?;
+        } else {
+            log_notice(&format!(
+                "ratelimit: {} is already a command on this server, left as it is \
+                 (RL.THROTTLE serves the same limiters)",
+                spec.name.to_string_lossy().to_uppercase()
+            ));
         }
+    }
+    Ok(())
+}
+
+/// Creates the command; `Ok(false)` when the server refuses it (its name is taken).
+fn create(ctx: Ctx, spec: &CommandSpec) -> Result<bool, String> {
+    let Some(create) = (unsafe { raw::RedisModule_CreateCommand }) else {
+        return Err("the server lacks RedisModule_CreateCommand".into());
+    };
+    // Legacy key positions for servers without key specs; a keyword key has none.
+    let first = match spec.key_at {
+        KeyAt::First => 1,
+        KeyAt::After(_) => 0,
+    };
+    let status = unsafe {
+        create(
+            ctx,
+            spec.name.as_ptr(),
+            Some(spec.handler),
+            spec.flags.as_ptr(),
+            first,
+            first,
+            first,
+        )
+    };
+    Ok(status == raw::REDISMODULE_OK as c_int)
+}
+
+/// Gives the server the command's arity, summary, complexity and key spec (COMMAND DOCS,
+/// COMMAND INFO, ACL key checks).
+fn set_info(ctx: Ctx, spec: &CommandSpec) -> Result<(), String> {
+    let name = spec.name.to_string_lossy();
+    let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
+        return Ok(()); // before 7.0: the legacy first/last/step key positions still apply
+    };
+    let Some(get) = (unsafe { raw::RedisModule_GetCommand }) else {
+        return Err("the server lacks RedisModule_GetCommand".into());
+    };
+    let command = unsafe { get(ctx, spec.name.as_ptr()) };
+    if command.is_null() {
+        return Err(format!("could not look up command {name}"));
+    }
+    let mut key_specs = [key_spec(spec.key_at, spec.key_flags), end_of_key_specs()];
+    let info = raw::RedisModuleCommandInfo {
+        version: &INFO_VERSION,
+        summary: spec.summary.as_ptr(),
+        complexity: c"O(1)".as_ptr(),
+        since: c"0.1.0".as_ptr(),
+        history: std::ptr::null_mut(),
+        tips: std::ptr::null(),
+        arity: spec.arity,
+        key_specs: key_specs.as_mut_ptr(),
+        args: std::ptr::null_mut(),
+    };
+    // The server copies what it keeps.
+    if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
+        return Err(format!("could not set command info of {name}"));
     }
     Ok(())
 }
