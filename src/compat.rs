@@ -37,7 +37,7 @@
 //! ```
 
 use crate::algo::{Algorithm, Decision, RetryAfter, Rule, RuleError, MAX_COUNT, MAX_WINDOW_US};
-use crate::rule::{echo, parse_count, parse_window, Request};
+use crate::args::{echo, parse_count, parse_window, Request};
 
 /// Why compat arguments were refused. [`CompatError::message`] gives the reply text.
 #[derive(Clone, Debug, PartialEq, Eq)]
