@@ -78,10 +78,13 @@ impl ArgError {
             ArgError::Cost => format!("ERR COST must be an integer from 0 to {MAX_COUNT}"),
             ArgError::Burst => format!("ERR BURST must be an integer from 1 to {MAX_COUNT}"),
             ArgError::BurstNotGcra => "ERR BURST applies only to ALGO gcra".to_string(),
-            ArgError::UnknownAlgo(name) => format!(
-                "ERR unknown ALGO '{}': use sliding-window, fixed-window, gcra or moving-window",
-                echo(name)
-            ),
+            ArgError::UnknownAlgo(name) => {
+                format!(
+                    "ERR unknown ALGO '{}': use {}",
+                    echo(name),
+                    algorithm_names()
+                )
+            }
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
             ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
             ArgError::UnknownOption(name) => format!(
@@ -104,6 +107,16 @@ impl From<RuleError> for ArgError {
             RuleError::BurstNotGcra => ArgError::BurstNotGcra,
             RuleError::Tolerance => ArgError::Tolerance,
         }
+    }
+}
+
+/// The algorithm names, as an error lists them: `a, b, c or d` (from the table of kinds).
+fn algorithm_names() -> String {
+    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_string(),
+        None => String::new(),
     }
 }
 

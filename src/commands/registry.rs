@@ -37,7 +37,13 @@ struct CommandSpec {
     key_at: KeyAt,
     key_flags: u32,
     summary: &'static CStr,
+    complexity: &'static CStr,
 }
+
+/// The cost of a request against one key, whatever its arguments (the moving window's log is
+/// indexed: see `algo::run_log`).
+const PER_KEY: &CStr = c"O(1) for sliding-window, fixed-window and gcra; O(log N) for \
+    moving-window, N the runs the key stores (at most its run cap)";
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
@@ -52,6 +58,7 @@ const COMMANDS: [CommandSpec; 6] = [
             | raw::REDISMODULE_CMD_KEY_ACCESS
             | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Admits and charges a request if the key's rate limit allows it",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.peek",
@@ -61,6 +68,7 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Tells what RL.ALLOW would reply, without charging or writing",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.inspect",
@@ -70,15 +78,17 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Shows a limiter's rule and its state as it stands now",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.setstate",
         handler: rl_setstate,
-        flags: c"write deny-oom fast",
+        flags: c"write deny-oom",
         arity: 3,
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
+        complexity: c"O(N), N the runs in the payload (1 for the counters)",
     },
     CommandSpec {
         name: c"rl.apply",
@@ -88,6 +98,7 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
+        complexity: c"O(log N), N the runs the key stores",
     },
     CommandSpec {
         name: c"rl.throttle",
@@ -98,6 +109,7 @@ const COMMANDS: [CommandSpec; 6] = [
         key_flags: THROTTLE_KEY,
         summary: c"redis-cell's CL.THROTTLE on the module's gcra limiter: \
             key max_burst count_per_period period [quantity]",
+        complexity: c"O(1)",
     },
 ];
 
@@ -113,6 +125,7 @@ const CL_THROTTLE: CommandSpec = CommandSpec {
     key_at: KeyAt::First,
     key_flags: THROTTLE_KEY,
     summary: c"redis-cell's GCRA command, served by the ratelimit module (same as RL.THROTTLE)",
+    complexity: c"O(1)",
 };
 
 /// Redis 8.8's pulled GCRA: registered unless `compat-commands` leaves it out or the server
@@ -126,6 +139,7 @@ const GCRA: CommandSpec = CommandSpec {
     key_flags: THROTTLE_KEY,
     summary: c"Redis's GCRA rate limiter, served by the ratelimit module: \
         key max_burst tokens_per_period period [TOKENS n]",
+    complexity: c"O(1)",
 };
 
 static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
@@ -183,6 +197,7 @@ const DEBUG_COMMAND: CommandSpec = CommandSpec {
     key_at: KeyAt::After(c"PANIC-OPEN"),
     key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
     summary: c"Fault injection for tests (enable-debug-command yes at load)",
+    complexity: c"O(1)",
 };
 
 /// Registers every command (`RL.DEBUG` when `with_debug`, the `compat` names that are wanted and
@@ -193,6 +208,7 @@ pub(crate) fn register_all(
     compat: CompatCommands,
 ) -> Result<(), String> {
     let debug = with_debug.then_some(&DEBUG_COMMAND);
+    let category = add_acl_category(ctx);
     for spec in COMMANDS.iter().chain(debug) {
         if !create(ctx, spec)? {
             return Err(format!(
@@ -201,6 +217,7 @@ pub(crate) fn register_all(
             ));
         }
         set_info(ctx, spec)?;
+        set_category(ctx, spec, category);
     }
     for (wanted, spec) in [(compat.cl_throttle, &CL_THROTTLE), (compat.gcra, &GCRA)] {
         if !wanted {
@@ -210,6 +227,7 @@ pub(crate) fn register_all(
         // another module's (redis-cell's CL.THROTTLE) or a rename-command target.
         if create(ctx, spec)? {
             set_info(ctx, spec)?;
+            set_category(ctx, spec, category);
         } else {
             log_notice(&format!(
                 "ratelimit: {} is already a command on this server, left as it is \
@@ -219,6 +237,33 @@ pub(crate) fn register_all(
         }
     }
     Ok(())
+}
+
+/// The module's ACL category, `@ratelimit`, where the server can add one (Redis 7.4+, Valkey 8+;
+/// checked at run time: on Redis 7.0 the API is absent). `false` where it cannot: the commands
+/// are then only in the categories their flags imply (`@write`, `@read`, `@fast`).
+fn add_acl_category(ctx: Ctx) -> bool {
+    let Some(add) = (unsafe { raw::RedisModule_AddACLCategory }) else {
+        return false;
+    };
+    let ok = unsafe { add(ctx, c"ratelimit".as_ptr()) } == raw::REDISMODULE_OK as c_int;
+    if !ok {
+        log_notice("ratelimit: could not add the ACL category @ratelimit; commands go without it");
+    }
+    ok
+}
+
+/// Puts the command in `@ratelimit` (when the category exists).
+fn set_category(ctx: Ctx, spec: &CommandSpec, category: bool) {
+    let (true, Some(get), Some(set)) = (category, unsafe { raw::RedisModule_GetCommand }, unsafe {
+        raw::RedisModule_SetCommandACLCategories
+    }) else {
+        return;
+    };
+    let command = unsafe { get(ctx, spec.name.as_ptr()) };
+    if !command.is_null() {
+        unsafe { set(command, c"ratelimit".as_ptr()) };
+    }
 }
 
 /// Creates the command; `Ok(false)` when the server refuses it (its name is taken).
@@ -263,7 +308,7 @@ fn set_info(ctx: Ctx, spec: &CommandSpec) -> Result<(), String> {
     let info = raw::RedisModuleCommandInfo {
         version: &INFO_VERSION,
         summary: spec.summary.as_ptr(),
-        complexity: c"O(1)".as_ptr(),
+        complexity: spec.complexity.as_ptr(),
         since: c"0.1.0".as_ptr(),
         history: std::ptr::null_mut(),
         tips: std::ptr::null(),

@@ -6,10 +6,10 @@ use std::ffi::c_int;
 
 use super::limit::charge;
 use super::{run, CmdError};
+use crate::args::Request;
 use crate::clock;
 use crate::compat::{parse_gcra, parse_throttle, throttle_reply};
 use crate::ffi::{arg_bytes, reply_integers, Arg, Ctx};
-use crate::args::Request;
 
 /// `RL.THROTTLE` and `CL.THROTTLE`: `key max_burst count_per_period period [quantity]`
 pub(crate) extern "C" fn rl_throttle(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {

@@ -30,7 +30,7 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
         aux_load: None,
         aux_save: None,
         aux_save_triggers: 0,
-        free_effort: None,
+        free_effort: Some(free_effort),
         unlink: None,
         copy: Some(copy),
         defrag: Some(defrag),
@@ -183,6 +183,21 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
             add(md, bytes.as_ptr().cast::<c_char>(), bytes.len());
             end(md);
         }
+    })
+}
+
+/// How many blocks freeing the value releases: a long moving-window log is many chunks, so with
+/// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
+/// thread instead of in the command (it does so above 64).
+extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
+    guard(1, || match unsafe { limiter_ref(value.cast_mut()) } {
+        Some(Limiter {
+            state: State::MovingWindow(log),
+            ..
+        }) => log
+            .older()
+            .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+        _ => 1,
     })
 }
 
