@@ -19,6 +19,7 @@
 pub mod algo;
 mod alloc;
 pub mod args;
+pub mod bits;
 mod clock;
 mod commands;
 pub mod compat;

@@ -44,6 +44,7 @@ use super::counter::{self, Counter};
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::math::{clamp_u64, div_ceil, mul};
 use super::{Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
+use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u128, Reader, Sink};
 
 /// State of a gcra limiter.
@@ -272,6 +273,21 @@ impl Kind for GcraState {
     fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
         let view = state.and_then(|s| s.view(stored, stored, now_us));
         out.push(("tat_us", view.map_or(0, |s| s.tat_us_ceil(stored))));
+    }
+
+    /// `tat × limit` as the anchor: the `tat`s of keys alive together lie within one bucket
+    /// depth `τ = burst × window` (in these units) of each other.
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        out.anchor(
+            self.tat_scaled,
+            bit_width(mul(rule.burst(), rule.window_us())),
+        )
+    }
+
+    fn unpack(_rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        Some(GcraState {
+            tat_scaled: bits.anchor()?,
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 use std::fmt::Debug;
 
 use super::{Decision, Rule};
+use crate::bits::{Packer, Unpacker};
 use crate::varint::{Reader, Sink};
 
 /// Fields of `RL.INSPECT` a kind adds after the rule: `(name, value)` in reply order.
@@ -138,6 +139,21 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     fn hit(&self, _rule: &Rule, _now_us: u64, _cost: u64, _bounds: &Bounds) -> Option<Hit> {
         None
     }
+
+    /// Writes the state, stored under `rule`, as a few bit fields (see [`crate::bits`]) when
+    /// they fit: its compact form, which the data type keeps inside the key's value word instead
+    /// of a heap block. `false` (the default): the state stays on the heap. Widths may depend on
+    /// the rule only (e.g. a count up to the limit), never on the values; a time goes last, as
+    /// the anchor ([`Packer::anchor`]), with `min_bits` covering the span of times that keys of
+    /// the rule alive together can hold (a window, a bucket's depth).
+    fn pack(&self, _rule: &Rule, _out: &mut Packer) -> bool {
+        false
+    }
+
+    /// Reads what [`Kind::pack`] wrote under the same `rule`: exactly the state packed.
+    fn unpack(_rule: &Rule, _bits: &mut Unpacker) -> Option<Self> {
+        None
+    }
 }
 
 /// Generates [`Algorithm`], [`State`] and the dispatch from the table of kinds.
@@ -219,6 +235,13 @@ macro_rules! state_kinds {
                     $(Algorithm::$variant => <$ty as Kind>::replay_absent(hit).map(State::$variant),)+
                 }
             }
+
+            /// Reads a packed state of this kind (see [`Kind::unpack`]).
+            pub fn unpack_state(self, rule: &Rule, bits: &mut Unpacker) -> Option<State> {
+                match self {
+                    $(Algorithm::$variant => <$ty as Kind>::unpack(rule, bits).map(State::$variant),)+
+                }
+            }
         }
 
         impl State {
@@ -275,6 +298,11 @@ macro_rules! state_kinds {
 
             pub(crate) fn hit(&self, rule: &Rule, now_us: u64, cost: u64, bounds: &Bounds) -> Option<Hit> {
                 match self { $(State::$variant(s) => <$ty as Kind>::hit(s, rule, now_us, cost, bounds),)+ }
+            }
+
+            /// Packs the state stored under `rule` (see [`Kind::pack`]); `false`: it does not fit.
+            pub fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+                match self { $(State::$variant(s) => <$ty as Kind>::pack(s, rule, out),)+ }
             }
         }
     };
