@@ -36,7 +36,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         ));
     };
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let outcome = Limiter::replay(stored.as_deref_mut(), &hit).map_err(|m| {
         CmdError::Owned(format!(
             "ERR key holds a {} limiter, not {}",
@@ -44,7 +44,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
             m.requested.name()
         ))
     })?;
-    let agrees = match (&outcome, stored) {
+    let agrees = match (&outcome, &stored) {
         (Outcome::Created(l), _) => l.agrees_with(&hit),
         (Outcome::Updated, Some(l)) => l.agrees_with(&hit),
         _ => true,
@@ -57,14 +57,29 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         );
     }
     let changed = outcome != Outcome::Unchanged;
-    match outcome {
-        Outcome::Unchanged | Outcome::Updated => {}
-        Outcome::Emptied => key.delete(),
-        Outcome::Created(limiter) => key.create(limiter).map_err(|_| WRONGTYPE)?,
-    }
-    if let Some(limiter) = key.get().map_err(|_| WRONGTYPE)? {
-        let at_ms = ceil_ms(limiter.expires_at_us());
-        key.set_expire_at_ms(at_ms);
+    let expires_at_us = match outcome {
+        Outcome::Unchanged => stored.map(|l| l.expires_at_us()),
+        Outcome::Updated => match stored {
+            Some(l) => {
+                let at = l.expires_at_us();
+                l.store().map_err(|_| WRONGTYPE)?;
+                Some(at)
+            }
+            None => None,
+        },
+        Outcome::Emptied => {
+            drop(stored);
+            key.delete();
+            None
+        }
+        Outcome::Created(limiter) => {
+            let at = limiter.expires_at_us();
+            key.create(limiter).map_err(|_| WRONGTYPE)?;
+            Some(at)
+        }
+    };
+    if let Some(at_us) = expires_at_us {
+        key.set_expire_at_ms(ceil_ms(at_us));
     }
     drop(key);
     if changed {

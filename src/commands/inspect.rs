@@ -42,7 +42,7 @@ fn inspect(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         }
         return Ok(());
     };
-    let fields = fields(stored, now_us);
+    let fields = fields(&stored, now_us);
     drop(key);
     reply_map(ctx, &fields);
     Ok(())

@@ -53,7 +53,7 @@ pub(crate) fn peek(
 ) -> Result<Decision, CmdError> {
     let key = LimiterKey::open(ctx, key_name, false);
     let stored = key.get().map_err(|_| WRONGTYPE)?;
-    Limiter::peek(stored, rule, cost, now_us).map_err(mismatch_error)
+    Limiter::peek(stored.as_deref(), rule, cost, now_us).map_err(mismatch_error)
 }
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
@@ -76,7 +76,7 @@ pub(crate) fn charge(
     // The operator's bounds become configurable with the module configs; the defaults until then.
     let bounds = Bounds::DEFAULT;
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let verdict = Limiter::decide_within(stored.as_deref_mut(), rule, cost, now_us, &bounds)
         .map_err(mismatch_error)?;
     let d = verdict.decision;
@@ -93,7 +93,8 @@ pub(crate) fn charge(
     match verdict.outcome {
         Outcome::Updated => {
             if let Some(limiter) = stored {
-                replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
+                replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
+                limiter.store().map_err(|_| WRONGTYPE)?;
             }
             if key.expire_at_ms() != Some(expire_at_ms) {
                 key.set_expire_at_ms(expire_at_ms);

@@ -8,6 +8,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use super::codec::{decode, encode};
+use super::value::{self, Word};
 use super::ENCODING_VERSION;
 use crate::algo::run_log::RunLog;
 use crate::algo::{Limiter, State};
@@ -42,17 +43,15 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// Moves a limiter to the heap as a module value (freed by [`free`]).
-pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
-    Box::into_raw(Box::new(limiter)).cast()
-}
-
-/// Reads a module value. `None` for a null pointer.
+/// The heap limiter of a boxed value word (`None` for a packed one or null).
 ///
 /// # Safety
-/// `value` is null or a pointer made by [`into_value`] that is still alive.
-pub(crate) unsafe fn limiter_ref<'a>(value: *mut c_void) -> Option<&'a mut Limiter> {
-    unsafe { value.cast::<Limiter>().as_mut() }
+/// `value` is null or a live value word made by [`value`].
+unsafe fn boxed<'a>(value: *mut c_void) -> Option<&'a mut Limiter> {
+    match Word::of(value)? {
+        Word::Boxed(p) => unsafe { p.as_mut() },
+        Word::Packed { .. } | Word::Block(_) => None,
+    }
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -86,7 +85,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         let header = [bytes.first().copied(), bytes.get(1).copied()];
         unsafe { free(buf.cast()) };
         match limiter {
-            Some(l) => into_value(l),
+            Some(l) => value::into_value(l),
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
                 log_warning(&format!(
@@ -109,12 +108,12 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     guard((), || {
-        let (Some(l), Some(save)) = (unsafe { limiter_ref(value) }, unsafe {
+        let (Some(l), Some(save)) = (unsafe { value::open(value) }, unsafe {
             raw::RedisModule_SaveStringBuffer
         }) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         unsafe { save(rdb, bytes.as_ptr().cast::<c_char>(), bytes.len()) };
     })
 }
@@ -125,12 +124,12 @@ extern "C" fn aof_rewrite(
     value: *mut c_void,
 ) {
     guard((), || {
-        let (Some(l), Some(emit)) = (unsafe { limiter_ref(value) }, unsafe {
+        let (Some(l), Some(emit)) = (unsafe { value::open(value) }, unsafe {
             raw::RedisModule_EmitAOF
         }) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         // The server appends PEXPIREAT for the key's TTL after what we emit.
         unsafe {
             emit(
@@ -145,15 +144,21 @@ extern "C" fn aof_rewrite(
     })
 }
 
-/// The real allocation: the boxed limiter, and for a moving-window log with older runs their
-/// log, its chunk array and each chunk.
+/// The real allocation: nothing for a state packed into the value word, the block of one packed
+/// into a block; the boxed limiter, and for a moving-window log with older runs their log, its
+/// chunk array and each chunk.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     guard(0, || {
         let Some(size) = (unsafe { raw::RedisModule_MallocSize }) else {
-            return std::mem::size_of::<Limiter>();
-        };
-        let Some(l) = (unsafe { limiter_ref(value.cast_mut()) }) else {
             return 0;
+        };
+        let l = match Word::of(value.cast_mut()) {
+            None | Some(Word::Packed { .. }) => return 0,
+            Some(Word::Block(b)) => return unsafe { size(b.cast()) },
+            Some(Word::Boxed(p)) => match unsafe { p.as_ref() } {
+                Some(l) => l,
+                None => return 0,
+            },
         };
         let mut total = unsafe { size(value.cast_mut()) };
         if let State::MovingWindow(log) = &l.state {
@@ -172,13 +177,13 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
 extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     guard((), || {
         let (Some(l), Some(add), Some(end)) = (
-            unsafe { limiter_ref(value) },
+            unsafe { value::open(value) },
             unsafe { raw::RedisModule_DigestAddStringBuffer },
             unsafe { raw::RedisModule_DigestEndSequence },
         ) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         unsafe {
             add(md, bytes.as_ptr().cast::<c_char>(), bytes.len());
             end(md);
@@ -190,7 +195,7 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
 /// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    guard(1, || match unsafe { limiter_ref(value.cast_mut()) } {
+    guard(1, || match unsafe { boxed(value.cast_mut()) } {
         Some(Limiter {
             state: State::MovingWindow(log),
             ..
@@ -201,12 +206,9 @@ extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_voi
     })
 }
 
+/// Frees a value: on the main thread or the lazyfree thread (see `rules`).
 extern "C" fn free(value: *mut c_void) {
-    guard((), || {
-        if !value.is_null() {
-            drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
-        }
-    })
+    guard((), || unsafe { value::free(value) })
 }
 
 extern "C" fn copy(
@@ -214,16 +216,14 @@ extern "C" fn copy(
     _to: *mut raw::RedisModuleString,
     value: *const c_void,
 ) -> *mut c_void {
-    guard(ptr::null_mut(), || {
-        match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => into_value(l.clone()),
-            None => ptr::null_mut(),
-        }
+    guard(ptr::null_mut(), || unsafe {
+        value::duplicate(value.cast_mut())
     })
 }
 
 /// Active defrag (Redis 7.0 module API): moves the value to a fresh allocation when the
-/// allocator asks for it. Returns 0: the value is always done in one call.
+/// allocator asks for it; a packed value word has nothing to move. Returns 0: the value is
+/// always done in one call.
 extern "C" fn defrag(
     ctx: *mut raw::RedisModuleDefragCtx,
     _key: *mut raw::RedisModuleString,
@@ -237,6 +237,18 @@ extern "C" fn defrag(
         let Some(slot) = (unsafe { value.as_mut() }) else {
             return 0;
         };
+        match Word::of(*slot) {
+            Some(Word::Boxed(_)) => {}
+            Some(Word::Block(b)) => {
+                let moved = unsafe { defrag_alloc(ctx, b.cast()) };
+                if !moved.is_null() {
+                    *slot = Word::Block(moved.cast()).value();
+                    stats::DEFRAG_MOVES.add(1);
+                }
+                return 0;
+            }
+            None | Some(Word::Packed { .. }) => return 0,
+        }
         let moved = unsafe { defrag_alloc(ctx, *slot) };
         if !moved.is_null() {
             // The old block was freed by the server: only the new pointer is valid now.
@@ -248,7 +260,7 @@ extern "C" fn defrag(
         if let Some(Limiter {
             state: State::MovingWindow(log),
             ..
-        }) = unsafe { limiter_ref(*slot) }
+        }) = unsafe { boxed(*slot) }
         {
             if let Some(older) = log.older_mut() {
                 let header: *mut RunLog = &mut **older;

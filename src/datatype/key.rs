@@ -1,11 +1,13 @@
 //! Opening a key that holds (or will hold) a limiter. The handle is closed on drop, also when a
 //! command unwinds from a panic.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
+use std::ops::{Deref, DerefMut};
 
 use redis_module::raw;
 
-use super::callbacks::{into_value, limiter_ref, RATE_LIMIT_TYPE};
+use super::callbacks::RATE_LIMIT_TYPE;
+use super::value::{self, Opened};
 use crate::algo::Limiter;
 
 /// The key holds a value of another type.
@@ -38,7 +40,7 @@ impl LimiterKey {
         LimiterKey { key }
     }
 
-    fn value_ptr(&self) -> Result<*mut std::ffi::c_void, WrongType> {
+    fn value_ptr(&self) -> Result<*mut c_void, WrongType> {
         if self.key.is_null() {
             return Ok(std::ptr::null_mut());
         }
@@ -60,18 +62,32 @@ impl LimiterKey {
         }
     }
 
-    /// The stored limiter; `None` when the key does not exist.
-    pub(crate) fn get(&self) -> Result<Option<&Limiter>, WrongType> {
+    /// The stored limiter; `None` when the key does not exist. Change it through the handle and
+    /// [`Held::store`] it (a key opened for writing). One handle per key at a time.
+    pub(crate) fn get(&self) -> Result<Option<Held<'_>>, WrongType> {
         let value = self.value_ptr()?;
-        // SAFETY: a value of our type was made by `into_value`; it lives while the key is open.
-        Ok(unsafe { limiter_ref(value) }.map(|l| &*l))
+        // SAFETY: a value of our type was made by `value`; it lives while the key is open, and
+        // the caller keeps one handle at a time.
+        Ok(unsafe { value::open(value) }.map(|opened| Held {
+            key: self,
+            value,
+            opened,
+        }))
     }
 
-    /// The stored limiter, to change in place; `None` when the key does not exist.
-    pub(crate) fn get_mut(&mut self) -> Result<Option<&mut Limiter>, WrongType> {
-        let value = self.value_ptr()?;
-        // SAFETY: as for `get`; `&mut self` keeps a second borrow from being made.
-        Ok(unsafe { limiter_ref(value) })
+    /// Puts `new` in place of the key's value word (the key holds one of our type), without
+    /// freeing the old one.
+    fn replace(&self, new: *mut c_void) -> Result<(), WrongType> {
+        let Some(replace) = (unsafe { raw::RedisModule_ModuleTypeReplaceValue }) else {
+            return Err(WrongType);
+        };
+        let mt = *RATE_LIMIT_TYPE.raw_type.borrow();
+        let status = unsafe { replace(self.key, mt, new, std::ptr::null_mut()) };
+        if status == raw::REDISMODULE_OK as c_int {
+            Ok(())
+        } else {
+            Err(WrongType)
+        }
     }
 
     /// Stores a new limiter at a key opened for writing (which held none).
@@ -79,25 +95,33 @@ impl LimiterKey {
         let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
             return Err(WrongType);
         };
-        let boxed = into_value(limiter);
-        let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
+        let new = value::into_value(limiter);
+        let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), new) };
         if status != raw::REDISMODULE_OK as c_int {
             // SAFETY: the server did not take ownership; free it ourselves.
-            drop(unsafe { Box::from_raw(boxed.cast::<Limiter>()) });
+            unsafe { value::free(new) };
             return Err(WrongType);
         }
         Ok(())
     }
 
-    /// Stores `limiter` (in place when the key holds one already).
+    /// Stores `limiter` (in place of the key's value when it holds one already).
     pub(crate) fn put(&mut self, limiter: Limiter) -> Result<(), WrongType> {
-        match self.get_mut()? {
-            Some(slot) => {
-                *slot = limiter;
-                Ok(())
-            }
-            None => self.create(limiter),
+        let old = self.value_ptr()?;
+        if old.is_null() {
+            return self.create(limiter);
         }
+        let new = value::into_value(limiter);
+        match self.replace(new) {
+            // SAFETY: the server no longer holds the old value word.
+            Ok(()) => unsafe { value::free(old) },
+            // SAFETY: the server did not take the new one.
+            Err(e) => {
+                unsafe { value::free(new) };
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Sets the key to expire at `at_ms` (absolute Unix ms). The key must be open for writing.
@@ -122,6 +146,49 @@ impl LimiterKey {
         if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
             unsafe { del(self.key) };
         }
+    }
+}
+
+/// The limiter of an open key: a copy of a state packed into the value word, or the heap limiter
+/// itself (see `value`). Read it and change it as a [`Limiter`]; a change is kept only by
+/// [`Held::store`].
+pub(crate) struct Held<'k> {
+    key: &'k LimiterKey,
+    value: *mut c_void,
+    opened: Opened<'k>,
+}
+
+impl Held<'_> {
+    /// Keeps the changes made through this handle: the limiter is packed again (or moves to or
+    /// from the heap) and the key's value word replaced when it changed. The key must be open
+    /// for writing.
+    pub(crate) fn store(self) -> Result<(), WrongType> {
+        let old_entry = self.opened.entry_id();
+        let (new, retired) = value::restore(self.value, self.opened);
+        if new != self.value {
+            if let Err(e) = self.key.replace(new) {
+                // The old value stays, with everything it names (`retired` is not freed); the
+                // new word goes.
+                // SAFETY: the server did not take `new`, and it differs from the old word.
+                unsafe { value::discard(new, old_entry) };
+                return Err(e);
+            }
+        }
+        retired.free();
+        Ok(())
+    }
+}
+
+impl Deref for Held<'_> {
+    type Target = Limiter;
+    fn deref(&self) -> &Limiter {
+        self.opened.limiter()
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Limiter {
+        self.opened.limiter_mut()
     }
 }
 

@@ -1,0 +1,472 @@
+//! How a key's limiter lives in memory: the value word the server keeps for the key (the server
+//! stores it in its module-value wrapper and hands it only to this type's callbacks). Three
+//! forms, the smallest that holds the state:
+//!
+//! | form | value word | heap | holds |
+//! |---|---|---|---|
+//! | **word** | `1 \| id << 1 \| bits << 17` | nothing | a state packed into [`WORD_BITS`] bits |
+//! | **block** | `pointer \| 2` | 16 bytes: `id \| bits << 16`, 128 bits | a state packed into [`BLOCK_BITS`] bits |
+//! | **box** | `pointer` | a whole [`Limiter`] (64 bytes, plus a log's blocks) | anything |
+//!
+//! `id` names a [`rules`] entry — the rule and the high part of the state's anchor, stored once
+//! for every key that shares them — and `bits` are the kind's packed state
+//! ([`crate::algo::Kind::pack`]). A counter under a usual rule packs into the word and then
+//! costs nothing beyond what the server spends on any key; a larger limit or a longer span
+//! between keys' times needs the block; states that do not pack (a moving-window log of more
+//! than one run, counts above the rule's limit after it was lowered, a full rule table, a
+//! target whose pointers are not 64 bits) stay boxed.
+//!
+//! Every write packs again (see [`restore`]): a state moves between forms as it changes, and a
+//! state that packs under the same entry as before keeps it without touching the table. The
+//! payloads (RDB, AOF, replication, `DEBUG DIGEST`) hold the full limiter whatever the form (see
+//! `codec`), so the form is invisible outside this process.
+
+use std::ffi::c_void;
+
+use super::rules::{self, ID_BITS};
+use crate::algo::{Limiter, Rule};
+use crate::bits::{Packer, Unpacker};
+
+/// Bits of a state packed into the value word.
+pub(crate) const WORD_BITS: u32 = 64 - 1 - ID_BITS;
+/// Bits of a state packed into a block.
+pub(crate) const BLOCK_BITS: u32 = 128 - ID_BITS;
+
+const PACKING: bool = cfg!(target_pointer_width = "64");
+const ID_MASK: u64 = (1 << ID_BITS) - 1;
+const BLOCK_TAG: usize = 2;
+
+/// The 16 bytes of a block: the entry id in the low [`ID_BITS`] bits, then the packed state.
+type Block = u128;
+
+/// A decoded value word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Word {
+    /// A state packed into the word: rule table entry `id`, state `bits`.
+    Packed { id: u32, bits: u64 },
+    /// A state packed into a block.
+    Block(*mut Block),
+    /// A heap limiter.
+    Boxed(*mut Limiter),
+}
+
+impl Word {
+    /// Reads a value word; `None` for null.
+    pub(crate) fn of(value: *mut c_void) -> Option<Word> {
+        if value.is_null() {
+            return None;
+        }
+        let raw = value as usize;
+        if !PACKING {
+            return Some(Word::Boxed(value.cast()));
+        }
+        Some(if raw & 1 == 1 {
+            let raw = raw as u64;
+            Word::Packed {
+                id: u32::try_from((raw >> 1) & ID_MASK).ok()?,
+                bits: raw >> (1 + ID_BITS),
+            }
+        } else if raw & BLOCK_TAG == BLOCK_TAG {
+            Word::Block((raw & !BLOCK_TAG) as *mut Block)
+        } else {
+            Word::Boxed(value.cast())
+        })
+    }
+
+    /// The value word.
+    pub(crate) fn value(self) -> *mut c_void {
+        match self {
+            // An integer in the pointer's place: the server never dereferences it.
+            Word::Packed { id, bits } => {
+                (1 | u64::from(id) << 1 | bits << (1 + ID_BITS)) as usize as *mut c_void
+            }
+            Word::Block(p) => (p as usize | BLOCK_TAG) as *mut c_void,
+            Word::Boxed(p) => p.cast(),
+        }
+    }
+}
+
+/// The rule table entry a packed state names: its id, rule and anchor high part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    id: u32,
+    rule: Rule,
+    high: u64,
+}
+
+/// Packs `limiter` into `cap` bits if its kind can: the bits and the entry to name, which is
+/// `current` (no new reference) when the state packs under the same rule and high part, else a
+/// new reference.
+fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u32)> {
+    let mut packer = Packer::new(cap);
+    if !limiter.state.pack(&limiter.rule, &mut packer) {
+        return None;
+    }
+    let packed = packer.finish();
+    let id = match current {
+        Some(e) if e.rule == limiter.rule && e.high == packed.high => e.id,
+        _ => rules::acquire(&limiter.rule, packed.high)?,
+    };
+    Some((packed.bits, id))
+}
+
+/// The limiter of a packed state naming entry `id` (which the caller holds a reference to).
+fn unpack(id: u32, bits: u128, cap: u32) -> Option<(Limiter, Entry)> {
+    let (rule, high) = rules::get(id)?;
+    let mut unpacker = Unpacker::new(bits, cap, high);
+    let state = rule.algorithm().unpack_state(&rule, &mut unpacker)?;
+    Some((Limiter { rule, state }, Entry { id, rule, high }))
+}
+
+fn new_block(id: u32, bits: u128) -> *mut Block {
+    Box::into_raw(Box::new(block_bits(id, bits)))
+}
+
+fn block_bits(id: u32, bits: u128) -> Block {
+    u128::from(id) | bits << ID_BITS
+}
+
+/// A limiter read from a value word: unpacked into a copy, or the heap one in place.
+#[derive(Debug)]
+pub(crate) enum Opened<'a> {
+    /// A copy of a state packed into the word, and the entry it named.
+    Packed { limiter: Limiter, entry: Entry },
+    /// A copy of a state packed into a block, the entry it named, and the block.
+    Block {
+        limiter: Limiter,
+        entry: Entry,
+        block: *mut Block,
+    },
+    /// The heap limiter.
+    Boxed(&'a mut Limiter),
+}
+
+impl Opened<'_> {
+    /// The limiter.
+    pub(crate) fn limiter(&self) -> &Limiter {
+        match self {
+            Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
+            Opened::Boxed(l) => l,
+        }
+    }
+
+    /// The rule table entry of a packed state.
+    pub(crate) fn entry_id(&self) -> Option<u32> {
+        match self {
+            Opened::Packed { entry, .. } | Opened::Block { entry, .. } => Some(entry.id),
+            Opened::Boxed(_) => None,
+        }
+    }
+
+    /// The limiter, to change (then [`restore`] it).
+    pub(crate) fn limiter_mut(&mut self) -> &mut Limiter {
+        match self {
+            Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
+            Opened::Boxed(l) => l,
+        }
+    }
+}
+
+/// Reads a value word. `None` for null (or a packed state whose entry is gone or that does not
+/// unpack, which cannot happen while the key holds its reference).
+///
+/// # Safety
+/// `value` is null or a value word made by this module that is still alive; for a boxed one,
+/// no other reference to its limiter is in use while the result lives.
+pub(crate) unsafe fn open<'a>(value: *mut c_void) -> Option<Opened<'a>> {
+    match Word::of(value)? {
+        Word::Packed { id, bits } => {
+            let (limiter, entry) = unpack(id, u128::from(bits), WORD_BITS)?;
+            Some(Opened::Packed { limiter, entry })
+        }
+        Word::Block(block) => {
+            let raw = unsafe { *block };
+            let id = u32::try_from(raw & u128::from(ID_MASK)).ok()?;
+            let (limiter, entry) = unpack(id, raw >> ID_BITS, BLOCK_BITS)?;
+            Some(Opened::Block {
+                limiter,
+                entry,
+                block,
+            })
+        }
+        Word::Boxed(p) => unsafe { p.as_mut() }.map(Opened::Boxed),
+    }
+}
+
+/// What a replaced value word leaves to free once the server holds the new one.
+#[must_use]
+#[derive(Debug, Default)]
+pub(crate) struct Retired {
+    entry: Option<u32>,
+    block: Option<*mut Block>,
+    boxed: Option<*mut Limiter>,
+}
+
+impl Retired {
+    /// Frees it.
+    pub(crate) fn free(self) {
+        if let Some(id) = self.entry {
+            rules::release(id);
+        }
+        if let Some(b) = self.block {
+            // SAFETY: a block no value word holds any more.
+            drop(unsafe { Box::from_raw(b) });
+        }
+        if let Some(l) = self.boxed {
+            // SAFETY: a limiter no value word holds any more.
+            drop(unsafe { Box::from_raw(l) });
+        }
+    }
+}
+
+/// Makes the value word for a new key holding `limiter` (freed by [`free`]).
+pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
+    if PACKING {
+        if let Some((bits, id)) = pack(&limiter, WORD_BITS, None) {
+            let bits = u64::try_from(bits).unwrap_or(0);
+            return Word::Packed { id, bits }.value();
+        }
+        if let Some((bits, id)) = pack(&limiter, BLOCK_BITS, None) {
+            return Word::Block(new_block(id, bits)).value();
+        }
+    }
+    Word::Boxed(Box::into_raw(Box::new(limiter))).value()
+}
+
+/// After `opened` (read from `value`) may have changed: the value word to store now — `value`
+/// itself when the form did not change (a boxed limiter or a block changed in place, the same
+/// packed word) — and what to free once the server holds it.
+pub(crate) fn restore(value: *mut c_void, opened: Opened<'_>) -> (*mut c_void, Retired) {
+    let (limiter, entry, block, boxed) = match &opened {
+        Opened::Packed { limiter, entry } => (limiter, Some(*entry), None, None),
+        Opened::Block {
+            limiter,
+            entry,
+            block,
+        } => (limiter, Some(*entry), Some(*block), None),
+        Opened::Boxed(l) => (&**l, None, None, Some(value.cast::<Limiter>())),
+    };
+    let mut retired = Retired::default();
+    let old_id = entry.map(|e| e.id);
+    let retire_entry = |retired: &mut Retired, new_id: u32| {
+        if old_id != Some(new_id) {
+            retired.entry = old_id;
+        }
+    };
+    if PACKING {
+        if let Some((bits, id)) = pack(limiter, WORD_BITS, entry.as_ref()) {
+            retire_entry(&mut retired, id);
+            retired.block = block;
+            retired.boxed = boxed;
+            let bits = u64::try_from(bits).unwrap_or(0);
+            return (Word::Packed { id, bits }.value(), retired);
+        }
+        if let Some((bits, id)) = pack(limiter, BLOCK_BITS, entry.as_ref()) {
+            retire_entry(&mut retired, id);
+            retired.boxed = boxed;
+            let block = match block {
+                Some(b) => {
+                    // SAFETY: the key's own block, which nothing else uses.
+                    unsafe { *b = block_bits(id, bits) };
+                    b
+                }
+                None => new_block(id, bits),
+            };
+            return (Word::Block(block).value(), retired);
+        }
+    }
+    if boxed.is_some() {
+        return (value, retired);
+    }
+    retired.entry = old_id;
+    retired.block = block;
+    let limiter = match opened {
+        Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
+        Opened::Boxed(l) => l.clone(),
+    };
+    (
+        Word::Boxed(Box::into_raw(Box::new(limiter))).value(),
+        retired,
+    )
+}
+
+/// Frees a value word (any thread: the server may free on its lazyfree thread).
+///
+/// # Safety
+/// `value` is null or a live value word made by this module, not used afterwards.
+pub(crate) unsafe fn free(value: *mut c_void) {
+    match Word::of(value) {
+        None => {}
+        Some(Word::Packed { id, .. }) => rules::release(id),
+        Some(Word::Block(block)) => {
+            let raw = unsafe { Box::from_raw(block) };
+            if let Ok(id) = u32::try_from(*raw & u128::from(ID_MASK)) {
+                rules::release(id);
+            }
+        }
+        Some(Word::Boxed(p)) => drop(unsafe { Box::from_raw(p) }),
+    }
+}
+
+/// Frees a value word [`restore`] made that the server did not take, except a reference to
+/// entry `kept` (which the old value still holds when the new one reused it).
+///
+/// # Safety
+/// `new` differs from the old value word and was never stored.
+pub(crate) unsafe fn discard(new: *mut c_void, kept: Option<u32>) {
+    match Word::of(new) {
+        Some(Word::Packed { id, .. }) if Some(id) == kept => {}
+        Some(Word::Block(block)) => {
+            let raw = unsafe { Box::from_raw(block) };
+            match u32::try_from(*raw & u128::from(ID_MASK)) {
+                Ok(id) if Some(id) != kept => rules::release(id),
+                _ => {}
+            }
+        }
+        _ => unsafe { free(new) },
+    }
+}
+
+/// A second value word equal to `value` (`COPY`).
+///
+/// # Safety
+/// As for [`open`].
+pub(crate) unsafe fn duplicate(value: *mut c_void) -> *mut c_void {
+    match Word::of(value) {
+        None => std::ptr::null_mut(),
+        Some(Word::Packed { id, .. }) => {
+            rules::retain(id);
+            value
+        }
+        Some(Word::Block(block)) => {
+            let raw = unsafe { *block };
+            if let Ok(id) = u32::try_from(raw & u128::from(ID_MASK)) {
+                rules::retain(id);
+            }
+            Word::Block(Box::into_raw(Box::new(raw))).value()
+        }
+        Some(Word::Boxed(p)) => match unsafe { p.as_ref() } {
+            Some(l) => Word::Boxed(Box::into_raw(Box::new(l.clone()))).value(),
+            None => std::ptr::null_mut(),
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::algo::{Algorithm, Outcome};
+
+    fn created(rule: &Rule, cost: u64, now: u64) -> Limiter {
+        match Limiter::decide(None, rule, cost, now).unwrap().1 {
+            Outcome::Created(l) => l,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    fn form(v: *mut c_void) -> &'static str {
+        match Word::of(v).unwrap() {
+            Word::Packed { .. } => "word",
+            Word::Block(_) => "block",
+            Word::Boxed(_) => "box",
+        }
+    }
+
+    fn check_round_trip(l: &Limiter, expected_form: &str) {
+        let v = into_value(l.clone());
+        assert_eq!(form(v), expected_form, "{l:?}");
+        let opened = unsafe { open(v) }.unwrap();
+        assert_eq!(opened.limiter(), l);
+        let (same, retired) = restore(v, opened);
+        assert_eq!(same, v);
+        retired.free();
+        let copy = unsafe { duplicate(v) };
+        assert_eq!(unsafe { open(copy) }.unwrap().limiter(), l);
+        unsafe { free(copy) };
+        unsafe { free(v) };
+    }
+
+    #[test]
+    fn counters_pack_into_the_word_or_a_block_and_come_back_whole() {
+        let now = 1_780_000_000_123_456;
+        const H: u64 = 3_600_000_000;
+        const D: u64 = 86_400_000_000;
+        for (algo, limit, window, burst, expected) in [
+            (Algorithm::SlidingWindow, 100, H, None, "word"),
+            (Algorithm::SlidingWindow, 10, 1_000_000, None, "word"),
+            (Algorithm::SlidingWindow, 1000, D, None, "word"),
+            (Algorithm::SlidingWindow, 1 << 40, 1, None, "block"),
+            (Algorithm::FixedWindow, 100, H, None, "word"),
+            (Algorithm::FixedWindow, 1000, D, None, "word"),
+            (Algorithm::FixedWindow, 10_000, D, None, "block"),
+            (Algorithm::Gcra, 100, H, None, "word"),
+            (Algorithm::Gcra, 100, H, Some(10), "word"),
+            (Algorithm::Gcra, 1000, D, None, "word"),
+            (Algorithm::Gcra, 100_000, D, None, "block"),
+            (Algorithm::MovingWindow, 100, H, None, "word"),
+        ] {
+            let rule = Rule::new(algo, limit, window, burst).unwrap();
+            check_round_trip(&created(&rule, 3, now), expected);
+        }
+    }
+
+    #[test]
+    fn states_move_between_forms() {
+        let now = 1_780_000_000_123_456;
+        const H: u64 = 3_600_000_000;
+        let rule = Rule::new(Algorithm::MovingWindow, 100, H, None).unwrap();
+        let v = into_value(created(&rule, 1, now));
+        // A second run: boxed.
+        let mut opened = unsafe { open(v) }.unwrap();
+        Limiter::decide(Some(opened.limiter_mut()), &rule, 1, now + 5).unwrap();
+        let expected = opened.limiter().clone();
+        let (boxed, retired) = restore(v, opened);
+        retired.free();
+        assert_eq!(form(boxed), "box");
+        assert_eq!(unsafe { open(boxed) }.unwrap().limiter(), &expected);
+        // Back to one run (the older ones left the window): in the word again.
+        let mut opened = unsafe { open(boxed) }.unwrap();
+        let later = now + 5 + H;
+        Limiter::decide(Some(opened.limiter_mut()), &rule, 1, later).unwrap();
+        let expected = opened.limiter().clone();
+        let (v2, retired) = restore(boxed, opened);
+        retired.free();
+        assert_eq!(form(v2), "word");
+        assert_eq!(unsafe { open(v2) }.unwrap().limiter(), &expected);
+        unsafe { free(v2) };
+
+        // A count above a lowered limit does not fit its field; a block holds it.
+        let big = Rule::new(Algorithm::FixedWindow, 100, 1_000_000, None).unwrap();
+        let small = Rule::new(Algorithm::FixedWindow, 10, 1_000_000, None).unwrap();
+        let mut l = created(&big, 50, now);
+        l.rule = small;
+        check_round_trip(&l, "box");
+        // Word → block → word under rule changes, in place for the block.
+        let wide = Rule::new(Algorithm::FixedWindow, 1 << 40, 1_000_000, None).unwrap();
+        let v = into_value(created(&big, 1, now));
+        assert_eq!(form(v), "word");
+        let mut opened = unsafe { open(v) }.unwrap();
+        Limiter::decide(Some(opened.limiter_mut()), &wide, 1 << 35, now + 1).unwrap();
+        let expected = opened.limiter().clone();
+        let (b, retired) = restore(v, opened);
+        retired.free();
+        assert_eq!(form(b), "block");
+        assert_eq!(unsafe { open(b) }.unwrap().limiter(), &expected);
+        let mut opened = unsafe { open(b) }.unwrap();
+        Limiter::decide(Some(opened.limiter_mut()), &wide, 1, now + 2).unwrap();
+        let expected = opened.limiter().clone();
+        let (b2, retired) = restore(b, opened);
+        retired.free();
+        assert_eq!(b2, b, "a block is rewritten in place");
+        assert_eq!(unsafe { open(b2) }.unwrap().limiter(), &expected);
+        let mut opened = unsafe { open(b2) }.unwrap();
+        Limiter::decide(Some(opened.limiter_mut()), &big, 1, now + 2_000_000).unwrap();
+        let expected = opened.limiter().clone();
+        let (w, retired) = restore(b2, opened);
+        retired.free();
+        assert_eq!(form(w), "word");
+        assert_eq!(unsafe { open(w) }.unwrap().limiter(), &expected);
+        unsafe { free(w) };
+    }
+}
