@@ -30,6 +30,7 @@
 pub const MAX_BITS: u32 = 128;
 
 /// The number of bits needed to write `max` (0 for 0).
+#[inline]
 pub fn bit_width(max: u128) -> u32 {
     MAX_BITS.saturating_sub(max.leading_zeros())
 }
@@ -55,6 +56,7 @@ pub struct Packer {
 
 impl Packer {
     /// An empty packer of `cap` bits (at most [`MAX_BITS`]).
+    #[inline]
     pub fn new(cap: u32) -> Packer {
         Packer {
             bits: 0,
@@ -66,13 +68,15 @@ impl Packer {
     }
 
     /// Bits still free.
+    #[inline]
     pub fn left(&self) -> u32 {
         self.cap.saturating_sub(self.used)
     }
 
     /// Appends `v` in `width` bits; `false` when it does not fit them or the packer.
+    #[inline]
     pub fn uint(&mut self, v: u64, width: u32) -> bool {
-        if self.closed || width > 64 || width > self.left() || bit_width(u128::from(v)) > width {
+        if self.closed || width > 64 || width > self.left() || width64(v) > width {
             self.closed = true;
             return false;
         }
@@ -82,12 +86,14 @@ impl Packer {
     }
 
     /// Appends a count from `0..=max`, in as many bits as `max` needs.
+    #[inline]
     pub fn count(&mut self, v: u64, max: u64) -> bool {
-        v <= max && self.uint(v, bit_width(u128::from(max)))
+        v <= max && self.uint(v, width64(max))
     }
 
     /// Appends the anchor, the last field: its low bits fill every bit left (at least
     /// `min_bits`), its high bits must fit a `u64`.
+    #[inline]
     pub fn anchor(&mut self, v: u128, min_bits: u32) -> bool {
         let rest = self.left();
         if self.closed || rest < min_bits.max(1) {
@@ -107,6 +113,7 @@ impl Packer {
     }
 
     /// The packed bits and anchor.
+    #[inline]
     pub fn finish(self) -> Packed {
         Packed {
             bits: self.bits,
@@ -116,6 +123,7 @@ impl Packer {
 }
 
 /// `(v mod 2^rest, v >> rest)`.
+#[inline]
 fn split(v: u128, rest: u32) -> (u128, u128) {
     if rest >= MAX_BITS {
         return (v, 0);
@@ -135,6 +143,7 @@ pub struct Unpacker {
 
 impl Unpacker {
     /// Reads `bits` (of a packer of `cap` bits) whose anchor's high part is `high`.
+    #[inline]
     pub fn new(bits: u128, cap: u32, high: u64) -> Unpacker {
         Unpacker {
             bits,
@@ -145,35 +154,64 @@ impl Unpacker {
     }
 
     /// The next field of `width` bits.
+    #[inline]
     pub fn uint(&mut self, width: u32) -> Option<u64> {
-        if width > 64 || width > self.cap.saturating_sub(self.used) {
+        let end = self.used.checked_add(width)?;
+        if width > 64 || end > self.cap {
             return None;
         }
-        let (low, _) = split(self.bits.checked_shr(self.used).unwrap_or(0), width);
-        self.used = self.used.saturating_add(width);
-        u64::try_from(low).ok()
+        // used < cap ≤ 128 here unless width is 0 (then the mask is 0 anyway).
+        let v = self.bits.wrapping_shr(self.used) as u64 & mask64(width);
+        self.used = end;
+        Some(v)
     }
 
     /// The next count from `0..=max`.
+    #[inline]
     pub fn count(&mut self, max: u64) -> Option<u64> {
-        self.uint(bit_width(u128::from(max)))
+        self.uint(width64(max))
     }
 
     /// The anchor: the bits left, below the high part.
+    #[inline]
     pub fn anchor(&mut self) -> Option<u128> {
         let rest = self.cap.saturating_sub(self.used);
-        let (low, _) = split(self.bits.checked_shr(self.used).unwrap_or(0), rest);
+        let low = self.bits.checked_shr(self.used).unwrap_or(0) & mask128(rest);
         self.used = self.cap;
         let high = u128::from(self.high);
-        let high = if rest >= MAX_BITS {
-            (high == 0).then_some(0)?
-        } else {
-            let shifted = high.checked_shl(rest)?;
-            // The high part must survive the shift whole.
-            (shifted >> rest == high).then_some(shifted)?
-        };
-        Some(high | low)
+        if rest <= 64 {
+            // high < 2^64, so high << rest < 2^128: nothing is lost.
+            return Some(high.wrapping_shl(rest) | low);
+        }
+        if rest >= MAX_BITS {
+            return (high == 0).then_some(low);
+        }
+        let shifted = high.wrapping_shl(rest);
+        // The high part must survive the shift whole.
+        (shifted.wrapping_shr(rest) == high).then_some(shifted | low)
     }
+}
+
+/// The number of bits needed to write `max` (0 for 0).
+#[inline]
+fn width64(max: u64) -> u32 {
+    64u32.saturating_sub(max.leading_zeros())
+}
+
+/// The low `width` bits set (`width` ≤ 64).
+#[inline]
+fn mask64(width: u32) -> u64 {
+    u64::MAX
+        .checked_shr(64u32.saturating_sub(width))
+        .unwrap_or(0)
+}
+
+/// The low `width` bits set (`width` ≤ 128).
+#[inline]
+fn mask128(width: u32) -> u128 {
+    u128::MAX
+        .checked_shr(128u32.saturating_sub(width))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

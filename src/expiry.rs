@@ -52,12 +52,13 @@ pub(crate) fn repair(
     now_us: u64,
     propagation: Propagation,
 ) {
-    let Ok(Some(limiter)) = key.get() else {
-        return;
-    };
+    // The TTL first: it is there on every call but the rare repair, and cheaper to read.
     if key.expire_at_ms().is_some() {
         return;
     }
+    let Ok(Some(limiter)) = key.get() else {
+        return;
+    };
     let expires_at_us = limiter.expires_at_us();
     stats::TTL_REPAIRS.add(1);
     if propagation == Propagation::EachNode {

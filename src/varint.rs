@@ -80,6 +80,22 @@ impl<const N: usize> Default for StackBuf<N> {
 }
 
 impl<const N: usize> Sink for StackBuf<N> {
+    #[inline]
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        if self.heap.is_none() {
+            if let Some(end) = self.len.checked_add(bytes.len()) {
+                if let Some(dst) = self.inline.get_mut(self.len..end) {
+                    dst.copy_from_slice(bytes);
+                    self.len = end;
+                    return;
+                }
+            }
+        }
+        for &b in bytes {
+            self.push_byte(b);
+        }
+    }
+
     fn push_byte(&mut self, b: u8) {
         if let Some(v) = &mut self.heap {
             v.push(b);
@@ -98,12 +114,30 @@ impl<const N: usize> Sink for StackBuf<N> {
 }
 
 /// Appends `v`.
-pub fn put_u64(out: &mut impl Sink, v: u64) {
-    put_u128(out, u128::from(v));
+#[inline]
+pub fn put_u64(out: &mut impl Sink, mut v: u64) {
+    // Encoded on the stack, then appended in one piece (the hot path replicates a counter's
+    // whole state this way: byte-by-byte appends cost several times more).
+    let mut buf = [0u8; 10];
+    let mut n: usize = 0;
+    for slot in buf.iter_mut() {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        n = n.saturating_add(1);
+        if v == 0 {
+            *slot = low;
+            break;
+        }
+        *slot = low | 0x80;
+    }
+    out.push_bytes(buf.get(..n).unwrap_or(&buf));
 }
 
 /// Appends `v`.
 pub fn put_u128(out: &mut impl Sink, mut v: u128) {
+    if let Ok(small) = u64::try_from(v) {
+        return put_u64(out, small);
+    }
     loop {
         let low = (v & 0x7f) as u8;
         v >>= 7;

@@ -220,6 +220,7 @@ impl Kind for FixedWindowState {
 
     /// `count` (up to the limit), then the window's start as the anchor: the windows of keys
     /// alive together started less than one window apart.
+    #[inline]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         out.count(self.count, rule.limit())
             && out.anchor(
@@ -228,6 +229,7 @@ impl Kind for FixedWindowState {
             )
     }
 
+    #[inline]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let count = bits.count(rule.limit())?;
         let window_start_us = u64::try_from(bits.anchor()?).ok()?;

@@ -277,6 +277,7 @@ impl Kind for GcraState {
 
     /// `tat × limit` as the anchor: the `tat`s of keys alive together lie within one bucket
     /// depth `τ = burst × window` (in these units) of each other.
+    #[inline]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         out.anchor(
             self.tat_scaled,
@@ -284,6 +285,7 @@ impl Kind for GcraState {
         )
     }
 
+    #[inline]
     fn unpack(_rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         Some(GcraState {
             tat_scaled: bits.anchor()?,

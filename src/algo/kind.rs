@@ -237,6 +237,7 @@ macro_rules! state_kinds {
             }
 
             /// Reads a packed state of this kind (see [`Kind::unpack`]).
+            #[inline]
             pub fn unpack_state(self, rule: &Rule, bits: &mut Unpacker) -> Option<State> {
                 match self {
                     $(Algorithm::$variant => <$ty as Kind>::unpack(rule, bits).map(State::$variant),)+
@@ -301,6 +302,7 @@ macro_rules! state_kinds {
             }
 
             /// Packs the state stored under `rule` (see [`Kind::pack`]); `false`: it does not fit.
+            #[inline]
             pub fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
                 match self { $(State::$variant(s) => <$ty as Kind>::pack(s, rule, out),)+ }
             }

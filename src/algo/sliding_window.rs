@@ -389,6 +389,7 @@ impl Kind for SlidingWindowState {
     /// `current previous` (each up to the limit), then the window's index
     /// (`window_start / window`) as the anchor: keys alive together are at most two windows
     /// apart.
+    #[inline]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         let w = rule.window_us();
         self.window_start_us.checked_rem(w) == Some(0)
@@ -400,6 +401,7 @@ impl Kind for SlidingWindowState {
             )
     }
 
+    #[inline]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let current = bits.count(rule.limit())?;
         let previous = bits.count(rule.limit())?;

@@ -40,6 +40,7 @@ impl LimiterKey {
         LimiterKey { key }
     }
 
+    #[inline]
     fn value_ptr(&self) -> Result<*mut c_void, WrongType> {
         if self.key.is_null() {
             return Ok(std::ptr::null_mut());
@@ -64,6 +65,7 @@ impl LimiterKey {
 
     /// The stored limiter; `None` when the key does not exist. Change it through the handle and
     /// [`Held::store`] it (a key opened for writing). One handle per key at a time.
+    #[inline]
     pub(crate) fn get(&self) -> Result<Option<Held<'_>>, WrongType> {
         let value = self.value_ptr()?;
         // SAFETY: a value of our type was made by `value`; it lives while the key is open, and
@@ -162,6 +164,7 @@ impl Held<'_> {
     /// Keeps the changes made through this handle: the limiter is packed again (or moves to or
     /// from the heap) and the key's value word replaced when it changed. The key must be open
     /// for writing.
+    #[inline]
     pub(crate) fn store(self) -> Result<(), WrongType> {
         let old_entry = self.opened.entry_id();
         let (new, retired) = value::restore(self.value, self.opened);
@@ -181,12 +184,14 @@ impl Held<'_> {
 
 impl Deref for Held<'_> {
     type Target = Limiter;
+    #[inline]
     fn deref(&self) -> &Limiter {
         self.opened.limiter()
     }
 }
 
 impl DerefMut for Held<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Limiter {
         self.opened.limiter_mut()
     }

@@ -24,7 +24,7 @@
 use std::ffi::c_void;
 
 use super::rules::{self, ID_BITS};
-use crate::algo::{Limiter, Rule};
+use crate::algo::Limiter;
 use crate::bits::{Packer, Unpacker};
 
 /// Bits of a state packed into the value word.
@@ -52,6 +52,7 @@ pub(crate) enum Word {
 
 impl Word {
     /// Reads a value word; `None` for null.
+    #[inline]
     pub(crate) fn of(value: *mut c_void) -> Option<Word> {
         if value.is_null() {
             return None;
@@ -74,6 +75,7 @@ impl Word {
     }
 
     /// The value word.
+    #[inline]
     pub(crate) fn value(self) -> *mut c_void {
         match self {
             // An integer in the pointer's place: the server never dereferences it.
@@ -86,17 +88,18 @@ impl Word {
     }
 }
 
-/// The rule table entry a packed state names: its id, rule and anchor high part.
+/// The rule table entry a packed state names: its id and anchor high part (its rule is the
+/// one the state was unpacked with, until a write changes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     id: u32,
-    rule: Rule,
     high: u64,
 }
 
 /// Packs `limiter` into `cap` bits if its kind can: the bits and the entry to name, which is
 /// `current` (no new reference) when the state packs under the same rule and high part, else a
 /// new reference.
+#[inline]
 fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u32)> {
     let mut packer = Packer::new(cap);
     if !limiter.state.pack(&limiter.rule, &mut packer) {
@@ -104,18 +107,19 @@ fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u
     }
     let packed = packer.finish();
     let id = match current {
-        Some(e) if e.rule == limiter.rule && e.high == packed.high => e.id,
+        Some(e) if e.high == packed.high && rules::names(e.id, &limiter.rule) => e.id,
         _ => rules::acquire(&limiter.rule, packed.high)?,
     };
     Some((packed.bits, id))
 }
 
 /// The limiter of a packed state naming entry `id` (which the caller holds a reference to).
+#[inline]
 fn unpack(id: u32, bits: u128, cap: u32) -> Option<(Limiter, Entry)> {
     let (rule, high) = rules::get(id)?;
     let mut unpacker = Unpacker::new(bits, cap, high);
     let state = rule.algorithm().unpack_state(&rule, &mut unpacker)?;
-    Some((Limiter { rule, state }, Entry { id, rule, high }))
+    Some((Limiter { rule, state }, Entry { id, high }))
 }
 
 fn new_block(id: u32, bits: u128) -> *mut Block {
@@ -143,6 +147,7 @@ pub(crate) enum Opened<'a> {
 
 impl Opened<'_> {
     /// The limiter.
+    #[inline]
     pub(crate) fn limiter(&self) -> &Limiter {
         match self {
             Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
@@ -159,6 +164,7 @@ impl Opened<'_> {
     }
 
     /// The limiter, to change (then [`restore`] it).
+    #[inline]
     pub(crate) fn limiter_mut(&mut self) -> &mut Limiter {
         match self {
             Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
@@ -173,6 +179,7 @@ impl Opened<'_> {
 /// # Safety
 /// `value` is null or a value word made by this module that is still alive; for a boxed one,
 /// no other reference to its limiter is in use while the result lives.
+#[inline]
 pub(crate) unsafe fn open<'a>(value: *mut c_void) -> Option<Opened<'a>> {
     match Word::of(value)? {
         Word::Packed { id, bits } => {
@@ -236,6 +243,7 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 /// After `opened` (read from `value`) may have changed: the value word to store now — `value`
 /// itself when the form did not change (a boxed limiter or a block changed in place, the same
 /// packed word) — and what to free once the server holds it.
+#[inline]
 pub(crate) fn restore(value: *mut c_void, opened: Opened<'_>) -> (*mut c_void, Retired) {
     let (limiter, entry, block, boxed) = match &opened {
         Opened::Packed { limiter, entry } => (limiter, Some(*entry), None, None),
@@ -356,7 +364,7 @@ pub(crate) unsafe fn duplicate(value: *mut c_void) -> *mut c_void {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::algo::{Algorithm, Outcome};
+    use crate::algo::{Algorithm, Outcome, Rule};
 
     fn created(rule: &Rule, cost: u64, now: u64) -> Limiter {
         match Limiter::decide(None, rule, cost, now).unwrap().1 {
