@@ -27,15 +27,16 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
         return;
     }
     c.cmd_str("CONFIG SET activedefrag no").ok();
-    // Fragment the heap: many limiter values (gcra, and moving-window logs of a few runs, whose
-    // header and buffer move too), then every other one deleted.
+    // Fragment the heap: many limiter values in each form — gcra packed into the value word
+    // (nothing to move), fixed-window 10000/1d in a 16-byte block, moving-window logs of a few
+    // runs boxed (whose header and buffer move too) — then every other one deleted.
     const KEYS: usize = 200_000;
     for chunk in 0..KEYS / 1_000 {
         let mut sent = 0;
         for i in 0..1_000 {
             let n = chunk * 1_000 + i;
             let key = format!("k:{n}");
-            if n % 4 == 1 {
+            if n % 3 == 1 {
                 for _ in 0..3 {
                     c.send(&[
                         "RL.ALLOW",
@@ -48,6 +49,17 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
                     .unwrap();
                     sent += 1;
                 }
+            } else if n % 3 == 2 {
+                c.send(&[
+                    "RL.ALLOW",
+                    key.as_str(),
+                    "10000",
+                    "1d",
+                    "ALGO",
+                    "fixed-window",
+                ])
+                .unwrap();
+                sent += 1;
             } else {
                 c.send(&["RL.ALLOW", key.as_str(), "100", "1h", "ALGO", "gcra"])
                     .unwrap();
@@ -89,6 +101,9 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
     assert_eq!(r.remaining, 98);
     let r = c.allow("k:1", "100 1h ALGO moving-window");
     assert_eq!(r.remaining, 96);
+    let r = c.allow("k:5", "10000 1d ALGO fixed-window");
+    assert_eq!(r.remaining, 9998);
     c.cmd_str("DEBUG RELOAD").ok();
-    assert_eq!(c.allow("k:5", "100 1h ALGO moving-window").remaining, 96);
+    assert_eq!(c.allow("k:7", "100 1h ALGO moving-window").remaining, 96);
+    assert_eq!(c.allow("k:11", "10000 1d ALGO fixed-window").remaining, 9998);
 }
