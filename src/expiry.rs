@@ -45,13 +45,7 @@ pub(crate) enum Propagation {
 
 /// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none.
 /// Anything else — a missing key, another type, a key with a TTL — is left alone.
-pub(crate) fn repair(
-    ctx: Ctx,
-    key: &mut LimiterKey,
-    name: Arg,
-    now_us: u64,
-    propagation: Propagation,
-) {
+pub(crate) fn repair(ctx: Ctx, key: &LimiterKey, name: Arg, now_us: u64, propagation: Propagation) {
     // The TTL first: it is there on every call but the rare repair, and cheaper to read.
     if key.expire_at_ms().is_some() {
         return;
@@ -171,8 +165,8 @@ extern "C" fn on_generic_event(
 }
 
 fn repair_key(ctx: Ctx, name: Arg, propagation: Propagation) {
-    let mut key = LimiterKey::open(ctx, name, true);
-    repair(ctx, &mut key, name, clock::now_us(), propagation);
+    let key = LimiterKey::open(ctx, name, true);
+    repair(ctx, &key, name, clock::now_us(), propagation);
 }
 
 extern "C" fn repair_job(ctx: Ctx, key: *mut c_void) {

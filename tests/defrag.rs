@@ -105,5 +105,8 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
     assert_eq!(r.remaining, 9998);
     c.cmd_str("DEBUG RELOAD").ok();
     assert_eq!(c.allow("k:7", "100 1h ALGO moving-window").remaining, 96);
-    assert_eq!(c.allow("k:11", "10000 1d ALGO fixed-window").remaining, 9998);
+    assert_eq!(
+        c.allow("k:11", "10000 1d ALGO fixed-window").remaining,
+        9998
+    );
 }

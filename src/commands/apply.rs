@@ -35,7 +35,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
             c"ERR invalid ratelimit hit payload: RL.APPLY takes only what replication produces",
         ));
     };
-    let mut key = LimiterKey::open(ctx, *key_name, true);
+    let key = LimiterKey::open(ctx, *key_name, true);
     let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let outcome = Limiter::replay(stored.as_deref_mut(), &hit).map_err(|m| {
         CmdError::Owned(format!(
@@ -57,26 +57,31 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         );
     }
     let changed = outcome != Outcome::Unchanged;
-    let expires_at_us = match outcome {
-        Outcome::Unchanged => stored.map(|l| l.expires_at_us()),
-        Outcome::Updated => match stored {
-            Some(l) => {
-                let at = l.expires_at_us();
-                l.store().map_err(|_| WRONGTYPE)?;
-                Some(at)
+    let expires_at_us = match (outcome, stored) {
+        (Outcome::Unchanged, Some(l)) => {
+            let at = l.expires_at_us();
+            l.unchanged();
+            Some(at)
+        }
+        (Outcome::Updated, Some(l)) => {
+            let at = l.expires_at_us();
+            l.store().map_err(|_| WRONGTYPE)?;
+            Some(at)
+        }
+        (Outcome::Emptied, l) => {
+            // The state is about to go: nothing of it to keep.
+            if let Some(l) = l {
+                l.unchanged();
             }
-            None => None,
-        },
-        Outcome::Emptied => {
-            drop(stored);
             key.delete();
             None
         }
-        Outcome::Created(limiter) => {
+        (Outcome::Created(limiter), _) => {
             let at = limiter.expires_at_us();
             key.create(limiter).map_err(|_| WRONGTYPE)?;
             Some(at)
         }
+        (Outcome::Unchanged | Outcome::Updated, None) => None,
     };
     if let Some(at_us) = expires_at_us {
         key.set_expire_at_ms(ceil_ms(at_us));

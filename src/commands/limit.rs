@@ -75,7 +75,7 @@ pub(crate) fn charge(
     }
     // The operator's bounds become configurable with the module configs; the defaults until then.
     let bounds = Bounds::DEFAULT;
-    let mut key = LimiterKey::open(ctx, key_name, true);
+    let key = LimiterKey::open(ctx, key_name, true);
     let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let verdict = Limiter::decide_within(stored.as_deref_mut(), rule, cost, now_us, &bounds)
         .map_err(mismatch_error)?;
@@ -108,8 +108,11 @@ pub(crate) fn charge(
             wrote(ctx, key_name, c"rl.allow");
         }
         Outcome::Unchanged | Outcome::Emptied => {
+            if let Some(limiter) = stored {
+                limiter.unchanged();
+            }
             // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-            expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
+            expiry::repair(ctx, &key, key_name, now_us, Propagation::Replicate);
         }
     }
     Ok(d)

@@ -74,6 +74,7 @@ impl LimiterKey {
             key: self,
             value,
             opened,
+            dirty: false,
         }))
     }
 
@@ -93,7 +94,7 @@ impl LimiterKey {
     }
 
     /// Stores a new limiter at a key opened for writing (which held none).
-    pub(crate) fn create(&mut self, limiter: Limiter) -> Result<(), WrongType> {
+    pub(crate) fn create(&self, limiter: Limiter) -> Result<(), WrongType> {
         let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
             return Err(WrongType);
         };
@@ -108,7 +109,7 @@ impl LimiterKey {
     }
 
     /// Stores `limiter` (in place of the key's value when it holds one already).
-    pub(crate) fn put(&mut self, limiter: Limiter) -> Result<(), WrongType> {
+    pub(crate) fn put(&self, limiter: Limiter) -> Result<(), WrongType> {
         let old = self.value_ptr()?;
         if old.is_null() {
             return self.create(limiter);
@@ -127,7 +128,7 @@ impl LimiterKey {
     }
 
     /// Sets the key to expire at `at_ms` (absolute Unix ms). The key must be open for writing.
-    pub(crate) fn set_expire_at_ms(&mut self, at_ms: i64) {
+    pub(crate) fn set_expire_at_ms(&self, at_ms: i64) {
         if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
             unsafe { set_abs_expire(self.key, at_ms) };
         }
@@ -144,7 +145,7 @@ impl LimiterKey {
     }
 
     /// Deletes the key (open for writing).
-    pub(crate) fn delete(&mut self) {
+    pub(crate) fn delete(&self) {
         if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
             unsafe { del(self.key) };
         }
@@ -152,12 +153,15 @@ impl LimiterKey {
 }
 
 /// The limiter of an open key: a copy of a state packed into the value word, or the heap limiter
-/// itself (see `value`). Read it and change it as a [`Limiter`]; a change is kept only by
-/// [`Held::store`].
+/// itself (see `value`). Read it and change it as a [`Limiter`]. A change is kept when the
+/// handle is stored ([`Held::store`]) or dropped, as changes in place always were; a caller that
+/// knows nothing changed says so ([`Held::unchanged`]) and skips packing it again.
 pub(crate) struct Held<'k> {
     key: &'k LimiterKey,
     value: *mut c_void,
     opened: Opened<'k>,
+    /// Borrowed mutably since it was opened or last stored.
+    dirty: bool,
 }
 
 impl Held<'_> {
@@ -165,9 +169,21 @@ impl Held<'_> {
     /// from the heap) and the key's value word replaced when it changed. The key must be open
     /// for writing.
     #[inline]
-    pub(crate) fn store(self) -> Result<(), WrongType> {
+    pub(crate) fn store(mut self) -> Result<(), WrongType> {
+        self.commit()
+    }
+
+    /// Drops the handle without packing the limiter again: the caller knows it did not change
+    /// (a denial, a peek).
+    #[inline]
+    pub(crate) fn unchanged(mut self) {
+        self.dirty = false;
+    }
+
+    fn commit(&mut self) -> Result<(), WrongType> {
+        self.dirty = false;
         let old_entry = self.opened.entry_id();
-        let (new, retired) = value::restore(self.value, self.opened);
+        let (new, retired) = value::restore(self.value, &self.opened);
         if new != self.value {
             if let Err(e) = self.key.replace(new) {
                 // The old value stays, with everything it names (`retired` is not freed); the
@@ -176,9 +192,19 @@ impl Held<'_> {
                 unsafe { value::discard(new, old_entry) };
                 return Err(e);
             }
+            self.value = new;
         }
         retired.free();
         Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.dirty {
+            // Nothing to report to: a failure leaves the old value in place.
+            let _ = self.commit();
+        }
     }
 }
 
@@ -193,6 +219,7 @@ impl Deref for Held<'_> {
 impl DerefMut for Held<'_> {
     #[inline]
     fn deref_mut(&mut self) -> &mut Limiter {
+        self.dirty = true;
         self.opened.limiter_mut()
     }
 }

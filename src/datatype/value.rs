@@ -244,8 +244,8 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 /// itself when the form did not change (a boxed limiter or a block changed in place, the same
 /// packed word) — and what to free once the server holds it.
 #[inline]
-pub(crate) fn restore(value: *mut c_void, opened: Opened<'_>) -> (*mut c_void, Retired) {
-    let (limiter, entry, block, boxed) = match &opened {
+pub(crate) fn restore(value: *mut c_void, opened: &Opened<'_>) -> (*mut c_void, Retired) {
+    let (limiter, entry, block, boxed) = match opened {
         Opened::Packed { limiter, entry } => (limiter, Some(*entry), None, None),
         Opened::Block {
             limiter,
@@ -288,12 +288,8 @@ pub(crate) fn restore(value: *mut c_void, opened: Opened<'_>) -> (*mut c_void, R
     }
     retired.entry = old_id;
     retired.block = block;
-    let limiter = match opened {
-        Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } => limiter,
-        Opened::Boxed(l) => l.clone(),
-    };
     (
-        Word::Boxed(Box::into_raw(Box::new(limiter))).value(),
+        Word::Boxed(Box::into_raw(Box::new(limiter.clone()))).value(),
         retired,
     )
 }
@@ -386,7 +382,7 @@ mod tests {
         assert_eq!(form(v), expected_form, "{l:?}");
         let opened = unsafe { open(v) }.unwrap();
         assert_eq!(opened.limiter(), l);
-        let (same, retired) = restore(v, opened);
+        let (same, retired) = restore(v, &opened);
         assert_eq!(same, v);
         retired.free();
         let copy = unsafe { duplicate(v) };
@@ -429,7 +425,7 @@ mod tests {
         let mut opened = unsafe { open(v) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &rule, 1, now + 5).unwrap();
         let expected = opened.limiter().clone();
-        let (boxed, retired) = restore(v, opened);
+        let (boxed, retired) = restore(v, &opened);
         retired.free();
         assert_eq!(form(boxed), "box");
         assert_eq!(unsafe { open(boxed) }.unwrap().limiter(), &expected);
@@ -438,7 +434,7 @@ mod tests {
         let later = now + 5 + H;
         Limiter::decide(Some(opened.limiter_mut()), &rule, 1, later).unwrap();
         let expected = opened.limiter().clone();
-        let (v2, retired) = restore(boxed, opened);
+        let (v2, retired) = restore(boxed, &opened);
         retired.free();
         assert_eq!(form(v2), "word");
         assert_eq!(unsafe { open(v2) }.unwrap().limiter(), &expected);
@@ -457,21 +453,21 @@ mod tests {
         let mut opened = unsafe { open(v) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &wide, 1 << 35, now + 1).unwrap();
         let expected = opened.limiter().clone();
-        let (b, retired) = restore(v, opened);
+        let (b, retired) = restore(v, &opened);
         retired.free();
         assert_eq!(form(b), "block");
         assert_eq!(unsafe { open(b) }.unwrap().limiter(), &expected);
         let mut opened = unsafe { open(b) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &wide, 1, now + 2).unwrap();
         let expected = opened.limiter().clone();
-        let (b2, retired) = restore(b, opened);
+        let (b2, retired) = restore(b, &opened);
         retired.free();
         assert_eq!(b2, b, "a block is rewritten in place");
         assert_eq!(unsafe { open(b2) }.unwrap().limiter(), &expected);
         let mut opened = unsafe { open(b2) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &big, 1, now + 2_000_000).unwrap();
         let expected = opened.limiter().clone();
-        let (w, retired) = restore(b2, opened);
+        let (w, retired) = restore(b2, &opened);
         retired.free();
         assert_eq!(form(w), "word");
         assert_eq!(unsafe { open(w) }.unwrap().limiter(), &expected);
