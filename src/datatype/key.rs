@@ -183,7 +183,7 @@ impl Held<'_> {
     fn commit(&mut self) -> Result<(), WrongType> {
         self.dirty = false;
         let old_entry = self.opened.entry_id();
-        let (new, retired) = value::restore(self.value, &self.opened);
+        let (new, retired) = value::restore(self.value, &mut self.opened);
         if new != self.value {
             if let Err(e) = self.key.replace(new) {
                 // The old value stays, with everything it names (`retired` is not freed); the

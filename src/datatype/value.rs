@@ -24,7 +24,7 @@
 use std::ffi::c_void;
 
 use super::rules::{self, ID_BITS};
-use crate::algo::Limiter;
+use crate::algo::{GcraState, Limiter, State};
 use crate::bits::{Packer, Unpacker};
 
 /// Bits of a state packed into the value word.
@@ -242,10 +242,11 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 
 /// After `opened` (read from `value`) may have changed: the value word to store now — `value`
 /// itself when the form did not change (a boxed limiter or a block changed in place, the same
-/// packed word) — and what to free once the server holds it.
+/// packed word) — and what to free once the server holds it. A packed limiter that has to go to
+/// the heap is moved there: `opened` is done afterwards.
 #[inline]
-pub(crate) fn restore(value: *mut c_void, opened: &Opened<'_>) -> (*mut c_void, Retired) {
-    let (limiter, entry, block, boxed) = match opened {
+pub(crate) fn restore(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_void, Retired) {
+    let (limiter, entry, block, boxed) = match &*opened {
         Opened::Packed { limiter, entry } => (limiter, Some(*entry), None, None),
         Opened::Block {
             limiter,
@@ -288,10 +289,16 @@ pub(crate) fn restore(value: *mut c_void, opened: &Opened<'_>) -> (*mut c_void, 
     }
     retired.entry = old_id;
     retired.block = block;
-    (
-        Word::Boxed(Box::into_raw(Box::new(limiter.clone()))).value(),
-        retired,
-    )
+    // Moved, not cloned: a log that just grew a second run has heap blocks of its own. The
+    // handle is done with it.
+    let placeholder = State::Gcra(GcraState { tat_scaled: 0 });
+    let limiter = opened.limiter_mut();
+    let state = std::mem::replace(&mut limiter.state, placeholder);
+    let boxed = Limiter {
+        rule: limiter.rule,
+        state,
+    };
+    (Word::Boxed(Box::into_raw(Box::new(boxed))).value(), retired)
 }
 
 /// Frees a value word (any thread: the server may free on its lazyfree thread).
@@ -380,9 +387,9 @@ mod tests {
     fn check_round_trip(l: &Limiter, expected_form: &str) {
         let v = into_value(l.clone());
         assert_eq!(form(v), expected_form, "{l:?}");
-        let opened = unsafe { open(v) }.unwrap();
+        let mut opened = unsafe { open(v) }.unwrap();
         assert_eq!(opened.limiter(), l);
-        let (same, retired) = restore(v, &opened);
+        let (same, retired) = restore(v, &mut opened);
         assert_eq!(same, v);
         retired.free();
         let copy = unsafe { duplicate(v) };
@@ -425,7 +432,7 @@ mod tests {
         let mut opened = unsafe { open(v) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &rule, 1, now + 5).unwrap();
         let expected = opened.limiter().clone();
-        let (boxed, retired) = restore(v, &opened);
+        let (boxed, retired) = restore(v, &mut opened);
         retired.free();
         assert_eq!(form(boxed), "box");
         assert_eq!(unsafe { open(boxed) }.unwrap().limiter(), &expected);
@@ -434,7 +441,7 @@ mod tests {
         let later = now + 5 + H;
         Limiter::decide(Some(opened.limiter_mut()), &rule, 1, later).unwrap();
         let expected = opened.limiter().clone();
-        let (v2, retired) = restore(boxed, &opened);
+        let (v2, retired) = restore(boxed, &mut opened);
         retired.free();
         assert_eq!(form(v2), "word");
         assert_eq!(unsafe { open(v2) }.unwrap().limiter(), &expected);
@@ -453,21 +460,21 @@ mod tests {
         let mut opened = unsafe { open(v) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &wide, 1 << 35, now + 1).unwrap();
         let expected = opened.limiter().clone();
-        let (b, retired) = restore(v, &opened);
+        let (b, retired) = restore(v, &mut opened);
         retired.free();
         assert_eq!(form(b), "block");
         assert_eq!(unsafe { open(b) }.unwrap().limiter(), &expected);
         let mut opened = unsafe { open(b) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &wide, 1, now + 2).unwrap();
         let expected = opened.limiter().clone();
-        let (b2, retired) = restore(b, &opened);
+        let (b2, retired) = restore(b, &mut opened);
         retired.free();
         assert_eq!(b2, b, "a block is rewritten in place");
         assert_eq!(unsafe { open(b2) }.unwrap().limiter(), &expected);
         let mut opened = unsafe { open(b2) }.unwrap();
         Limiter::decide(Some(opened.limiter_mut()), &big, 1, now + 2_000_000).unwrap();
         let expected = opened.limiter().clone();
-        let (w, retired) = restore(b2, &opened);
+        let (w, retired) = restore(b2, &mut opened);
         retired.free();
         assert_eq!(form(w), "word");
         assert_eq!(unsafe { open(w) }.unwrap().limiter(), &expected);
