@@ -52,13 +52,13 @@ impl LimiterKey {
         ) else {
             return Err(WrongType);
         };
+        // Our type first (null for an empty key or another type): one call on the hot path.
+        let mt = unsafe { get_type(self.key) };
+        if !mt.is_null() && mt == *RATE_LIMIT_TYPE.raw_type.borrow() {
+            return Ok(unsafe { get_value(self.key) });
+        }
         match unsafe { key_type(self.key) } as isize {
             raw::REDISMODULE_KEYTYPE_EMPTY => Ok(std::ptr::null_mut()),
-            raw::REDISMODULE_KEYTYPE_MODULE
-                if unsafe { get_type(self.key) } == *RATE_LIMIT_TYPE.raw_type.borrow() =>
-            {
-                Ok(unsafe { get_value(self.key) })
-            }
             _ => Err(WrongType),
         }
     }
