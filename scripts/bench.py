@@ -22,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import redis
 
@@ -109,7 +110,7 @@ MEMORY_ROWS: list[tuple[str, str, bool]] = [
 ENV = os.environ
 ROUNDS = int(ENV.get("ROUNDS", "3"))
 N = int(ENV.get("N", "300000"))
-N1 = int(ENV.get("N1", str(max(N // 3, 1000))))
+N1 = int(ENV.get("N1", str(max(N // 6, 1000))))
 KEYS = int(ENV.get("KEYS", "100000"))
 MEM_KEYS = int(ENV.get("MEM_KEYS", "100000"))
 PAIRS = int(ENV.get("PAIRS", "2"))
@@ -144,7 +145,8 @@ def free_port() -> int:
 
 
 def version_of(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                         check=False).stdout
     name = "Valkey" if "valkey" in out.lower() else "Redis"
     for word in out.split():
         if word.startswith("v="):
@@ -188,8 +190,8 @@ class Server:
     def stop(self) -> None:
         try:
             self.r.shutdown(nosave=True)
-        except Exception:
-            pass
+        except (redis.ConnectionError, redis.ResponseError):
+            pass  # stopped already, or stopping (redis-py reads the closed socket as an error)
         pidfile = os.path.join(self.dir, "pid")
         for _ in range(50):
             if not os.path.exists(pidfile):
@@ -237,16 +239,31 @@ def fill_random_keys(server: Server, template: str, db: int = 0) -> None:
 # --- redis-benchmark -----------------------------------------------------------------------------
 
 
-def rps(server: Server, cmd: str, pipeline: int, n: int, keyspace: int = 0, db: int = 0) -> float:
+def server_cpu(server: Server) -> float:
+    """CPU seconds of the server's main thread (user + system)."""
+    info = server.r.info("cpu")
+    if "used_cpu_user_main_thread" in info:
+        return float(info["used_cpu_user_main_thread"]) + float(info["used_cpu_sys_main_thread"])
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+# One measurement: (requests per second, server CPU µs per request). Throughput moves with
+# whatever else the machine runs; the server's own CPU time per request much less.
+Sample = tuple[float, float]
+
+
+def rps(server: Server, cmd: str, pipeline: int, n: int, keyspace: int = 0, db: int = 0) -> Sample:
     args = [*PIN_CLIENT, "redis-benchmark", "-p", str(server.port), "-P", str(pipeline),
             "-c", str(CLIENTS), "-n", str(n), "--csv"]
     if keyspace:
         args += ["-r", str(keyspace)]
     if db:
         args += ["--dbnum", str(db)]
+    cpu = server_cpu(server)
     out = subprocess.run(args + cmd.split(), capture_output=True, text=True, check=True).stdout
+    cpu_us = (server_cpu(server) - cpu) * 1e6 / n
     rows = list(csv.reader(io.StringIO(out.strip())))
-    return float(rows[-1][1])
+    return float(rows[-1][1]), cpu_us
 
 
 def check_command(server: Server, cmd: str, db: int = 0) -> None:
@@ -268,8 +285,24 @@ def med(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
-def spread(xs: list[float]) -> str:
-    return f"{min(xs):.2f}–{max(xs):.2f}" if len(xs) > 1 else "—"
+def ratio_text(xs: list[float], digits: int) -> str:
+    if not xs:
+        return "—"
+    text = f"{med(xs):.{digits}f}"
+    return text + (f" ({min(xs):.{digits}f}–{max(xs):.{digits}f})" if len(xs) > 1 else "")
+
+
+def summarize(a: dict[int, Sample], b: dict[int, Sample], digits: int) -> dict[str, Any]:
+    """Medians of `a` and of its per-round ratios to `b` (the rounds both have)."""
+    both = [r for r in a if r in b]
+    ops = [a[r][0] / b[r][0] for r in both]
+    cpu = [a[r][1] / b[r][1] for r in both if b[r][1] > 0]
+    return {"ops": med([v[0] for v in a.values()]), "cpu_us": med([v[1] for v in a.values()]),
+            "ops_ratio": med(ops) if ops else None,
+            "ops_ratio_range": [min(ops), max(ops)] if ops else None,
+            "cpu_ratio": med(cpu) if cpu else None,
+            "cpu_ratio_range": [min(cpu), max(cpu)] if cpu else None,
+            "ops_ratio_text": ratio_text(ops, digits), "cpu_ratio_text": ratio_text(cpu, digits)}
 
 
 # --- throughput ----------------------------------------------------------------------------------
@@ -337,7 +370,7 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
         for s in servers:
             subst[key] = lua_sha(s, script)  # the same SHA on every server
     # The hot log's window: 10,000 runs at the rate one key is hit (measured here).
-    calib = rps(main, "RL.ALLOW calib 1000000 20ms ALGO moving-window", 16, N)
+    calib, _ = rps(main, "RL.ALLOW calib 1000000 20ms ALGO moving-window", 16, N)
     subst["hot_window"] = f"{10_000 / calib * 1000:.3f}ms"
     result["hot_window"] = subst["hot_window"]
 
@@ -385,7 +418,7 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
     return runs
 
 
-def measure(run: Run) -> float:
+def measure(run: Run) -> Sample:
     s = run.setup
     if s.kind == "fresh":
         s.server.r.execute_command("SELECT", 1)
@@ -410,7 +443,7 @@ def unrelated_servers(root: str) -> tuple[Server, Server, bytes, bytes]:
     mod = Server("unrelated-module", SERVER, [MODULE]).start(root)
     plain = Server("unrelated-plain", SERVER, []).start(root)
     pool_u = b"".join(resp(["SET", f"u:{i:012d}", "v", "EX", "3600"]) for i in range(KEYS))
-    pool_d = b"".join(resp(["SET", f"d:{i:012d}", "v", "EX", "3600"]) for i in range(3 * N))
+    pool_d = b"".join(resp(["SET", f"d:{i:012d}", "v", "EX", "3600"]) for i in range(N))
     for name, template in UNRELATED:
         for s in (mod, plain):
             check_command(s, expand(template, {}))
@@ -420,18 +453,19 @@ def unrelated_servers(root: str) -> tuple[Server, Server, bytes, bytes]:
 
 
 def unrelated_round(mod: Server, plain: Server, pool_u: bytes, pool_d: bytes, rnd: int,
-                    out: dict[str, list[tuple[float, float]]]) -> None:
+                    out: dict[str, list[tuple[Sample, Sample]]]) -> None:
     for s in (mod, plain):
         pipe(s, pool_u)
     for name, template in UNRELATED:
         cmd = expand(template, {})
-        keyspace = 3 * N if "d:" in cmd else KEYS
+        # DEL: N / 3 of the N keys just written, so that most DELs delete one (86 %).
+        n, keyspace = (N // 3, N) if "d:" in cmd else (N, KEYS)
         for k in range(PAIRS):  # ABBA ABBA …: adjacent pairs, each side first as often
             v = {}
             for s in (mod, plain) if (rnd + k) % 2 == 0 else (plain, mod):
                 if "d:" in cmd:
                     pipe(s, pool_d)
-                v[s.name] = rps(s, cmd, 16, N, keyspace)
+                v[s.name] = rps(s, cmd, 16, n, keyspace)
             out.setdefault(name, []).append((v[mod.name], v[plain.name]))
 
 
@@ -553,12 +587,12 @@ def logs(root: str, result: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{n:,} single hits {gap / 1000:.0f} ms apart over 1h (`RL.APPLY`, as a replica "
             "builds it)", runs, f"MEMORY USAGE {mem:,} B", f"{mem / runs:.2f} B per run")
 
-    reply, us = s.usec("RL.ALLOW", "big", "1000000", "1h", "ALGO", "moving-window",
+    _, us = s.usec("RL.ALLOW", "big", "1000000", "1h", "ALGO", "moving-window",
                        "COST", "1000000")
     add("one `RL.ALLOW … moving-window COST 1000000`", inspect(s, "big", "runs"),
         f"{us:,.0f} µs", f"MEMORY USAGE {int(s.r.memory_usage('big')):,} B")
     sha = lua_sha(s, "acquire_moving_window.lua")
-    reply, us = s.usec("EVALSHA", sha, 1, "biglist", int(time.time()), 1000000, 3600, 999999)
+    _, us = s.usec("EVALSHA", sha, 1, "biglist", int(time.time()), 1000000, 3600, 999999)
     add("limits' moving window (Lua), one hit of amount 999,999", "—", f"{us:,.0f} µs",
         f"MEMORY USAGE {int(s.r.memory_usage('biglist')):,} B")
 
@@ -574,9 +608,10 @@ def logs(root: str, result: dict[str, Any]) -> list[dict[str, Any]]:
             if expect and not expect(reply):
                 log(f"  unexpected reply to {' '.join(map(str, cmd))}: {reply}")
             times.append(us)
-        note = f"median of {repeat}: {', '.join(f'{t:,.0f}' for t in times)}" if repeat > 1 else ""
-        add(f"worst call: {what}", runs_now, f"{med(times):,.0f} µs", note)
-        result.setdefault("worst_call_us", {})[what] = med(times)
+        # The least of a few: a busy machine only ever adds to a call's time.
+        note = f"least of {repeat}: {', '.join(f'{t:,.0f}' for t in times)}" if repeat > 1 else ""
+        add(f"worst call: {what}", runs_now, f"{min(times):,.0f} µs", note)
+        result.setdefault("worst_call_us", {})[what] = min(times)
 
     runs_now = runs
     worst("`RL.ALLOW` denied, `COST 990000`: 90,000 of the 100,000 runs must leave",
@@ -632,10 +667,10 @@ def main() -> None:
 
 def run_all(root: str, result: dict[str, Any], t_start: float,
             load_start: tuple[float, float, float]) -> None:
-    samples: dict[tuple[str, str], dict[int, float]] = {}
+    samples: dict[tuple[str, str], dict[int, Sample]] = {}
     setups: dict[str, Setup] = {}
     commands: dict[tuple[str, str], str] = {}
-    unrelated: dict[str, list[tuple[float, float]]] = {}
+    unrelated: dict[str, list[tuple[Sample, Sample]]] = {}
     runs: list[Run] = []
     u = None
     if "throughput" in SECTIONS:
@@ -670,8 +705,9 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
 
     elapsed = time.monotonic() - t_start
     load_end = os.getloadavg()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                if ln.startswith("model name")), platform.machine())
+    with open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                   platform.machine())
     knobs = " ".join(f"{k}={ENV[k]}" for k in ("ROUNDS", "N", "N1", "KEYS", "PAIRS", "MEM_KEYS",
                                                  "SECTIONS", "SERVER", "RL_CELL_SO") if k in ENV)
     meta = {
@@ -694,54 +730,53 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
         print(file=out)
         print(f"Throughput: `redis-benchmark -c {CLIENTS}`, -n {N:,} at -P 16 and {N1:,} at -P 1, "
               f"{ROUNDS} rounds; random keys among {KEYS:,} written before the rounds "
-              f"(existing) or never seen (fresh: FLUSHDB before each run). Ratio: to INCR on "
-              f"the same kind of keys in the same round, median (and range) over the rounds.",
-              file=out)
+              "(existing) or never seen (fresh: FLUSHDB before each run). Each ratio is to "
+              "`incr` (`incr_hot` for one key) of the same setup in the same round: median, "
+              "then the range over rounds in brackets. ops/s moves with whatever else the "
+              "machine runs; the server's CPU time per request (its main thread, from INFO "
+              "cpu) much less.", file=out)
         print(file=out)
-        print("| setup | row | command | ops/s | ratio | to | range |", file=out)
-        print("|---|---|---|---:|---:|---|---|", file=out)
+        print("| setup | row | command | ops/s | ops/s ÷ baseline | server CPU µs/request | "
+              "CPU ÷ baseline |", file=out)
+        print("|---|---|---|---:|---:|---:|---:|", file=out)
         table = []
         for label, setup in setups.items():
-            base = samples.get((label, setup.baseline()))
+            base = samples.get((label, setup.baseline()), {})
             for (lab, row), by_round in samples.items():
                 if lab != label:
                     continue
-                ratios = [v / base[r] for r, v in by_round.items()] if base else []
-                cmd = commands[(lab, row)]
-                entry = {"setup": label, "row": row, "command": cmd,
-                         "ops": med(list(by_round.values())),
-                         "ratio": med(ratios) if ratios else None,
-                         "ratio_min": min(ratios) if ratios else None,
-                         "ratio_max": max(ratios) if ratios else None,
-                         "to": setup.baseline()}
+                entry = summarize(by_round, base, digits=2)
+                entry.update({"setup": label, "row": row, "command": commands[(lab, row)],
+                              "to": setup.baseline()})
                 table.append(entry)
-                ratio = f"{entry['ratio']:.2f}" if ratios else "—"
-                print(f"| {label} | `{row}` | `{cmd}` | {entry['ops']:,.0f} | {ratio} | "
-                      f"`{setup.baseline()}` | {spread(ratios)} |", file=out)
+                print(f"| {label} | `{row}` | `{entry['command']}` | {entry['ops']:,.0f} | "
+                      f"{entry['ops_ratio_text']} | {entry['cpu_us']:.2f} | "
+                      f"{entry['cpu_ratio_text']} |", file=out)
             for what, a, b in COMPARE:
                 sa, sb = samples.get((label, a)), samples.get((label, b))
                 if not sa or not sb:
                     continue
-                ratios = [sa[r] / sb[r] for r in sa if r in sb]
-                table.append({"setup": label, "row": f"{a}/{b}", "command": what,
-                              "ops": None, "ratio": med(ratios), "ratio_min": min(ratios),
-                              "ratio_max": max(ratios), "to": b})
-                print(f"| {label} | `{a}` ÷ `{b}` | {what} | — | {med(ratios):.2f} | `{b}` | "
-                      f"{spread(ratios)} |", file=out)
+                entry = summarize(sa, sb, digits=2)
+                entry.update({"setup": label, "row": f"{a}/{b}", "command": what, "to": b})
+                table.append(entry)
+                print(f"| {label} | `{a}` ÷ `{b}` | {what} | — | {entry['ops_ratio_text']} | — | "
+                      f"{entry['cpu_ratio_text']} |", file=out)
         result["throughput"] = table
     if unrelated:
         ur = []
         for name, pairs in unrelated.items():
-            ratios = [m / p for m, p in pairs]
-            entry = {"row": name, "ops_module": med([m for m, _ in pairs]),
-                     "ops_plain": med([p for _, p in pairs]), "ratio": med(ratios),
-                     "ratio_min": min(ratios), "ratio_max": max(ratios), "pairs": len(pairs)}
+            mod = dict(enumerate(m for m, _ in pairs))
+            plain = dict(enumerate(p for _, p in pairs))
+            entry = summarize(mod, plain, digits=3)
+            entry.update({"row": name, "pairs": len(pairs),
+                          "ops_plain": med([p[0] for p in plain.values()]),
+                          "cpu_us_plain": med([p[1] for p in plain.values()])})
             ur.append(entry)
-            print(f"| module loaded vs not, -P 16 ({len(pairs)} adjacent pairs) | {name} | "
-                  f"`{expand(dict(UNRELATED)[name], {}).replace('__rand_int__', '…')}` | "
-                  f"{entry['ops_module']:,.0f} | {entry['ratio']:.3f} | the same without the "
-                  f"module ({entry['ops_plain']:,.0f}/s) | {min(ratios):.3f}–{max(ratios):.3f} |",
-                  file=out)
+            cmd = expand(dict(UNRELATED)[name], {}).replace("__rand_int__", "…")
+            print(f"| with the module ÷ without, -P 16, {len(pairs)} adjacent pairs | {name} | "
+                  f"`{cmd}` | {entry['ops']:,.0f} (without: {entry['ops_plain']:,.0f}) | "
+                  f"{entry['ops_ratio_text']} | {entry['cpu_us']:.3f} (without: "
+                  f"{entry['cpu_us_plain']:.3f}) | {entry['cpu_ratio_text']} |", file=out)
         result["unrelated"] = ur
     if memory_tables:
         result["memory"] = memory_tables
@@ -759,10 +794,10 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
             cells = []
             found = False
             for t in memory_tables:
-                row = next((x for x in t["rows"] if x["row"] == label), None)
-                if row:
+                m = next((x for x in t["rows"] if x["row"] == label), None)
+                if m:
                     found = True
-                    cells.append(f"{row['bytes_per_key']:.0f} | {row['memory_usage']}")
+                    cells.append(f"{m['bytes_per_key']:.0f} | {m['memory_usage']}")
                 else:
                     cells.append("— | —")
             if found:
@@ -776,8 +811,8 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
         print("| log or call | runs | measured | note |", file=out)
         print("|---|---:|---:|---|", file=out)
         for r in log_rows:
-            runs = f"{r['runs']:,}" if isinstance(r["runs"], int) else r["runs"]
-            print(f"| {r['what']} | {runs} | {r['value']} | {r['note']} |", file=out)
+            n_runs = f"{r['runs']:,}" if isinstance(r["runs"], int) else r["runs"]
+            print(f"| {r['what']} | {n_runs} | {r['value']} | {r['note']} |", file=out)
 
     os.makedirs(os.path.dirname(JSON_OUT) or ".", exist_ok=True)
     with open(JSON_OUT, "w") as f:

@@ -12,7 +12,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 MODULE, PEER = "#2b7bba", "#b0b0b0"
 # Throughput rows drawn (scripts/bench row names), with the label shown.
@@ -65,27 +65,35 @@ def throughput_panel(ax: Any, table: list[dict[str, Any]]) -> None:
     rows = [(name, label) for name, label in THROUGHPUT
             if any(e["row"] == name and e["setup"] in setups for e in table)]
     height = 0.4
+    right = 1.0
     for i, setup in enumerate(setups):
         by_row = {e["row"]: e for e in table if e["setup"] == setup}
         for j, (name, _) in enumerate(rows):
             e = by_row.get(name)
-            if not e or e["ratio"] is None:
+            if not e or e["ops_ratio"] is None:
                 continue
             color = PEER if name.startswith(("limits", "cell")) else MODULE
             y = j + i * height
-            ax.barh(y, e["ratio"], height=height * 0.95, color=color,
+            lo, hi = e["ops_ratio_range"]
+            ax.barh(y, e["ops_ratio"], height=height * 0.95, color=color,
                     alpha=1.0 if i == 0 else 0.55)
-            ax.errorbar(e["ratio"], y, xerr=[[e["ratio"] - e["ratio_min"]],
-                                             [e["ratio_max"] - e["ratio"]]],
+            ax.errorbar(e["ops_ratio"], y, xerr=[[e["ops_ratio"] - lo], [hi - e["ops_ratio"]]],
                         color="#333", lw=0.8, capsize=2)
-            ax.text(e["ratio_max"] + 0.02, y, f"{e['ratio']:.2f}  ({e['ops']:,.0f}/s, "
-                    f"{setup.split(',')[0]})", va="center", fontsize=7)
+            label = f"{e['ops_ratio']:.2f} ({e['ops']:,.0f}/s, {setup.split(',')[0]})"
+            if e.get("cpu_ratio"):
+                by_cpu = 1 / e["cpu_ratio"]
+                ax.plot(by_cpu, y, marker="D", color="#c0392b", ms=4)
+                label += f"; by CPU {by_cpu:.2f}"
+                hi = max(hi, by_cpu)
+            ax.text(hi + 0.02, y, label, va="center", fontsize=7)
+            right = max(right, hi)
     ax.set_yticks([j + height / 2 for j in range(len(rows))], [lab for _, lab in rows],
                   fontsize=8)
     ax.invert_yaxis()
-    ax.axvline(1.0, color="#c0392b", lw=0.8, ls="--")
-    ax.set_xlim(0, max(1.05, max(e["ratio_max"] or 0 for e in table if e["row"] in dict(rows)) + 0.5))
-    ax.set_xlabel("throughput ÷ INCR on the same keys, same round (median; bar: range)")
+    ax.axvline(1.0, color="#888", lw=0.8, ls="--")
+    ax.set_xlim(0, right + 0.75)
+    ax.set_xlabel("÷ INCR on the same keys in the same round: bar = throughput (median, range "
+                  "over rounds), ◆ = INCR's server CPU per request ÷ this one's")
     ax.set_title("redis-benchmark -P 16 -c 50: solid = existing keys, light = fresh keys",
                  loc="left", fontsize=10)
 
