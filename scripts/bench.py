@@ -34,7 +34,7 @@ import redis
 # written once before the rounds ("existing" tag) or among 10^9 in a database emptied before the
 # run ("fresh" tag: FLUSHDB, then keys never seen). A command without `{r}` is one key ("hot").
 # Tag `p1`: also at -P 1; `replica`: also on a server with one replica attached; `cell`: only
-# with RL_CELL_SO. `{fixed_lua}` `{sliding_lua}` `{moving_lua}`: the SHA of limits' own scripts,
+# with RL_CELL_SO; `reads`: writes nothing, reads the keys another row writes. `{fixed_lua}` `{sliding_lua}` `{moving_lua}`: the SHA of limits' own scripts,
 # `{now}`: the bench's start in seconds, `{hot_window}`: the window that holds ~10,000 runs.
 # The random-key rules admit every hit of the run (1000 per key) and keep every key alive.
 ROWS: list[tuple[str, str, str]] = [
@@ -45,8 +45,8 @@ ROWS: list[tuple[str, str, str]] = [
     # admitted hit. 10 per day with a burst of 1000 keeps every key alive through the run.
     ("gcra", "fresh existing p1 replica", "RL.ALLOW g:{r} 10 1d ALGO gcra BURST 1000"),
     ("moving", "fresh existing p1 replica", "RL.ALLOW m:{r} 1000 1h ALGO moving-window"),
-    ("peek", "existing p1", "RL.PEEK s:{r} 1000 1h"),
-    ("inspect", "existing p1", "RL.INSPECT s:{r}"),
+    ("peek", "existing p1 reads", "RL.PEEK s:{r} 1000 1h"),
+    ("inspect", "existing p1 reads", "RL.INSPECT s:{r}"),
     # limits' own scripts with the arguments limits passes (its storage decides fixed-window
     # admission from the returned count). The sliding counter's previous-window key is one that
     # is never written: a limiter in its first window, as every key is during the bench.
@@ -114,7 +114,9 @@ N1 = int(ENV.get("N1", str(max(N // 6, 1000))))
 KEYS = int(ENV.get("KEYS", "100000"))
 MEM_KEYS = int(ENV.get("MEM_KEYS", "100000"))
 PAIRS = int(ENV.get("PAIRS", "2"))
-SECTIONS = set(ENV.get("SECTIONS", "throughput unrelated memory logs").split())
+INSTR_N = int(ENV.get("INSTR_N", "10000"))
+INSTR_KEYS = int(ENV.get("INSTR_KEYS", "10000"))
+SECTIONS = set(ENV.get("SECTIONS", "throughput unrelated instructions memory logs").split())
 SERVER = ENV.get("SERVER_BIN", "redis-server")
 MEMORY_SERVERS = ENV.get("MEMORY_SERVERS_BIN", SERVER).split()
 MODULE = ENV["MODULE_SO"]
@@ -131,8 +133,11 @@ PIN_SERVER = ["taskset", "-c", "0"] if TWO_CORES else []
 PIN_CLIENT = ["taskset", "-c", "1"] if TWO_CORES else []
 
 
+T0 = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(f"[{time.monotonic() - T0:5.0f} s] {msg}", file=sys.stderr, flush=True)
 
 
 # --- servers -------------------------------------------------------------------------------------
@@ -161,6 +166,7 @@ class Server:
     modules: list[str]
     pin: list[str] = field(default_factory=lambda: PIN_SERVER)
     extra: list[str] = field(default_factory=list)
+    callgrind: bool = False  # run under valgrind --tool=callgrind: instruction counts
     port: int = 0
     dir: str = ""
 
@@ -168,17 +174,23 @@ class Server:
         self.port = free_port()
         self.dir = os.path.join(root, self.name)
         os.makedirs(self.dir)
-        args = [*self.pin, self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+        wrap = ["valgrind", "--tool=callgrind", "-q",
+                f"--callgrind-out-file={self.dir}/callgrind.%p"] if self.callgrind else []
+        args = [*self.pin, *wrap, self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "yes",
                 "--logfile", os.path.join(self.dir, "log"),
                 "--pidfile", os.path.join(self.dir, "pid"), "--enable-debug-command", "local",
                 "--enable-module-command", "local"]
         for m in self.modules:
             args += ["--loadmodule", m]
-        subprocess.run(args + self.extra, check=True, stdout=subprocess.DEVNULL)
+        if self.callgrind:  # a daemonized child escapes callgrind_control: run it in the background
+            args[args.index("--daemonize") + 1] = "no"
+            subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            subprocess.run(args + self.extra, check=True, stdout=subprocess.DEVNULL)
         STARTED.append(self)
         self.r = redis.Redis(port=self.port, socket_timeout=600, protocol=2)
-        for _ in range(100):
+        for _ in range(600):
             try:
                 self.r.ping()
                 return self
@@ -197,6 +209,10 @@ class Server:
             if not os.path.exists(pidfile):
                 return
             time.sleep(0.1)
+
+    def pid(self) -> int:
+        with open(os.path.join(self.dir, "pid")) as f:
+            return int(f.read())
 
     def used_memory(self) -> int:
         return int(self.r.info("memory")["used_memory"])
@@ -228,12 +244,25 @@ def pipe(server: Server, payload: bytes, db: int = 0) -> None:
         sys.exit(f"{server.name}: error replies while filling:\n{out}")
 
 
-def fill_random_keys(server: Server, template: str, db: int = 0) -> None:
-    """Writes once every key redis-benchmark -r KEYS can pick for `template` ({r} → 12 digits)."""
-    parts = template.split()
-    payload = b"".join(
-        resp([p.replace("__rand_int__", f"{i:012d}") for p in parts]) for i in range(KEYS))
-    pipe(server, payload, db)
+def keyed_payload(commands: list[str], placeholder: str, key_format: str, n: int) -> bytes:
+    """RESP for `commands` (space-separated templates) for i in range(n), with `placeholder` as
+    `key_format % i`. Every key has the same width, so one pattern serves them all."""
+    width = len(key_format % 0)
+    pattern = b""
+    for command in commands:
+        parts = command.split()
+        pattern += b"*%d\r\n" % len(parts)
+        for p in parts:
+            length = len(p.encode()) + p.count(placeholder) * (width - len(placeholder))
+            body = p.replace("%", "%%").replace(placeholder, key_format).encode()
+            pattern += b"$%d\r\n" % length + body + b"\r\n"
+    keys = sum(c.count(placeholder) for c in commands)
+    return b"".join(pattern % ((i,) * keys) for i in range(n))
+
+
+def fill_random_keys(server: Server, template: str, keys: int = KEYS) -> None:
+    """Writes once every key redis-benchmark -r `keys` can pick for `template`."""
+    pipe(server, keyed_payload([template], "__rand_int__", "%012d", keys))
 
 
 # --- redis-benchmark -----------------------------------------------------------------------------
@@ -264,6 +293,27 @@ def rps(server: Server, cmd: str, pipeline: int, n: int, keyspace: int = 0, db: 
     cpu_us = (server_cpu(server) - cpu) * 1e6 / n
     rows = list(csv.reader(io.StringIO(out.strip())))
     return float(rows[-1][1]), cpu_us
+
+
+def instructions(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 0) -> float:
+    """Instructions the server (under callgrind) executes per request of `cmd` at -P 16: a
+    warm-up run, then counters zeroed, n requests, a dump. Whatever else runs on the machine,
+    the count stays the same."""
+    ctl = ["callgrind_control", str(server.pid())]
+    rps(server, cmd, 16, max(n // 5, 100), keyspace, db)
+    subprocess.run([*ctl[:1], "-z", ctl[1]], check=True, capture_output=True)
+    rps(server, cmd, 16, n, keyspace, db)
+    before = set(os.listdir(server.dir))
+    subprocess.run([*ctl[:1], "-d", ctl[1]], check=True, capture_output=True)
+    for _ in range(100):
+        dumps = [f for f in set(os.listdir(server.dir)) - before if f.startswith("callgrind.")]
+        if dumps:
+            with open(os.path.join(server.dir, dumps[0])) as f:
+                for line in f:
+                    if line.startswith("totals:"):
+                        return int(line.split()[1]) / n
+        time.sleep(0.1)
+    sys.exit(f"{server.name}: no callgrind dump")
 
 
 def check_command(server: Server, cmd: str, db: int = 0) -> None:
@@ -326,6 +376,7 @@ class Run:
     row: str
     cmd: str
     shown: str  # the command as the table shows it
+    reads: bool  # writes nothing: its existing keys are written by another row
 
 
 SCRIPT_NAMES = {"fixed_lua": "<incr_expire.lua>", "sliding_lua": "<acquire_sliding_window.lua>",
@@ -397,7 +448,7 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
                     setup = Setup(label, server, kind, pipeline, n)
                     setups.append(setup)
                 shown = expand(template, {**subst, **SCRIPT_NAMES}).replace("__rand_int__", "…")
-                runs.append(Run(setup, name, cmd, shown))
+                runs.append(Run(setup, name, cmd, shown, "reads" in tagset))
 
     # A setup's runs side by side, so its baseline is measured close in time to its rows.
     order = {s.label: i for i, s in enumerate(setups)}
@@ -407,7 +458,9 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
     # Existing keys: every key the rounds can pick, written once, on each server that runs it.
     filled: set[tuple[int, str]] = set()
     for run in runs:
-        if run.setup.kind == "existing" and (run.setup.server.port, run.cmd) not in filled:
+        if run.reads or run.setup.kind != "existing":
+            continue
+        if (run.setup.server.port, run.cmd) not in filled:
             log(f"  writing {KEYS:,} keys for {run.row} on {run.setup.server.name}")
             fill_random_keys(run.setup.server, run.cmd)
             filled.add((run.setup.server.port, run.cmd))
@@ -442,8 +495,8 @@ def measure(run: Run) -> Sample:
 def unrelated_servers(root: str) -> tuple[Server, Server, bytes, bytes]:
     mod = Server("unrelated-module", SERVER, [MODULE]).start(root)
     plain = Server("unrelated-plain", SERVER, []).start(root)
-    pool_u = b"".join(resp(["SET", f"u:{i:012d}", "v", "EX", "3600"]) for i in range(KEYS))
-    pool_d = b"".join(resp(["SET", f"d:{i:012d}", "v", "EX", "3600"]) for i in range(N))
+    pool_u = keyed_payload(["SET {k} v EX 3600"], "{k}", "u:%012d", KEYS)
+    pool_d = keyed_payload(["SET {k} v EX 3600"], "{k}", "d:%012d", N)
     for name, template in UNRELATED:
         for s in (mod, plain):
             check_command(s, expand(template, {}))
@@ -469,6 +522,71 @@ def unrelated_round(mod: Server, plain: Server, pool_u: bytes, pool_d: bytes, rn
             out.setdefault(name, []).append((v[mod.name], v[plain.name]))
 
 
+# --- instruction counts --------------------------------------------------------------------------
+
+Key = tuple[str, str]  # (setup label, row)
+
+
+def instruction_counts(root: str) -> tuple[dict[Key, float], dict[Key, str],
+                                            dict[str, tuple[float, float]]]:
+    """Instructions per request under callgrind for every -P 16 row (the hot log excepted: its
+    window follows the wall-clock rate) and for the unrelated commands with and without the
+    module. Deterministic where throughput and CPU time are not."""
+    rl = Server("callgrind-module", SERVER, [MODULE] + ([CELL] if CELL else []),
+                callgrind=True).start(root)
+    plain = Server("callgrind-plain", SERVER, [], callgrind=True).start(root)
+    subst = {"now": str(int(time.time()))}
+    for key, script in (("fixed_lua", "incr_expire.lua"),
+                        ("sliding_lua", "acquire_sliding_window.lua"),
+                        ("moving_lua", "acquire_moving_window.lua")):
+        subst[key] = lua_sha(rl, script)
+    todo: list[tuple[str, str, str, str]] = []  # (kind, row, command, shown)
+    for name, tags, template in ROWS:
+        tagset = set(tags.split())
+        if "{hot_window}" in template or ("cell" in tagset and not CELL):
+            continue
+        cmd = expand(template, subst)
+        shown = expand(template, {**subst, **SCRIPT_NAMES}).replace("__rand_int__", "…")
+        for kind in [k for k in ("fresh", "existing") if k in tagset] or ["hot"]:
+            todo.append((kind, name, cmd, shown))
+            if kind == "existing" and "reads" not in tagset:
+                fill_random_keys(rl, cmd, INSTR_KEYS)
+    counts: dict[Key, float] = {}
+    shown_cmds: dict[Key, str] = {}
+    for kind, name, cmd, shown in todo:
+        label = {"fresh": "fresh keys", "existing": "existing keys", "hot": "one key"}[kind]
+        key = (f"{label}, -P 16", name)
+        log(f"  {name}, {label}")
+        if kind == "fresh":
+            rl.r.execute_command("SELECT", 1)
+            rl.r.execute_command("FLUSHDB", "SYNC")
+            rl.r.execute_command("SELECT", 0)
+            counts[key] = instructions(rl, cmd, INSTR_N, FRESH_RANGE, db=1)
+        else:
+            counts[key] = instructions(rl, cmd, INSTR_N, INSTR_KEYS if kind == "existing" else 0)
+        shown_cmds[key] = shown
+    # The two servers must hold the same keys: a dict that is growing (rehashing) costs every
+    # command that touches it. redis-cell, when loaded, subscribes to no event.
+    for s in (rl, plain):
+        s.r.flushall(asynchronous=False)
+    unrelated: dict[str, tuple[float, float]] = {}
+    pool_u = keyed_payload(["SET {k} v EX 3600"], "{k}", "u:%012d", INSTR_KEYS)
+    pool_d = keyed_payload(["SET {k} v EX 3600"], "{k}", "d:%012d", 3 * INSTR_N)
+    for name, template in UNRELATED:
+        cmd = expand(template, {})
+        got = []
+        for s in (rl, plain):
+            pipe(s, pool_u)
+            if "d:" in cmd:
+                pipe(s, pool_d)
+            got.append(instructions(s, cmd, INSTR_N, 3 * INSTR_N if "d:" in cmd else INSTR_KEYS))
+        unrelated[name] = (got[0], got[1])
+        log(f"  {name}: {got[0]:,.0f} vs {got[1]:,.0f} instructions per request")
+    rl.stop()
+    plain.stop()
+    return counts, shown_cmds, unrelated
+
+
 # --- memory --------------------------------------------------------------------------------------
 
 
@@ -486,16 +604,14 @@ def memory(root: str, binary: str, index: int) -> dict[str, Any]:
     server.r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)  # keys of 10 1s outlive the fill
     # A throw-away fill first: the first one also pays for allocations that stay (e.g. the
     # clients' buffers), which would count against whichever row came first.
-    pipe(server, b"".join(resp(["SET", f"warm:{i:08d}", "1"]) for i in range(MEM_KEYS)))
+    pipe(server, keyed_payload(["SET {k} 1"], "{k}", "warm:%08d", MEM_KEYS))
     rows = []
     for row, commands, needs_cell in MEMORY_ROWS:
         if needs_cell and not cell_loaded:
             continue
         server.r.flushall(asynchronous=False)
         cmds = [c.split() for c in commands.split(";")]
-        payload = b"".join(
-            resp([a.replace("{k}", f"rl:user:{i:08d}") for a in c])
-            for i in range(MEM_KEYS) for c in cmds)
+        payload = keyed_payload(commands.split(";"), "{k}", "rl:user:%08d", MEM_KEYS)
         before = server.used_memory()
         pipe(server, payload)
         after = server.used_memory()
@@ -669,7 +785,7 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
             load_start: tuple[float, float, float]) -> None:
     samples: dict[tuple[str, str], dict[int, Sample]] = {}
     setups: dict[str, Setup] = {}
-    commands: dict[tuple[str, str], str] = {}
+    commands: dict[Key, str] = {}
     unrelated: dict[str, list[tuple[Sample, Sample]]] = {}
     runs: list[Run] = []
     u = None
@@ -679,6 +795,13 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
         for run in runs:
             setups[run.setup.label] = run.setup
             commands[(run.setup.label, run.row)] = run.shown
+    instr: dict[Key, float] = {}
+    instr_unrelated: dict[str, tuple[float, float]] = {}
+    if "instructions" in SECTIONS:
+        log("instructions per request: two servers under callgrind")
+        instr, instr_cmds, instr_unrelated = instruction_counts(root)
+        for key, shown in instr_cmds.items():
+            commands.setdefault(key, shown)
     if "unrelated" in SECTIONS:
         log("unrelated traffic: starting a server with the module and one without")
         u = unrelated_servers(root)
@@ -726,57 +849,90 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
           f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end; "
           f"took {elapsed / 60:.1f} min.", file=out)
 
-    if samples or unrelated:
+    if samples or unrelated or instr or instr_unrelated:
         print(file=out)
         print(f"Throughput: `redis-benchmark -c {CLIENTS}`, -n {N:,} at -P 16 and {N1:,} at -P 1, "
               f"{ROUNDS} rounds; random keys among {KEYS:,} written before the rounds "
               "(existing) or never seen (fresh: FLUSHDB before each run). Each ratio is to "
               "`incr` (`incr_hot` for one key) of the same setup in the same round: median, "
               "then the range over rounds in brackets. ops/s moves with whatever else the "
-              "machine runs; the server's CPU time per request (its main thread, from INFO "
-              "cpu) much less.", file=out)
+              "machine runs; the server's CPU time per request (its main thread, INFO cpu) "
+              "less; instructions per request (the server under callgrind, -P 16, "
+              f"{INSTR_N:,} requests after a warm-up, {INSTR_KEYS:,} existing keys) not at all.",
+              file=out)
         print(file=out)
         print("| setup | row | command | ops/s | ops/s ÷ baseline | server CPU µs/request | "
-              "CPU ÷ baseline |", file=out)
-        print("|---|---|---|---:|---:|---:|---:|", file=out)
+              "CPU ÷ baseline | instructions/request | ÷ baseline |", file=out)
+        print("|---|---|---|---:|---:|---:|---:|---:|---:|", file=out)
         table = []
-        for label, setup in setups.items():
-            base = samples.get((label, setup.baseline()), {})
-            for (lab, row), by_round in samples.items():
-                if lab != label:
-                    continue
-                entry = summarize(by_round, base, digits=2)
-                entry.update({"setup": label, "row": row, "command": commands[(lab, row)],
-                              "to": setup.baseline()})
+        labels = list(dict.fromkeys([lab for lab, _ in samples] + [lab for lab, _ in instr]))
+        for label in labels:
+            baseline = "incr_hot" if label.startswith("one key") else "incr"
+            base = samples.get((label, baseline), {})
+            rows = list(dict.fromkeys([r for lab, r in samples if lab == label]
+                                      + [r for lab, r in instr if lab == label]))
+            for row in rows:
+                key = (label, row)
+                entry: dict[str, Any] = {"setup": label, "row": row, "command": commands[key],
+                                         "to": baseline}
+                if key in samples:
+                    entry.update(summarize(samples[key], base, digits=2))
+                if key in instr:
+                    entry["instructions"] = instr[key]
+                    if (label, baseline) in instr:
+                        entry["instructions_ratio"] = instr[key] / instr[(label, baseline)]
                 table.append(entry)
-                print(f"| {label} | `{row}` | `{entry['command']}` | {entry['ops']:,.0f} | "
-                      f"{entry['ops_ratio_text']} | {entry['cpu_us']:.2f} | "
-                      f"{entry['cpu_ratio_text']} |", file=out)
+                print(f"| {label} | `{row}` | `{entry['command']}` | "
+                      + (f"{entry['ops']:,.0f} | {entry['ops_ratio_text']} | "
+                         f"{entry['cpu_us']:.2f} | {entry['cpu_ratio_text']} | "
+                         if key in samples else "— | — | — | — | ")
+                      + (f"{entry['instructions']:,.0f} | " if "instructions" in entry else "— | ")
+                      + (f"{entry['instructions_ratio']:.2f} |" if "instructions_ratio" in entry
+                         else "— |"), file=out)
             for what, a, b in COMPARE:
-                sa, sb = samples.get((label, a)), samples.get((label, b))
-                if not sa or not sb:
+                ka, kb = (label, a), (label, b)
+                entry = {"setup": label, "row": f"{a}/{b}", "command": what, "to": b}
+                if ka in samples and kb in samples:
+                    entry.update(summarize(samples[ka], samples[kb], digits=2))
+                if ka in instr and kb in instr:
+                    entry["instructions_ratio"] = instr[ka] / instr[kb]
+                if len(entry) == 4:
                     continue
-                entry = summarize(sa, sb, digits=2)
-                entry.update({"setup": label, "row": f"{a}/{b}", "command": what, "to": b})
                 table.append(entry)
-                print(f"| {label} | `{a}` ÷ `{b}` | {what} | — | {entry['ops_ratio_text']} | — | "
-                      f"{entry['cpu_ratio_text']} |", file=out)
+                print(f"| {label} | `{a}` ÷ `{b}` | {what} | — | "
+                      f"{entry.get('ops_ratio_text', '—')} | — | "
+                      f"{entry.get('cpu_ratio_text', '—')} | — | "
+                      + (f"{entry['instructions_ratio']:.2f} |" if "instructions_ratio" in entry
+                         else "— |"), file=out)
         result["throughput"] = table
-    if unrelated:
         ur = []
-        for name, pairs in unrelated.items():
-            mod = dict(enumerate(m for m, _ in pairs))
-            plain = dict(enumerate(p for _, p in pairs))
-            entry = summarize(mod, plain, digits=3)
-            entry.update({"row": name, "pairs": len(pairs),
-                          "ops_plain": med([p[0] for p in plain.values()]),
-                          "cpu_us_plain": med([p[1] for p in plain.values()])})
+        for name, template in UNRELATED:
+            cmd = expand(template, {}).replace("__rand_int__", "…")
+            entry = {"row": name, "command": cmd}
+            pairs = unrelated.get(name, [])
+            if pairs:
+                mod = dict(enumerate(m for m, _ in pairs))
+                plain = dict(enumerate(p for _, p in pairs))
+                entry.update(summarize(mod, plain, digits=3))
+                entry.update({"pairs": len(pairs),
+                              "ops_plain": med([p[0] for p in plain.values()]),
+                              "cpu_us_plain": med([p[1] for p in plain.values()])})
+            if name in instr_unrelated:
+                with_module, without = instr_unrelated[name]
+                entry.update({"instructions": with_module, "instructions_plain": without,
+                              "instructions_ratio": with_module / without})
+            if len(entry) == 2:
+                continue
             ur.append(entry)
-            cmd = expand(dict(UNRELATED)[name], {}).replace("__rand_int__", "…")
-            print(f"| with the module ÷ without, -P 16, {len(pairs)} adjacent pairs | {name} | "
-                  f"`{cmd}` | {entry['ops']:,.0f} (without: {entry['ops_plain']:,.0f}) | "
-                  f"{entry['ops_ratio_text']} | {entry['cpu_us']:.3f} (without: "
-                  f"{entry['cpu_us_plain']:.3f}) | {entry['cpu_ratio_text']} |", file=out)
+            measured = (f"{entry['ops']:,.0f} (without: {entry['ops_plain']:,.0f}) | "
+                        f"{entry['ops_ratio_text']} | {entry['cpu_us']:.3f} (without: "
+                        f"{entry['cpu_us_plain']:.3f}) | {entry['cpu_ratio_text']} | "
+                        if pairs else "— | — | — | — | ")
+            counted = (f"{entry['instructions']:,.0f} (without: {entry['instructions_plain']:,.0f})"
+                       f" | {entry['instructions_ratio']:.3f} |"
+                       if "instructions" in entry else "— | — |")
+            print(f"| with the module ÷ without, -P 16{f', {len(pairs)} adjacent pairs' if pairs else ''}"
+                  f" | {name} | `{cmd}` | {measured}{counted}", file=out)
         result["unrelated"] = ur
     if memory_tables:
         result["memory"] = memory_tables

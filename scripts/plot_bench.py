@@ -6,6 +6,7 @@ redis-cell when the run had it).
 """
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -70,7 +71,7 @@ def throughput_panel(ax: Any, table: list[dict[str, Any]]) -> None:
         by_row = {e["row"]: e for e in table if e["setup"] == setup}
         for j, (name, _) in enumerate(rows):
             e = by_row.get(name)
-            if not e or e["ops_ratio"] is None:
+            if not e or e.get("ops_ratio") is None:
                 continue
             color = PEER if name.startswith(("limits", "cell")) else MODULE
             y = j + i * height
@@ -80,11 +81,11 @@ def throughput_panel(ax: Any, table: list[dict[str, Any]]) -> None:
             ax.errorbar(e["ops_ratio"], y, xerr=[[e["ops_ratio"] - lo], [hi - e["ops_ratio"]]],
                         color="#333", lw=0.8, capsize=2)
             label = f"{e['ops_ratio']:.2f} ({e['ops']:,.0f}/s, {setup.split(',')[0]})"
-            if e.get("cpu_ratio"):
-                by_cpu = 1 / e["cpu_ratio"]
-                ax.plot(by_cpu, y, marker="D", color="#c0392b", ms=4)
-                label += f"; by CPU {by_cpu:.2f}"
-                hi = max(hi, by_cpu)
+            if e.get("instructions_ratio"):
+                by_instr = 1 / e["instructions_ratio"]
+                ax.plot(by_instr, y, marker="D", color="#c0392b", ms=4)
+                label += f"; ◆ {by_instr:.2f}"
+                hi = max(hi, by_instr)
             ax.text(hi + 0.02, y, label, va="center", fontsize=7)
             right = max(right, hi)
     ax.set_yticks([j + height / 2 for j in range(len(rows))], [lab for _, lab in rows],
@@ -92,8 +93,8 @@ def throughput_panel(ax: Any, table: list[dict[str, Any]]) -> None:
     ax.invert_yaxis()
     ax.axvline(1.0, color="#888", lw=0.8, ls="--")
     ax.set_xlim(0, right + 0.75)
-    ax.set_xlabel("÷ INCR on the same keys in the same round: bar = throughput (median, range "
-                  "over rounds), ◆ = INCR's server CPU per request ÷ this one's")
+    ax.set_xlabel("÷ INCR on the same keys in the same round\nbar: throughput (median, range over "
+                  "rounds); ◆: INCR's instructions per request ÷ this one's (callgrind)")
     ax.set_title("redis-benchmark -P 16 -c 50: solid = existing keys, light = fresh keys",
                  loc="left", fontsize=10)
 
@@ -112,9 +113,10 @@ def main() -> None:
         else:
             throughput_panel(ax, data["throughput"])
     meta = data["meta"]
+    command = re.sub(r"=/\S*/", "=…/", meta["command"])
     fig.suptitle(f"scripts/bench, {meta['date']}: {meta['server']}, {meta['cores']} cores "
-                 f"(load average {meta['load_start'][0]:.1f}–{meta['load_end'][0]:.1f}); "
-                 f"`{meta['command']}`", fontsize=10)
+                 f"(load average {meta['load_start'][0]:.1f}–{meta['load_end'][0]:.1f})\n"
+                 f"{command}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
 
