@@ -34,8 +34,9 @@ import redis
 # written once before the rounds ("existing" tag) or among 10^9 in a database emptied before the
 # run ("fresh" tag: FLUSHDB, then keys never seen). A command without `{r}` is one key ("hot").
 # Tag `p1`: also at -P 1; `replica`: also on a server with one replica attached; `cell`: only
-# with RL_CELL_SO; `reads`: writes nothing, reads the keys another row writes. `{fixed_lua}` `{sliding_lua}` `{moving_lua}`: the SHA of limits' own scripts,
-# `{now}`: the bench's start in seconds, `{hot_window}`: the window that holds ~10,000 runs.
+# with RL_CELL_SO; `reads`: writes nothing, reads the keys another row writes.
+# `{fixed_lua}` `{sliding_lua}` `{moving_lua}`: the SHA of limits' own scripts, `{now}`: the
+# bench's start in seconds, `{hot_window}`: the window that holds ~10,000 runs.
 # The random-key rules admit every hit of the run (1000 per key) and keep every key alive.
 ROWS: list[tuple[str, str, str]] = [
     ("incr", "fresh existing p1 replica", "INCR k:{r}"),
@@ -183,9 +184,10 @@ class Server:
                 "--enable-module-command", "local"]
         for m in self.modules:
             args += ["--loadmodule", m]
-        if self.callgrind:  # a daemonized child escapes callgrind_control: run it in the background
+        if self.callgrind:  # a daemonized child escapes callgrind_control: in the background
             args[args.index("--daemonize") + 1] = "no"
-            subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
         else:
             subprocess.run(args + self.extra, check=True, stdout=subprocess.DEVNULL)
         STARTED.append(self)
@@ -497,7 +499,7 @@ def unrelated_servers(root: str) -> tuple[Server, Server, bytes, bytes]:
     plain = Server("unrelated-plain", SERVER, []).start(root)
     pool_u = keyed_payload(["SET {k} v EX 3600"], "{k}", "u:%012d", KEYS)
     pool_d = keyed_payload(["SET {k} v EX 3600"], "{k}", "d:%012d", N)
-    for name, template in UNRELATED:
+    for _, template in UNRELATED:
         for s in (mod, plain):
             check_command(s, expand(template, {}))
     for s in (mod, plain):
@@ -670,7 +672,7 @@ def apply_hits(server: Server, key: str, limit: int, times: list[int]) -> float:
 
 def inspect(server: Server, key: str, fieldname: str) -> int:
     reply = server.r.execute_command("RL.INSPECT", key)
-    fields = dict(zip(reply[::2], reply[1::2]))
+    fields = dict(zip(reply[::2], reply[1::2], strict=True))
     return int(fields[fieldname.encode()])
 
 
@@ -835,8 +837,9 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
     with open("/proc/cpuinfo") as f:
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
                    platform.machine())
-    knobs = " ".join(f"{k}={ENV[k]}" for k in ("ROUNDS", "N", "N1", "KEYS", "PAIRS", "INSTR_N", "INSTR_KEYS", "MEM_KEYS",
-                                                 "SECTIONS", "SERVER", "RL_CELL_SO") if k in ENV)
+    options = ("ROUNDS", "N", "N1", "KEYS", "PAIRS", "INSTR_N", "INSTR_KEYS", "MEM_KEYS",
+               "MEMORY_SERVERS", "SECTIONS", "SERVER", "RL_CELL_SO")
+    knobs = " ".join(f"{k}={ENV[k]}" for k in options if k in ENV)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": f"{knobs + ' ' if knobs else ''}scripts/bench",
@@ -935,8 +938,9 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
             counted = (f"{entry['instructions']:,.0f} (without: {entry['instructions_plain']:,.0f})"
                        f" | {entry['instructions_ratio']:.3f} |"
                        if "instructions" in entry else "— | — |")
-            print(f"| with the module ÷ without, -P 16{f', {len(pairs)} adjacent pairs' if pairs else ''}"
-                  f" | {name} | `{cmd}` | {measured}{counted}", file=out)
+            setup = "with the module ÷ without, -P 16" + (
+                f", {len(pairs)} adjacent pairs" if pairs else "")
+            print(f"| {setup} | {name} | `{cmd}` | {measured}{counted}", file=out)
         result["unrelated"] = ur
     if memory_tables:
         result["memory"] = memory_tables

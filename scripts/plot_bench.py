@@ -51,7 +51,7 @@ def memory_panel(ax: Any, memory: list[dict[str, Any]]) -> None:
                 colors.append(PEER if is_peer(label) else MODULE)
         bars = ax.barh(ys, xs, height=height * 0.95, color=colors,
                        alpha=1.0 if i == 0 else 0.55, label=table["server"])
-        for bar, x in zip(bars, xs):
+        for bar, x in zip(bars, xs, strict=True):
             ax.text(x + 2, bar.get_y() + bar.get_height() / 2, f"{x:.0f} ({table['server']})",
                     va="center", fontsize=7)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(labels))], labels, fontsize=8)
@@ -107,7 +107,7 @@ def main() -> None:
     if not panels:
         sys.exit(f"{results} has neither memory nor throughput figures")
     fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), 6.5), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes[0], panels, strict=True):
         if panel == "memory":
             memory_panel(ax, data["memory"])
         else:
