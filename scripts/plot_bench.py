@@ -93,8 +93,8 @@ def throughput_panel(ax: Any, table: list[dict[str, Any]]) -> None:
     ax.invert_yaxis()
     ax.axvline(1.0, color="#888", lw=0.8, ls="--")
     ax.set_xlim(0, right + 0.75)
-    ax.set_xlabel("÷ INCR on the same keys in the same round\nbar: throughput (median, range over "
-                  "rounds); ◆: INCR's instructions per request ÷ this one's (callgrind)")
+    ax.set_xlabel("÷ INCR on the same keys in the same round\nbar: throughput, median and range "
+                  "over rounds; ◆: by instructions per request")
     ax.set_title("redis-benchmark -P 16 -c 50: solid = existing keys, light = fresh keys",
                  loc="left", fontsize=10)
 
