@@ -82,20 +82,17 @@ impl<const N: usize> Default for StackBuf<N> {
 impl<const N: usize> Sink for StackBuf<N> {
     #[inline]
     fn push_bytes(&mut self, bytes: &[u8]) {
-        if self.heap.is_none() {
-            if let Some(end) = self.len.checked_add(bytes.len()) {
-                if let Some(dst) = self.inline.get_mut(self.len..end) {
-                    dst.copy_from_slice(bytes);
-                    self.len = end;
-                    return;
-                }
+        let end = self.len.saturating_add(bytes.len());
+        match (&mut self.heap, self.inline.get_mut(self.len..end)) {
+            (None, Some(slot)) => {
+                slot.copy_from_slice(bytes);
+                self.len = end;
             }
-        }
-        for &b in bytes {
-            self.push_byte(b);
+            _ => bytes.iter().for_each(|&b| self.push_byte(b)),
         }
     }
 
+    #[inline]
     fn push_byte(&mut self, b: u8) {
         if let Some(v) = &mut self.heap {
             v.push(b);
@@ -116,11 +113,13 @@ impl<const N: usize> Sink for StackBuf<N> {
 /// Appends `v`.
 #[inline]
 pub fn put_u64(out: &mut impl Sink, mut v: u64) {
-    // Encoded on the stack, then appended in one piece (the hot path replicates a counter's
-    // whole state this way: byte-by-byte appends cost several times more).
-    let mut buf = [0u8; 10];
+    if v < 0x80 {
+        out.push_byte(v as u8);
+        return;
+    }
+    let mut bytes = [0u8; 10];
     let mut n: usize = 0;
-    for slot in buf.iter_mut() {
+    for slot in bytes.iter_mut() {
         let low = (v & 0x7f) as u8;
         v >>= 7;
         n = n.saturating_add(1);
@@ -130,23 +129,25 @@ pub fn put_u64(out: &mut impl Sink, mut v: u64) {
         }
         *slot = low | 0x80;
     }
-    out.push_bytes(buf.get(..n).unwrap_or(&buf));
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
 }
 
-/// Appends `v`.
+/// Appends `v` (encoded on the stack, then appended in one go).
+#[inline]
 pub fn put_u128(out: &mut impl Sink, mut v: u128) {
-    if let Ok(small) = u64::try_from(v) {
-        return put_u64(out, small);
-    }
-    loop {
+    let mut bytes = [0u8; 19];
+    let mut n: usize = 0;
+    for slot in bytes.iter_mut() {
         let low = (v & 0x7f) as u8;
         v >>= 7;
+        n = n.saturating_add(1);
         if v == 0 {
-            out.push_byte(low);
-            return;
+            *slot = low;
+            break;
         }
-        out.push_byte(low | 0x80);
+        *slot = low | 0x80;
     }
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
 }
 
 /// Encoded length of `v` in bytes.

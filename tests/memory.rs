@@ -73,6 +73,7 @@ fn counter_keys_allocate_nothing_beyond_the_server() {
         "10 1s ALGO gcra",
         "1000 1d ALGO gcra",
         "100 1h ALGO moving-window",
+        "100 1h ALGO limits-sliding-window",
     ] {
         let cmd = format!("RL.ALLOW {{}} {rule}");
         let per_key = bytes_per_key(&mut c, &[cmd.as_str()]);

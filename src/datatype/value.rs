@@ -416,6 +416,8 @@ mod tests {
             (Algorithm::Gcra, 1000, D, None, "word"),
             (Algorithm::Gcra, 100_000, D, None, "block"),
             (Algorithm::MovingWindow, 100, H, None, "word"),
+            (Algorithm::LimitsSlidingWindow, 100, H, None, "word"),
+            (Algorithm::LimitsSlidingWindow, 1000, D, None, "block"),
         ] {
             let rule = Rule::new(algo, limit, window, burst).unwrap();
             check_round_trip(&created(&rule, 3, now), expected);
