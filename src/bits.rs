@@ -80,7 +80,13 @@ impl Packer {
             self.closed = true;
             return false;
         }
-        self.bits |= u128::from(v).checked_shl(self.used).unwrap_or(0);
+        // A packer of at most 64 bits (the value word) shifts in 64 bits: u128 shifts by a
+        // variable amount cost several instructions each, and this is the hot path.
+        self.bits |= if self.cap <= 64 {
+            u128::from(v.checked_shl(self.used).unwrap_or(0))
+        } else {
+            u128::from(v).checked_shl(self.used).unwrap_or(0)
+        };
         self.used = self.used.saturating_add(width);
         true
     }
@@ -100,12 +106,26 @@ impl Packer {
             self.closed = true;
             return false;
         }
-        let (low, high) = split(v, rest);
-        let Ok(high) = u64::try_from(high) else {
-            self.closed = true;
-            return false;
+        let (low, high) = match u64::try_from(v) {
+            // Most anchors are times: 64-bit shifts.
+            Ok(v) if rest < 64 => {
+                let low = v & mask64(rest);
+                (u128::from(low), v.checked_shr(rest).unwrap_or(0))
+            }
+            _ => {
+                let (low, high) = split(v, rest);
+                let Ok(high) = u64::try_from(high) else {
+                    self.closed = true;
+                    return false;
+                };
+                (low, high)
+            }
         };
-        self.bits |= low.checked_shl(self.used).unwrap_or(0);
+        self.bits |= if self.cap <= 64 {
+            u128::from((low as u64).checked_shl(self.used).unwrap_or(0))
+        } else {
+            low.checked_shl(self.used).unwrap_or(0)
+        };
         self.used = self.cap;
         self.high = high;
         self.closed = true;
@@ -160,8 +180,13 @@ impl Unpacker {
         if width > 64 || end > self.cap {
             return None;
         }
-        // used < cap ≤ 128 here unless width is 0 (then the mask is 0 anyway).
-        let v = self.bits.wrapping_shr(self.used) as u64 & mask64(width);
+        // used < cap ≤ 128 here unless width is 0 (then the mask is 0 anyway); in 64 bits when
+        // the packer had at most 64.
+        let v = if self.cap <= 64 {
+            (self.bits as u64).wrapping_shr(self.used)
+        } else {
+            self.bits.wrapping_shr(self.used) as u64
+        } & mask64(width);
         self.used = end;
         Some(v)
     }
@@ -176,6 +201,15 @@ impl Unpacker {
     #[inline]
     pub fn anchor(&mut self) -> Option<u128> {
         let rest = self.cap.saturating_sub(self.used);
+        if self.cap <= 64 {
+            let low = (self.bits as u64).checked_shr(self.used).unwrap_or(0) & mask64(rest);
+            self.used = self.cap;
+            // A high part that fits the 64 bits left of the low ones: all in 64 bits.
+            if rest < 64 && self.high <= u64::MAX >> rest {
+                return Some(u128::from(self.high << rest | low));
+            }
+            return Some(u128::from(self.high).wrapping_shl(rest) | u128::from(low));
+        }
         let low = self.bits.checked_shr(self.used).unwrap_or(0) & mask128(rest);
         self.used = self.cap;
         let high = u128::from(self.high);

@@ -58,19 +58,19 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     }
     let changed = outcome != Outcome::Unchanged;
     let expires_at_us = match (outcome, stored) {
-        (Outcome::Unchanged, Some(l)) => {
+        (Outcome::Unchanged, Some(mut l)) => {
             let at = l.expires_at_us();
             l.unchanged();
             Some(at)
         }
-        (Outcome::Updated, Some(l)) => {
+        (Outcome::Updated, Some(mut l)) => {
             let at = l.expires_at_us();
             l.store().map_err(|_| WRONGTYPE)?;
             Some(at)
         }
         (Outcome::Emptied, l) => {
             // The state is about to go: nothing of it to keep.
-            if let Some(l) = l {
+            if let Some(mut l) = l {
                 l.unchanged();
             }
             key.delete();

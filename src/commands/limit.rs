@@ -97,8 +97,8 @@ pub(crate) fn charge(
     let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
     match verdict.outcome {
         Outcome::Updated => {
-            if let Some(limiter) = stored {
-                replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
+            if let Some(limiter) = stored.as_mut() {
+                replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
                 limiter.store().map_err(|_| WRONGTYPE)?;
             }
             if old_expire_at_ms != Some(expire_at_ms) || key.expire_at_ms() != Some(expire_at_ms) {
@@ -113,7 +113,7 @@ pub(crate) fn charge(
             wrote(ctx, key_name, c"rl.allow");
         }
         Outcome::Unchanged | Outcome::Emptied => {
-            if let Some(limiter) = stored {
+            if let Some(limiter) = stored.as_mut() {
                 limiter.unchanged();
             }
             // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.

@@ -168,15 +168,16 @@ impl Held<'_> {
     /// Keeps the changes made through this handle: the limiter is packed again (or moves to or
     /// from the heap) and the key's value word replaced when it changed. The key must be open
     /// for writing.
+    /// (In place: the handle is large, and the hot path keeps it where it is.)
     #[inline]
-    pub(crate) fn store(mut self) -> Result<(), WrongType> {
+    pub(crate) fn store(&mut self) -> Result<(), WrongType> {
         self.commit()
     }
 
-    /// Drops the handle without packing the limiter again: the caller knows it did not change
-    /// (a denial, a peek).
+    /// Marks the limiter unchanged, so that dropping the handle does not pack it again: the
+    /// caller knows it did not change (a denial, a peek).
     #[inline]
-    pub(crate) fn unchanged(mut self) {
+    pub(crate) fn unchanged(&mut self) {
         self.dirty = false;
     }
 
