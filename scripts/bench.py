@@ -100,6 +100,8 @@ MEMORY_ROWS: list[tuple[str, str, bool]] = [
     ("gcra 100 1h BURST 10", "RL.ALLOW {k} 100 1h ALGO gcra BURST 10", False),
     ("gcra 10 1s", "RL.ALLOW {k} 10 1s ALGO gcra", False),
     ("gcra 1000 1d", "RL.ALLOW {k} 1000 1d ALGO gcra", False),
+    ("limits-sliding-window 100 1h", "RL.ALLOW {k} 100 1h ALGO limits-sliding-window", False),
+    ("fixed-window 10000 1d (a 16-byte block)", "RL.ALLOW {k} 10000 1d ALGO fixed-window", False),
     ("moving-window 100 1h, one entry", "RL.ALLOW {k} 100 1h ALGO moving-window", False),
     ("limits' fixed window: INCRBY + EXPIRE", "INCRBY {k} 1; EXPIRE {k} 3600", False),
     ("a string with a TTL: SET … PX", "SET {k} 1 PX 3600000", False),

@@ -145,11 +145,19 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     }
 
     /// Writes the state, stored under `rule`, as a few bit fields (see [`crate::bits`]) when
-    /// they fit: its compact form, which the data type keeps inside the key's value word instead
-    /// of a heap block. `false` (the default): the state stays on the heap. Widths may depend on
-    /// the rule only (e.g. a count up to the limit), never on the values; a time goes last, as
-    /// the anchor ([`Packer::anchor`]), with `min_bits` covering the span of times that keys of
-    /// the rule alive together can hold (a window, a bucket's depth).
+    /// they fit: its compact form, which the data type keeps inside the key's value word (47
+    /// bits: nothing allocated) or a 16-byte block (112 bits) instead of a boxed limiter.
+    /// `false` (the default): the state stays boxed, whole — always correct, never compact.
+    ///
+    /// The contract (checked by `algo::tests::packed_states_unpack_to_themselves` for every
+    /// kind in the table): [`Kind::unpack`] under the same rule gives back exactly `self`. So:
+    /// field widths depend on the rule only (a count up to the limit: [`Packer::count`]), never
+    /// on the values; a field that does not fit its width fails the packing (a count above a
+    /// lowered limit) rather than being clipped; a time goes last, as the anchor
+    /// ([`Packer::anchor`]), with `min_bits` covering the span of times that keys of the rule
+    /// alive at the same time can hold (a window, a bucket's depth), so that they share its
+    /// high part; any further time is written relative to the anchor or to the rule, or the
+    /// state stays boxed. Pure: no allocation, no clock.
     fn pack(&self, _rule: &Rule, _out: &mut Packer) -> bool {
         false
     }
