@@ -253,6 +253,9 @@ fn a_full_rule_table_falls_back_to_the_heap() {
     }
     let entries = c.stat("rule_table_entries");
     assert!((60_000..=65_536).contains(&entries), "{entries}");
+    let bytes = c.stat("rule_table_bytes");
+    eprintln!("a full rule table: {entries} entries, {bytes} bytes");
+    assert!(bytes < 12 << 20, "{bytes}");
     for i in [0, 1, 65_535, 65_536, 69_999] {
         let r = c.allow(
             format!("k:{i}"),

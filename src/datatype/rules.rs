@@ -21,7 +21,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::algo::Rule;
@@ -41,7 +41,8 @@ struct Entry {
     /// Written only under [`TABLE`]'s lock while `refs` is 0 (no key names the entry); read by
     /// holders of a reference, on any thread.
     slot: UnsafeCell<Option<(Rule, u64)>>,
-    refs: AtomicU32,
+    /// Keys naming the entry (64 bits: no number of keys can wrap it).
+    refs: AtomicU64,
 }
 
 // SAFETY: `slot` is written only while no other thread can read it (see the field's docs);
@@ -204,7 +205,7 @@ fn entry_or_new(id: u32) -> Option<&'static Entry> {
     let entries: Box<[Entry]> = (0..CHUNK_LEN)
         .map(|_| Entry {
             slot: UnsafeCell::new(None),
-            refs: AtomicU32::new(0),
+            refs: AtomicU64::new(0),
         })
         .collect();
     // Never freed: entries must stay where they are for the module's lifetime.
