@@ -45,15 +45,21 @@ pub(crate) enum Propagation {
 
 /// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none.
 /// Anything else — a missing key, another type, a key with a TTL — is left alone.
-pub(crate) fn repair(ctx: Ctx, key: &LimiterKey, name: Arg, now_us: u64, propagation: Propagation) {
+pub(crate) fn repair(
+    ctx: Ctx,
+    key: &mut LimiterKey,
+    name: Arg,
+    now_us: u64,
+    propagation: Propagation,
+) {
     // The TTL first: it is there on every call but the rare repair, and cheaper to read.
     if key.expire_at_ms().is_some() {
         return;
     }
-    let Ok(Some(limiter)) = key.get() else {
-        return;
+    let expires_at_us = match key.get() {
+        Ok(Some(limiter)) => limiter.expires_at_us(),
+        _ => return,
     };
-    let expires_at_us = limiter.expires_at_us();
     stats::TTL_REPAIRS.add(1);
     if propagation == Propagation::EachNode {
         key.set_expire_at_ms(ceil_ms(expires_at_us));
@@ -165,8 +171,8 @@ extern "C" fn on_generic_event(
 }
 
 fn repair_key(ctx: Ctx, name: Arg, propagation: Propagation) {
-    let key = LimiterKey::open(ctx, name, true);
-    repair(ctx, &key, name, clock::now_us(), propagation);
+    let mut key = LimiterKey::open(ctx, name, true);
+    repair(ctx, &mut key, name, clock::now_us(), propagation);
 }
 
 extern "C" fn repair_job(ctx: Ctx, key: *mut c_void) {

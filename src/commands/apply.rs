@@ -35,7 +35,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
             c"ERR invalid ratelimit hit payload: RL.APPLY takes only what replication produces",
         ));
     };
-    let key = LimiterKey::open(ctx, *key_name, true);
+    let mut key = LimiterKey::open(ctx, *key_name, true);
     let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let outcome = Limiter::replay(stored.as_deref_mut(), &hit).map_err(|m| {
         CmdError::Owned(format!(
@@ -57,31 +57,38 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         );
     }
     let changed = outcome != Outcome::Unchanged;
-    let expires_at_us = match (outcome, stored) {
-        (Outcome::Unchanged, Some(mut l)) => {
-            let at = l.expires_at_us();
-            l.unchanged();
-            Some(at)
-        }
-        (Outcome::Updated, Some(mut l)) => {
-            let at = l.expires_at_us();
-            l.store().map_err(|_| WRONGTYPE)?;
-            Some(at)
-        }
-        (Outcome::Emptied, l) => {
-            // The state is about to go: nothing of it to keep.
-            if let Some(mut l) = l {
+    // The handle goes before the key changes under it (deleted, or created).
+    let expires_at_us = {
+        let mut stored = stored;
+        match outcome {
+            Outcome::Unchanged => stored.map(|mut l| {
                 l.unchanged();
+                l.expires_at_us()
+            }),
+            Outcome::Updated => match stored {
+                Some(mut l) => {
+                    let at = l.expires_at_us();
+                    l.store().map_err(|_| WRONGTYPE)?;
+                    Some(at)
+                }
+                None => None,
+            },
+            Outcome::Emptied => {
+                // The state is about to go: nothing of it to keep.
+                if let Some(l) = stored.as_mut() {
+                    l.unchanged();
+                }
+                drop(stored);
+                key.delete();
+                None
             }
-            key.delete();
-            None
+            Outcome::Created(limiter) => {
+                drop(stored);
+                let at = limiter.expires_at_us();
+                key.create(limiter).map_err(|_| WRONGTYPE)?;
+                Some(at)
+            }
         }
-        (Outcome::Created(limiter), _) => {
-            let at = limiter.expires_at_us();
-            key.create(limiter).map_err(|_| WRONGTYPE)?;
-            Some(at)
-        }
-        (Outcome::Unchanged | Outcome::Updated, None) => None,
     };
     if let Some(at_us) = expires_at_us {
         key.set_expire_at_ms(ceil_ms(at_us));

@@ -77,7 +77,7 @@ pub(crate) fn charge(
     }
     // The operator's bounds become configurable with the module configs; the defaults until then.
     let bounds = Bounds::DEFAULT;
-    let key = LimiterKey::open(ctx, key_name, true);
+    let mut key = LimiterKey::open(ctx, key_name, true);
     let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
     // keeps it (a counter inside its window) only checks that the key still has it.
@@ -107,6 +107,7 @@ pub(crate) fn charge(
             wrote(ctx, key_name, c"rl.allow");
         }
         Outcome::Created(limiter) => {
+            drop(stored); // none: the key was empty
             replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
             key.create(limiter).map_err(|_| WRONGTYPE)?;
             key.set_expire_at_ms(expire_at_ms);
@@ -116,8 +117,9 @@ pub(crate) fn charge(
             if let Some(limiter) = stored.as_mut() {
                 limiter.unchanged();
             }
+            drop(stored);
             // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-            expiry::repair(ctx, &key, key_name, now_us, Propagation::Replicate);
+            expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
         }
     }
     Ok(d)

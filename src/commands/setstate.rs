@@ -26,7 +26,7 @@ fn setstate(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         c"ERR invalid ratelimit state payload: RL.SETSTATE takes only what replication and AOF rewrite produce",
     ))?;
     let expire_at_ms = ceil_ms(limiter.expires_at_us());
-    let key = LimiterKey::open(ctx, *key_name, true);
+    let mut key = LimiterKey::open(ctx, *key_name, true);
     key.put(limiter).map_err(|_| WRONGTYPE)?;
     key.set_expire_at_ms(expire_at_ms);
     drop(key);

@@ -93,8 +93,10 @@ impl LimiterKey {
         }
     }
 
-    /// Stores a new limiter at a key opened for writing (which held none).
-    pub(crate) fn create(&self, limiter: Limiter) -> Result<(), WrongType> {
+    /// Stores a new limiter at a key opened for writing (which held none). (`&mut self`, as
+    /// for [`LimiterKey::put`] and [`LimiterKey::delete`]: no [`Held`] handle of the key may
+    /// outlive the value it read.)
+    pub(crate) fn create(&mut self, limiter: Limiter) -> Result<(), WrongType> {
         let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
             return Err(WrongType);
         };
@@ -109,7 +111,7 @@ impl LimiterKey {
     }
 
     /// Stores `limiter` (in place of the key's value when it holds one already).
-    pub(crate) fn put(&self, limiter: Limiter) -> Result<(), WrongType> {
+    pub(crate) fn put(&mut self, limiter: Limiter) -> Result<(), WrongType> {
         let old = self.value_ptr()?;
         if old.is_null() {
             return self.create(limiter);
@@ -145,7 +147,7 @@ impl LimiterKey {
     }
 
     /// Deletes the key (open for writing).
-    pub(crate) fn delete(&self) {
+    pub(crate) fn delete(&mut self) {
         if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
             unsafe { del(self.key) };
         }
