@@ -9,8 +9,9 @@
 //! value and the dispatch), [`kind`] (the [`Kind`] trait every state kind implements, and the one
 //! table of kinds that generates [`Algorithm`] and [`State`]); then one file per kind:
 //! [`sliding_window`], [`fixed_window`], [`gcra`] (the counters, sharing `counter`) and
-//! [`moving_window`] (on [`run_log`]). Adding a kind = a file implementing [`Kind`] + a line in
-//! the table.
+//! [`moving_window`] (on [`run_log`]); and [`leases`], concurrency leases rather than a rate
+//! (`RL.ACQUIRE` / `RL.RELEASE`). Adding a kind = a file implementing [`Kind`] + a line in the
+//! table.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
 //!
@@ -69,6 +70,7 @@ pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
 pub mod kind;
+pub mod leases;
 pub mod limiter;
 pub mod moving_window;
 pub mod rule;
@@ -82,6 +84,7 @@ pub use decision::{Decision, RetryAfter};
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
 pub use kind::{Algorithm, Bounds, Hit, Kind, Replication, State};
+pub use leases::LeasesState;
 pub use limiter::{AlgorithmMismatch, Limiter, Outcome, Verdict};
 pub use moving_window::MovingWindowState;
 pub use rule::{Rule, RuleError};

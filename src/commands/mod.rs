@@ -13,6 +13,7 @@
 mod apply;
 mod debug;
 mod inspect;
+mod lease;
 mod limit;
 mod registry;
 mod setstate;
