@@ -487,12 +487,13 @@ impl Table {
 
     /// Stores ends after `now + longest` as `now + longest` (a clock step back).
     fn clamp(&mut self, now_us: u64) {
+        if !self.is_ahead(now_us) {
+            return;
+        }
         let horizon = self.horizon(now_us);
-        let from = self.leases.partition_point(|l| l.end_us <= horizon);
+        // The clamped leases join those ending at the horizon already: sort them all by id.
+        let from = self.leases.partition_point(|l| l.end_us < horizon);
         if let Some(tail) = self.leases.get_mut(from..) {
-            if tail.is_empty() {
-                return;
-            }
             for l in tail.iter_mut() {
                 l.end_us = horizon;
             }
