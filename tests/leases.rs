@@ -43,8 +43,16 @@ impl Grant {
             retry_ms: a[3].int(),
             reset_ms: a[4].int(),
         };
-        assert_eq!(g.allowed, g.id.is_some(), "an id exactly when granted: {g:?}");
-        assert_eq!(g.allowed, g.retry_ms == 0, "retry 0 exactly when granted: {g:?}");
+        assert_eq!(
+            g.allowed,
+            g.id.is_some(),
+            "an id exactly when granted: {g:?}"
+        );
+        assert_eq!(
+            g.allowed,
+            g.retry_ms == 0,
+            "retry 0 exactly when granted: {g:?}"
+        );
         g
     }
 }
@@ -73,7 +81,10 @@ fn acquire_renew_release_as_documented() {
     let s = Server::start();
     let mut c = s.conn();
     let g = c.acquire("db", "2 10s ID a");
-    assert_eq!((g.allowed, g.id.as_deref(), g.in_flight), (true, Some("a"), 1));
+    assert_eq!(
+        (g.allowed, g.id.as_deref(), g.in_flight),
+        (true, Some("a"), 1)
+    );
     assert_eq!((g.retry_ms, g.reset_ms), (0, 10_000));
     // The server's id: the master's time in µs.
     let before = c.time_us();
@@ -129,7 +140,10 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
         (&["RL.ACQUIRE", "l"], "ERR wrong number of arguments"),
         (&["RL.ACQUIRE", "l", "1"], "ERR wrong number of arguments"),
         (&["RL.RELEASE", "l"], "ERR wrong number of arguments"),
-        (&["RL.RELEASE", "l", "a", "b"], "ERR wrong number of arguments"),
+        (
+            &["RL.RELEASE", "l", "a", "b"],
+            "ERR wrong number of arguments",
+        ),
         (
             &["RL.ACQUIRE", "l", "0", "1s"],
             "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)",
@@ -138,9 +152,18 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
             &["RL.ACQUIRE", "l", "10001", "1s"],
             "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)",
         ),
-        (&["RL.ACQUIRE", "l", "1", "1x"], "ERR lease must be a duration"),
-        (&["RL.ACQUIRE", "l", "1", "1s", "ID"], "ERR ID needs a value"),
-        (&["RL.ACQUIRE", "l", "1", "1s", "ID", ""], "ERR id must be 1 to 128 bytes"),
+        (
+            &["RL.ACQUIRE", "l", "1", "1x"],
+            "ERR lease must be a duration",
+        ),
+        (
+            &["RL.ACQUIRE", "l", "1", "1s", "ID"],
+            "ERR ID needs a value",
+        ),
+        (
+            &["RL.ACQUIRE", "l", "1", "1s", "ID", ""],
+            "ERR id must be 1 to 128 bytes",
+        ),
         (
             &["RL.ACQUIRE", "l", "1", "1s", "ID", "a", "ID", "b"],
             "ERR ID given more than once",
@@ -163,8 +186,14 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
             "ERR key holds a leases limiter, not sliding-window: use RL.ACQUIRE and RL.RELEASE \
              on it, or DEL it",
         ),
-        (&["RL.PEEK", "l", "3", "1h", "ALGO", "gcra"], "ERR key holds a leases limiter, not gcra"),
-        (&["RL.THROTTLE", "l", "3", "1", "1"], "ERR key holds a leases limiter, not gcra"),
+        (
+            &["RL.PEEK", "l", "3", "1h", "ALGO", "gcra"],
+            "ERR key holds a leases limiter, not gcra",
+        ),
+        (
+            &["RL.THROTTLE", "l", "3", "1", "1"],
+            "ERR key holds a leases limiter, not gcra",
+        ),
         (
             &["RL.ALLOW", "x", "3", "1h", "ALGO", "leases"],
             "ERR ALGO leases is not a rate limit: leases are taken with RL.ACQUIRE and given back \
@@ -184,7 +213,10 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
     assert!(!c.exists("x"));
     // The unknown-ALGO list names the rate limits only.
     let e = c.rl_err("ALLOW", "x", "1 1s ALGO nope");
-    assert!(e.ends_with("use sliding-window, fixed-window, gcra or moving-window"), "{e}");
+    assert!(
+        e.ends_with("use sliding-window, fixed-window, gcra or moving-window"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -268,7 +300,10 @@ fn two_hundred_clients_never_hold_more_than_ten() {
     let (most, grants) = (most.load(Ordering::SeqCst), grants.load(Ordering::SeqCst));
     eprintln!("200 clients: {grants} leases granted, at most {most} held at once");
     assert!(most <= 10, "{most} held at once");
-    assert!(most >= 2 && grants >= 200, "too little contention to mean anything");
+    assert!(
+        most >= 2 && grants >= 200,
+        "too little contention to mean anything"
+    );
     assert!(!s.conn().exists("pool"), "every lease was released");
 }
 
@@ -404,7 +439,10 @@ fn replication_stays_small_with_ten_thousand_leases() {
     let before = offset(&mut c);
     for i in 0..100 {
         assert_eq!(c.release("big", &format!("worker-{i:05}")), 1);
-        assert!(c.acquire("big", &format!("10000 1h ID worker-{i:05}")).allowed);
+        assert!(
+            c.acquire("big", &format!("10000 1h ID worker-{i:05}"))
+                .allowed
+        );
     }
     let per_write = (offset(&mut c) - before) / 200;
     assert!(per_write < 150, "{per_write} bytes replicated per write");
@@ -483,14 +521,24 @@ fn copy_and_restore_keep_every_lease() {
     assert_eq!(c.digest_value("dst"), c.digest_value("src"));
     assert_eq!(c.pexpiretime("dst"), c.pexpiretime("src"));
     assert_eq!(c.release("dst", "a"), 1);
-    assert_eq!(c.inspect_int("src", "in_flight"), 2, "the copy is independent");
+    assert_eq!(
+        c.inspect_int("src", "in_flight"),
+        2,
+        "the copy is independent"
+    );
     let dump = match c.cmd(&["DUMP", "src"]) {
         Reply::Bulk(b) => b,
         other => panic!("{other:?}"),
     };
     let at = c.pexpiretime("src").to_string();
-    c.cmd(&[b"RESTORE".as_slice(), b"back", at.as_bytes(), &dump, b"ABSTTL"])
-        .ok();
+    c.cmd(&[
+        b"RESTORE".as_slice(),
+        b"back",
+        at.as_bytes(),
+        &dump,
+        b"ABSTTL",
+    ])
+    .ok();
     assert_eq!(c.digest_value("back"), c.digest_value("src"));
     assert_eq!(c.pexpiretime("back"), c.pexpiretime("src"));
 }
@@ -520,7 +568,10 @@ fn the_previous_release_refuses_leases_cleanly() {
     fs::copy(s.dir().join("dump.rdb"), old.dir().join("dump.rdb")).unwrap();
     // Restarting on that dump: the server refuses to load it and exits (the harness panics).
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| old.restart()));
-    assert!(started.is_err(), "the previous release loaded a dump with leases");
+    assert!(
+        started.is_err(),
+        "the previous release loaded a dump with leases"
+    );
     let log = old.log();
     assert!(log.contains("invalid ratelimit value"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
@@ -534,7 +585,11 @@ fn the_previous_release_refuses_leases_cleanly() {
     master.wait_replicas(&mut m, 1);
     let mut r = replica.conn();
     assert!(r.exists("before") && r.exists("after") && !r.exists("lease"));
-    assert!(replica.log().contains("invalid ratelimit hit payload"), "{}", replica.log());
+    assert!(
+        replica.log().contains("invalid ratelimit hit payload"),
+        "{}",
+        replica.log()
+    );
     replica.assert_alive();
 }
 
@@ -600,7 +655,12 @@ fn the_lease_fixture_loads_unchanged() {
         // Every id holds its lease: renewing takes no new slot, releasing frees it.
         let first = &k.ids[0];
         let g = c.acquire(&k.key, &format!("{} 1m ID {first}", k.limit));
-        assert_eq!((g.allowed, g.in_flight), (true, k.ids.len() as i64), "{}", k.key);
+        assert_eq!(
+            (g.allowed, g.in_flight),
+            (true, k.ids.len() as i64),
+            "{}",
+            k.key
+        );
         for id in &k.ids {
             assert_eq!(c.release(&k.key, id), 1, "{} {id}", k.key);
         }

@@ -164,8 +164,12 @@ fn check_key(key: &Option<Limiter>, replica: &Option<Limiter>, t: u64) {
 
 fn random_id(rng: &mut Rng) -> Vec<u8> {
     match rng.range(0, 9) {
-        0..=4 => rng.pick(&[&b"a"[..], b"b", b"c", b"worker-7", b"d"]).to_vec(),
-        5 => rng.pick(&[&b"7"[..], b"0", b"007", b"18446744073709551615"]).to_vec(),
+        0..=4 => rng
+            .pick(&[&b"a"[..], b"b", b"c", b"worker-7", b"d"])
+            .to_vec(),
+        5 => rng
+            .pick(&[&b"7"[..], b"0", b"007", b"18446744073709551615"])
+            .to_vec(),
         // Numbers near the server's: they collide with the ids it makes.
         6..=7 => (BASE + rng.range(0, 3_000)).to_string().into_bytes(),
         _ => vec![b'x'; rng.range(1, MAX_ID_LEN as u64) as usize],
@@ -226,11 +230,13 @@ fn compare(seed: u64, steps: usize, seen: &mut Seen) {
             store(&mut key, outcome);
         } else {
             let id = rng.chance(60).then(|| random_id(&mut rng));
-            let req = Acquire::new(limit, lease, id.as_deref().map(|i| LeaseId::parse(i).unwrap()))
-                .unwrap();
-            let renewal = id
-                .as_deref()
-                .is_some_and(|i| model.read(t).contains_key(i));
+            let req = Acquire::new(
+                limit,
+                lease,
+                id.as_deref().map(|i| LeaseId::parse(i).unwrap()),
+            )
+            .unwrap();
+            let renewal = id.as_deref().is_some_and(|i| model.read(t).contains_key(i));
             let want = model.acquire(limit, lease, id.as_deref(), t);
             seen.renewed += u64::from(renewal);
             seen.granted += u64::from(want.allowed);
@@ -254,7 +260,11 @@ fn compare(seed: u64, steps: usize, seen: &mut Seen) {
             let outcome = v.outcome;
             store(&mut key, outcome);
         }
-        assert_eq!(held_of(key.as_ref(), t), model.read(t), "seed {seed} step {step}");
+        assert_eq!(
+            held_of(key.as_ref(), t),
+            model.read(t),
+            "seed {seed} step {step}"
+        );
         check_key(&key, &replica, t);
         if let Some(l) = &key {
             // The key lives exactly as long as its last lease (after a write, > now).
@@ -349,7 +359,12 @@ fn retry_after_is_exact() {
         let retry = v.grant.retry_after_us;
         assert!(retry >= 1);
         let mut before = snapshot.clone();
-        assert!(!acquire(before.as_mut(), &req, t + retry - 1).unwrap().grant.allowed);
+        assert!(
+            !acquire(before.as_mut(), &req, t + retry - 1)
+                .unwrap()
+                .grant
+                .allowed
+        );
         let mut at = snapshot.clone();
         assert!(acquire(at.as_mut(), &req, t + retry).unwrap().grant.allowed);
     }
@@ -381,10 +396,14 @@ fn renewal_moves_the_end_and_takes_no_second_slot() {
     };
     // Full for others, renewable for a: later, then earlier.
     assert!(
-        !acquire(Some(&mut key), &Acquire::new(1, 1_000, None).unwrap(), BASE + 1)
-            .unwrap()
-            .grant
-            .allowed
+        !acquire(
+            Some(&mut key),
+            &Acquire::new(1, 1_000, None).unwrap(),
+            BASE + 1
+        )
+        .unwrap()
+        .grant
+        .allowed
     );
     let v = acquire(Some(&mut key), &req(5_000), BASE + 10).unwrap();
     assert_eq!((v.grant.in_flight, v.grant.reset_after_us), (1, 5_000));
@@ -468,7 +487,10 @@ fn ids() {
     for (bytes, want) in [
         (&b"0"[..], Some(LeaseId::Num(0))),
         (b"18446744073709551615", Some(LeaseId::Num(u64::MAX))),
-        (b"18446744073709551616", Some(LeaseId::Text(b"18446744073709551616".to_vec().into()))),
+        (
+            b"18446744073709551616",
+            Some(LeaseId::Text(b"18446744073709551616".to_vec().into())),
+        ),
         (b"01", Some(LeaseId::Text(b"01".to_vec().into()))),
         (b"-1", Some(LeaseId::Text(b"-1".to_vec().into()))),
         (b"", None),
@@ -505,7 +527,12 @@ fn a_clock_step_back_costs_at_most_one_lease() {
     assert_eq!(v.grant.reset_after_us, 30_000_000);
     assert_eq!(l.expires_at_us(), BASE + 30_000_000);
     assert!(!l.is_ahead(BASE));
-    assert!(acquire(Some(l), &req, BASE + 30_000_000).unwrap().grant.allowed);
+    assert!(
+        acquire(Some(l), &req, BASE + 30_000_000)
+            .unwrap()
+            .grant
+            .allowed
+    );
 }
 
 #[test]
@@ -608,7 +635,12 @@ fn sample_states() -> Vec<Limiter> {
     vec![
         l(vec![(BASE, b"1")], 0),
         l(
-            vec![(BASE, b"b"), (BASE, b"c"), (BASE + 5, b"1700000000000000"), (BASE + 9, b"007")],
+            vec![
+                (BASE, b"b"),
+                (BASE, b"c"),
+                (BASE + 5, b"1700000000000000"),
+                (BASE + 9, b"007"),
+            ],
             BASE,
         ),
     ]
@@ -642,14 +674,14 @@ fn decoding_is_strict() {
         id: LeaseId::parse(id).unwrap(),
     };
     let bad: Vec<(Vec<Lease>, u64)> = vec![
-        (vec![], 10),                                          // empty
-        (vec![lease(5, b"a"), lease(4, b"b")], 10),            // unsorted
-        (vec![lease(5, b"a"), lease(6, b"a")], 10),            // duplicate id
-        (vec![lease(5, b"b"), lease(5, b"a")], 10),            // ties out of id order
-        (vec![lease(0, b"a")], 10),                            // end 0
-        (vec![lease(MAX_TIMESTAMP_US + 1, b"a")], 10),         // end too late
-        (vec![lease(5, b"a")], 0),                             // no longest
-        (vec![lease(5, b"a")], MAX_WINDOW_US + 1),             // longest too long
+        (vec![], 10),                                  // empty
+        (vec![lease(5, b"a"), lease(4, b"b")], 10),    // unsorted
+        (vec![lease(5, b"a"), lease(6, b"a")], 10),    // duplicate id
+        (vec![lease(5, b"b"), lease(5, b"a")], 10),    // ties out of id order
+        (vec![lease(0, b"a")], 10),                    // end 0
+        (vec![lease(MAX_TIMESTAMP_US + 1, b"a")], 10), // end too late
+        (vec![lease(5, b"a")], 0),                     // no longest
+        (vec![lease(5, b"a")], MAX_WINDOW_US + 1),     // longest too long
     ];
     for (leases, longest) in bad {
         assert!(LeasesState::from_parts(leases, longest, 0).is_none());
@@ -718,9 +750,7 @@ fn heap_blocks_and_relocation() {
 #[test]
 fn kind_views() {
     let l = sample_states().remove(1);
-    let State::Leases(s) = &l.state else {
-        panic!()
-    };
+    let State::Leases(s) = &l.state else { panic!() };
     // As a rate limiter would see it: capacity 5, 2 held at BASE + 1.
     let d = s.peek(&l.rule, &l.rule, 1, BASE + 1);
     assert_eq!((d.capacity, d.remaining, d.reset_after_us), (5, 3, 8));
@@ -742,7 +772,10 @@ fn kind_views() {
     assert!(out.iter().all(|(_, v)| *v == 0));
     assert!(s.carried_over(&l.rule, &l.rule, BASE + 9).is_none());
     assert_eq!(
-        s.carried_over(&l.rule, &l.rule, BASE + 5).unwrap().leases().len(),
+        s.carried_over(&l.rule, &l.rule, BASE + 5)
+            .unwrap()
+            .leases()
+            .len(),
         1
     );
 }
