@@ -603,10 +603,10 @@ fn effect_payloads_are_strict_and_forward_compatible() {
             for b in 0..=255u8 {
                 let mut v = good.clone();
                 v[i] = b;
-                if let Some((d, _)) = decode_effect(&v) {
-                    if let Effect::Acquire { id, .. } | Effect::Release { id, .. } = &d {
-                        assert!(id.is_valid());
-                    }
+                if let Some((Effect::Acquire { id, .. } | Effect::Release { id, .. }, _)) =
+                    decode_effect(&v)
+                {
+                    assert!(id.is_valid());
                 }
             }
         }
