@@ -463,14 +463,8 @@ fn a_state_from_tomorrow_costs_at_most_one_lease() {
     let req = Acquire::new(2, 60_000_000, None).unwrap();
     let state = LeasesState::from_parts(
         vec![
-            Lease {
-                end_us: now + DAY_US,
-                id: LeaseId::parse(b"a").unwrap(),
-            },
-            Lease {
-                end_us: now + DAY_US + 5,
-                id: LeaseId::parse(b"b").unwrap(),
-            },
+            Lease::new(now + DAY_US, LeaseId::parse(b"a").unwrap()),
+            Lease::new(now + DAY_US + 5, LeaseId::parse(b"b").unwrap()),
         ],
         60_000_000,
         0,
@@ -678,10 +672,7 @@ fn write_the_lease_fixture() {
     let s = Server::start();
     let mut c = s.conn();
     const Y2090_US: u64 = 3_786_825_600_000_000;
-    let lease = |end_us: u64, id: &[u8]| Lease {
-        end_us,
-        id: LeaseId::parse(id).unwrap(),
-    };
+    let lease = |end_us: u64, id: &[u8]| Lease::new(end_us, LeaseId::parse(id).unwrap());
     let crafted = [
         (
             "fx:lease:text",

@@ -463,10 +463,7 @@ fn server_ids_are_unique_and_increasing() {
     assert_eq!(v.grant.id, Some(LeaseId::Num(t + 7)));
     // At the end of the numbers the server gives up cleanly.
     let s = LeasesState::from_parts(
-        vec![Lease {
-            end_us: t + 10,
-            id: LeaseId::Num(u64::MAX),
-        }],
+        vec![Lease::new(t + 10, LeaseId::Num(u64::MAX))],
         10,
         u64::MAX - 1,
     )
@@ -621,10 +618,7 @@ fn sample_states() -> Vec<Limiter> {
             LeasesState::from_parts(
                 leases
                     .into_iter()
-                    .map(|(end_us, id)| Lease {
-                        end_us,
-                        id: LeaseId::parse(id).unwrap(),
-                    })
+                    .map(|(end_us, id)| Lease::new(end_us, LeaseId::parse(id).unwrap()))
                     .collect(),
                 60_000_000,
                 last_id,
@@ -669,10 +663,7 @@ fn decoding_is_strict() {
         }
     }
     // Invariants decoding relies on.
-    let lease = |end_us, id: &[u8]| Lease {
-        end_us,
-        id: LeaseId::parse(id).unwrap(),
-    };
+    let lease = |end_us, id: &[u8]| Lease::new(end_us, LeaseId::parse(id).unwrap());
     let bad: Vec<(Vec<Lease>, u64)> = vec![
         (vec![], 10),                                  // empty
         (vec![lease(5, b"a"), lease(4, b"b")], 10),    // unsorted
@@ -686,10 +677,7 @@ fn decoding_is_strict() {
     for (leases, longest) in bad {
         assert!(LeasesState::from_parts(leases, longest, 0).is_none());
     }
-    let text_digits = Lease {
-        end_us: 5,
-        id: LeaseId::Text(b"12".to_vec().into()),
-    };
+    let text_digits = Lease::new(5, LeaseId::Text(b"12".to_vec().into()));
     assert!(LeasesState::from_parts(vec![text_digits], 10, 0).is_none());
     // A declared count reserves nothing: a payload claiming a million leases is just short.
     let mut v = vec![2, 2, Algorithm::Leases.tag(), 1, 1, 6];
