@@ -128,7 +128,7 @@ fn store(
         _ => 0,
     };
     if let (Some(effect), false) = (effect, outcome == Outcome::Unchanged) {
-        replicate_apply(ctx, key_name, &encode_effect(effect, after));
+        replicate_apply(ctx, key_name, encode_effect(effect, after).as_slice());
     }
     match outcome {
         Outcome::Unchanged => {

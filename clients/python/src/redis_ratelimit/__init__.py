@@ -1,7 +1,8 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
 * :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
-  and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
+  the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8), and
+  concurrency leases: ``acquire`` / ``release`` and ``with limiter.lease(key, limit, "30s")``.
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
   registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
@@ -21,6 +22,7 @@ from .errors import (
     WrongTypeError,
 )
 from .headers import rate_limit_headers
+from .leases import AsyncLeaseHolder, Lease, LeaseHolder, LeaseUnavailableError
 from .types import (
     Algorithm,
     Decision,
@@ -35,10 +37,14 @@ from .types import (
 __all__ = [
     "Algorithm",
     "AlgorithmMismatchError",
+    "AsyncLeaseHolder",
     "AsyncRateLimiter",
     "Decision",
     "Inspection",
     "InvalidArgumentError",
+    "Lease",
+    "LeaseHolder",
+    "LeaseUnavailableError",
     "ModuleNotLoadedError",
     "RateLimitError",
     "RateLimiter",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from redis.exceptions import ResponseError
 
 from .errors import from_response_error
+from .leases import AsyncLeaseHolder, Lease, LeaseHolder, acquire_args
 from .types import (
     Algorithm,
     Decision,
@@ -34,7 +35,8 @@ __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT`` and the GCRA drop-ins through redis-py.
+    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``, the GCRA drop-ins and the concurrency
+    leases (``RL.ACQUIRE`` / ``RL.RELEASE``) through redis-py.
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -138,6 +140,42 @@ class RateLimiter:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
         return bool(self.client.delete(key))
 
+    def acquire(self, key: str, limit: int, lease: Window, id: str | None = None) -> Lease:
+        """Take one of *limit* leases of *key* for *lease*, or renew the one *id* holds.
+
+        :param lease: the longest the holder may keep it: ``"30s"``, ``30``, a timedelta.
+        :param id: the caller's id (1 to 128 bytes); by default the server makes one.
+        :returns: the reply; ``allowed`` False when *limit* leases are held (nothing taken).
+        """
+        return Lease.from_reply(self._call(*acquire_args(key, limit, lease, id)))
+
+    def release(self, key: str, id: str) -> bool:
+        """Give the lease *id* holds back (``RL.RELEASE``); True if it was still held."""
+        return bool(self._call("RL.RELEASE", key, id))
+
+    def lease(
+        self,
+        key: str,
+        limit: int,
+        lease: Window,
+        *,
+        id: str | None = None,
+        timeout: float | None = 0.0,
+        poll: float = 0.05,
+    ) -> LeaseHolder:
+        """A lease held for a ``with`` block and released on exit, exceptions included.
+
+        Entering waits up to *timeout* seconds for a slot (0: one try; None: until one frees),
+        polling at most every *poll* seconds, then raises
+        :class:`~redis_ratelimit.leases.LeaseUnavailableError`. A holder that dies inside the
+        block keeps its slot until the lease ends.
+
+        >>> with limiter.lease("db:pool", 20, "30s") as held:  # doctest: +SKIP
+        ...     held.id, held.lease.in_flight
+        ('1796292359863784', 1)
+        """
+        return LeaseHolder(self._call, key, limit, lease, id, timeout, poll)
+
 
 class AsyncRateLimiter:
     """The asyncio flavour of :class:`RateLimiter`, over :mod:`redis.asyncio` clients."""
@@ -221,3 +259,26 @@ class AsyncRateLimiter:
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""
         return bool(await self.client.delete(key))
+
+    async def acquire(
+        self, key: str, limit: int, lease: Window, id: str | None = None
+    ) -> Lease:
+        """Take or renew a lease (``RL.ACQUIRE``); see :meth:`RateLimiter.acquire`."""
+        return Lease.from_reply(await self._call(*acquire_args(key, limit, lease, id)))
+
+    async def release(self, key: str, id: str) -> bool:
+        """Give a lease back (``RL.RELEASE``); True if it was still held."""
+        return bool(await self._call("RL.RELEASE", key, id))
+
+    def lease(
+        self,
+        key: str,
+        limit: int,
+        lease: Window,
+        *,
+        id: str | None = None,
+        timeout: float | None = 0.0,
+        poll: float = 0.05,
+    ) -> AsyncLeaseHolder:
+        """``async with limiter.lease(key, limit, "30s") as held:``; see :meth:`RateLimiter.lease`."""
+        return AsyncLeaseHolder(self._call, key, limit, lease, id, timeout, poll)
