@@ -42,14 +42,17 @@ def test_acquire_renew_release(limiter: RateLimiter, prefix: str) -> None:
     first = limiter.acquire(key, 2, "10s", id="a")
     assert first == Lease(True, "a", 1, 0.0, 10.0)
     second = limiter.acquire(key, 2, "10s")
-    assert second.allowed and second.id is not None and second.id.isdigit()
+    assert second.allowed
+    assert second.id is not None
+    assert second.id.isdigit()
     denied = limiter.acquire(key, 2, "10s")
     assert (denied.allowed, denied.id, denied.in_flight) == (False, None, 2)
     assert 9.0 <= denied.retry_after <= 10.0
     renewed = limiter.acquire(key, 2, "20s", id="a")
     assert (renewed.allowed, renewed.in_flight, renewed.reset_after) == (True, 2, 20.0)
     inspection = limiter.inspect(key)
-    assert inspection is not None and inspection.algorithm is Algorithm.LEASES
+    assert inspection is not None
+    assert inspection.algorithm is Algorithm.LEASES
     assert inspection.state["in_flight"] == 2
     assert limiter.release(key, "a") is True
     assert limiter.release(key, "a") is False
@@ -68,7 +71,7 @@ def test_errors_are_typed(limiter: RateLimiter, prefix: str) -> None:
     with pytest.raises(AlgorithmMismatchError, match="not leases"):
         limiter.acquire(f"{prefix}:r", 1, "1s")
     limiter.acquire(f"{prefix}:l", 1, "1m")
-    with pytest.raises(AlgorithmMismatchError, match="use RL.ACQUIRE"):
+    with pytest.raises(AlgorithmMismatchError, match=r"use RL\.ACQUIRE"):
         limiter.allow(f"{prefix}:l", 1, "1m")
     with pytest.raises(InvalidArgumentError, match="not a rate limit"):
         limiter.allow(f"{prefix}:x", 1, "1m", algorithm=Algorithm.LEASES)
@@ -79,20 +82,26 @@ def test_the_context_manager_releases_on_exit_and_on_exceptions(
 ) -> None:
     key = f"{prefix}:cm"
     with limiter.lease(key, 1, "30s") as held:
-        assert held.lease is not None and held.lease.in_flight == 1
+        assert held.lease is not None
+        assert held.lease.in_flight == 1
+        second = limiter.lease(key, 1, "30s")
         with pytest.raises(LeaseUnavailableError) as info:
-            with limiter.lease(key, 1, "30s"):
-                pass
+            second.__enter__()
         assert 29 <= info.value.lease.retry_after <= 30
     assert limiter.client.exists(key) == 0
-    with pytest.raises(ValueError, match="boom"):
+
+    def fails_inside() -> None:
         with limiter.lease(key, 1, "30s", id="job-7") as held:
             assert held.id == "job-7"
             raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        fails_inside()
     assert limiter.client.exists(key) == 0
     # Renewing inside the block keeps the id and moves the end.
     with limiter.lease(key, 1, "1s") as held:
         assert held.renew().reset_after == 1.0
+        assert held.lease is not None
         assert held.lease.in_flight == 1
     assert limiter.client.exists(key) == 0
 
@@ -107,12 +116,13 @@ def test_entering_waits_for_a_slot_up_to_its_timeout(limiter: RateLimiter, prefi
     with limiter.lease(key, 1, "30s", timeout=5) as held:
         waited = time.monotonic() - started
         assert 0.25 <= waited < 5, waited
-        assert held.lease is not None and held.lease.allowed
-    started = time.monotonic()
+        assert held.lease is not None
+        assert held.lease.allowed
     limiter.acquire(key, 1, "30s")
+    waiting = limiter.lease(key, 1, "30s", timeout=0.2)
+    started = time.monotonic()
     with pytest.raises(LeaseUnavailableError):
-        with limiter.lease(key, 1, "30s", timeout=0.2):
-            pass
+        waiting.__enter__()
     assert 0.15 <= time.monotonic() - started < 5
 
 
@@ -123,18 +133,24 @@ def test_async_leases(module_server: Server, prefix: str) -> None:
         key = f"{prefix}:async"
         try:
             got = await limiter.acquire(key, 2, "10s", id="a")
-            assert got.allowed and got.id == "a"
+            assert got.allowed
+            assert got.id == "a"
             assert await limiter.release(key, "a") is True
             async with limiter.lease(key, 1, "30s") as held:
-                assert held.lease is not None and held.lease.in_flight == 1
+                assert held.lease is not None
+                assert held.lease.in_flight == 1
+                second = limiter.lease(key, 1, "30s")
                 with pytest.raises(LeaseUnavailableError):
-                    async with limiter.lease(key, 1, "30s"):
-                        pass
+                    await second.__aenter__()
                 assert (await held.renew()).allowed
             assert await client.exists(key) == 0
-            with pytest.raises(KeyError):
+
+            async def fails_inside() -> None:
                 async with limiter.lease(key, 1, "30s"):
                     raise KeyError("inside")
+
+            with pytest.raises(KeyError):
+                await fails_inside()
             assert await client.exists(key) == 0
             # A cancelled task still gives its lease back.
             entered = asyncio.Event()
@@ -171,6 +187,7 @@ HOLDER = textwrap.dedent(
 
 def test_a_killed_holder_s_slot_comes_back(limiter: RateLimiter, prefix: str) -> None:
     key = f"{prefix}:crash"
+    assert isinstance(limiter.client, redis.Redis)
     port = limiter.client.connection_pool.connection_kwargs["port"]
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(port), key],
@@ -207,11 +224,15 @@ def test_lease_reply_parsing() -> None:
 
 def test_release_errors_do_not_hide_the_block_s_own(limiter: RateLimiter, prefix: str) -> None:
     key = f"{prefix}:lost"
-    with pytest.raises(RuntimeError, match="inside"):
+
+    def clobbered(then_raise: bool) -> None:
         with limiter.lease(key, 1, "30s"):
             limiter.client.set(key, "clobbered")  # RL.RELEASE will answer WRONGTYPE
-            raise RuntimeError("inside")
+            if then_raise:
+                raise RuntimeError("inside")
+
+    with pytest.raises(RuntimeError, match="inside"):
+        clobbered(then_raise=True)
+    limiter.client.delete(key)
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        limiter.client.delete(key)
-        with limiter.lease(key, 1, "30s"):
-            limiter.client.set(key, "clobbered")
+        clobbered(then_raise=False)

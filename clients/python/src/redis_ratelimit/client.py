@@ -35,8 +35,10 @@ __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``, the GCRA drop-ins and the concurrency
-    leases (``RL.ACQUIRE`` / ``RL.RELEASE``) through redis-py.
+    """Calls the module's commands through redis-py.
+
+    ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``, the GCRA drop-ins, and the concurrency leases
+    (``RL.ACQUIRE`` / ``RL.RELEASE``, :meth:`lease` for a ``with`` block).
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -260,9 +262,7 @@ class AsyncRateLimiter:
         """Delete the limiter; True if it existed."""
         return bool(await self.client.delete(key))
 
-    async def acquire(
-        self, key: str, limit: int, lease: Window, id: str | None = None
-    ) -> Lease:
+    async def acquire(self, key: str, limit: int, lease: Window, id: str | None = None) -> Lease:
         """Take or renew a lease (``RL.ACQUIRE``); see :meth:`RateLimiter.acquire`."""
         return Lease.from_reply(await self._call(*acquire_args(key, limit, lease, id)))
 
@@ -280,5 +280,5 @@ class AsyncRateLimiter:
         timeout: float | None = 0.0,
         poll: float = 0.05,
     ) -> AsyncLeaseHolder:
-        """``async with limiter.lease(key, limit, "30s") as held:``; see :meth:`RateLimiter.lease`."""
+        """``async with limiter.lease(key, limit, "30s") as held:``; see ``RateLimiter.lease``."""
         return AsyncLeaseHolder(self._call, key, limit, lease, id, timeout, poll)
