@@ -733,3 +733,50 @@ fn write_the_lease_fixture() {
     }
     fs::write(dir.join("leases.txt"), txt).unwrap();
 }
+
+/// COMMAND DOCS states the bounded worst case; COMMAND INFO the arity, flags and key.
+#[test]
+fn command_docs_state_the_bound() {
+    let s = Server::start();
+    let mut c = s.conn();
+    for (name, arity, flags) in [
+        ("rl.acquire", -4, &["write", "denyoom"][..]),
+        ("rl.release", 3, &["write"][..]),
+    ] {
+        let docs = c.cmd(&["COMMAND", "DOCS", name]).flat();
+        let complexity = docs
+            .iter()
+            .skip_while(|f| *f != "complexity")
+            .nth(1)
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            complexity.starts_with("O(N) worst case") && complexity.contains("at most 10000"),
+            "{name}: {complexity}"
+        );
+        let info = c.cmd(&["COMMAND", "INFO", name]).ok();
+        let info = info.array()[0].array();
+        assert_eq!(info[1].int(), arity, "{name}");
+        let got = info[2].flat();
+        for f in flags {
+            assert!(got.contains(&f.to_string()), "{name}: {got:?}");
+        }
+        assert!(
+            !got.contains(&"fast".to_string()),
+            "{name}: O(N) is not fast"
+        );
+    }
+    let keys = c.cmd(&[
+        "COMMAND",
+        "GETKEYS",
+        "RL.ACQUIRE",
+        "k",
+        "1",
+        "1s",
+        "ID",
+        "x",
+    ]);
+    assert_eq!(keys.flat(), ["k"]);
+    let keys = c.cmd(&["COMMAND", "GETKEYS", "RL.RELEASE", "k", "x"]);
+    assert_eq!(keys.flat(), ["k"]);
+}
