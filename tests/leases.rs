@@ -214,7 +214,9 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
     // The unknown-ALGO list names the rate limits only.
     let e = c.rl_err("ALLOW", "x", "1 1s ALGO nope");
     assert!(
-        e.ends_with("use sliding-window, fixed-window, gcra or moving-window"),
+        e.ends_with(
+            "use sliding-window, fixed-window, gcra, moving-window or limits-sliding-window"
+        ),
         "{e}"
     );
 }

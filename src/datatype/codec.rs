@@ -8,7 +8,7 @@
 //! |---|---|
 //! | format version ([`PAYLOAD_VERSION`]) | 1 byte |
 //! | oldest reader version that can read it ([`MIN_READER_VERSION`]) | 1 byte |
-//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra, 4 moving-window, 5 leases | 1 byte |
+//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra, 4 moving-window, 5 limits-sliding-window, 6 leases | 1 byte |
 //! | limit, window (µs) | varints |
 //! | burst | varint, gcra only |
 //! | state length, then the state | varint, bytes |
@@ -42,7 +42,7 @@
 //!
 //! ## Hits (`RL.APPLY`)
 //!
-//! (A lease write replicates its own effect through `RL.APPLY`, tag 5: see
+//! (A lease write replicates its own effect through `RL.APPLY`, tag 6: see
 //! `algo::leases::encode_effect`.)
 //!
 //! A hit is what a moving-window write changed, in O(1) bytes whatever the log's size: header
@@ -356,6 +356,15 @@ mod tests {
                 state: State::MovingWindow(
                     MovingWindowState::from_runs([(t, 3), (t + 1, 1), (t + 70_000, 96)]).unwrap(),
                 ),
+            },
+            Limiter {
+                rule: Rule::new(Algorithm::LimitsSlidingWindow, 10, 60_000_000, None).unwrap(),
+                state: State::LimitsSlidingWindow(crate::algo::LimitsSlidingState::new(
+                    4,
+                    t / 1000 + 90_000,
+                    7,
+                    t / 1000 + 30_000,
+                )),
             },
         ]
     }
