@@ -98,6 +98,7 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
             State::MovingWindow(_) => {
                 State::MovingWindow(MovingWindowState::from_runs([(now + DAY_US, 5)]).unwrap())
             }
+            State::Blocked(_) => unreachable!("built unblocked"),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])
             .ok();

@@ -116,6 +116,8 @@ fn memory_usage_reports_the_log() {
             bounds: Bounds::DEFAULT,
             after: None,
             needs_current_replay: false,
+            refund: false,
+            block: None,
         };
         c.send(&[
             b"RL.APPLY".as_slice(),
@@ -213,6 +215,8 @@ fn a_replica_that_diverged_is_counted() {
         bounds: Bounds::DEFAULT,
         after,
         needs_current_replay: true,
+        refund: false,
+        block: None,
     };
     // The master says its log held 2 runs totalling 2 after this hit: so does ours.
     for (i, after) in [(1, (1, 1)), (2, (2, 2))] {

@@ -65,12 +65,14 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod block;
 pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
 pub mod kind;
 pub mod limiter;
 pub mod moving_window;
+pub mod multi;
 pub mod rule;
 pub mod run_log;
 pub mod sliding_window;
@@ -78,6 +80,7 @@ pub mod sliding_window;
 mod counter;
 mod math;
 
+pub use block::{Block, MAX_BLOCK_US};
 pub use decision::{Decision, RetryAfter};
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
@@ -89,6 +92,8 @@ pub use sliding_window::SlidingWindowState;
 
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod settle_tests;
 #[cfg(test)]
 mod tests;
 
