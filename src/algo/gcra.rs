@@ -76,7 +76,8 @@ impl GcraState {
     /// ```
     /// use redis_ratelimit::algo::{gcra::GcraState, Algorithm, Rule};
     /// let rule = Rule::new(Algorithm::Gcra, 3, 1_000_000, None).unwrap();
-    /// assert_eq!(GcraState::from_tat_us(&rule, 7).tat_scaled, 21);
+    /// let tat = GcraState::from_tat_us(&rule, 7).tat_scaled; // packed: copied out
+    /// assert_eq!(tat, 21);
     /// ```
     pub fn from_tat_us(rule: &Rule, tat_us: u64) -> GcraState {
         GcraState {
