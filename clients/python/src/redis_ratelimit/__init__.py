@@ -1,6 +1,8 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
-* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``;
+  several limits at once with ``RL.ALLOWALL`` / ``RL.PEEKALL`` (:class:`Limit`,
+  :class:`MultiDecision`); costs settled after the work with ``RL.CHARGE`` / ``RL.REFUND``;
   and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
@@ -25,6 +27,8 @@ from .types import (
     Algorithm,
     Decision,
     Inspection,
+    Limit,
+    MultiDecision,
     Seconds,
     Throttle,
     Window,
@@ -39,7 +43,9 @@ __all__ = [
     "Decision",
     "Inspection",
     "InvalidArgumentError",
+    "Limit",
     "ModuleNotLoadedError",
+    "MultiDecision",
     "RateLimitError",
     "RateLimiter",
     "Seconds",

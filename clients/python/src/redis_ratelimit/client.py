@@ -5,10 +5,17 @@
 >>> decision = limiter.allow("user:42", 10, "1m")  # doctest: +SKIP
 >>> decision.allowed, decision.remaining  # doctest: +SKIP
 (True, 9)
+
+Several limits at once, all or nothing, and the cost settled after the work:
+
+>>> both = limiter.allow_all([Limit("rpm:k42", 60, "1m"),
+...                           Limit("tpm:k42", 100_000, "1m", cost=1500)])  # doctest: +SKIP
+>>> limiter.charge("tpm:k42", 100_000, "1m", 2600 - 1500)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.exceptions import ResponseError
@@ -18,11 +25,15 @@ from .types import (
     Algorithm,
     Decision,
     Inspection,
+    Limit,
+    MultiDecision,
     Seconds,
     Throttle,
     Window,
+    all_args,
     gcra_args,
     limit_args,
+    settle_args,
     throttle_args,
 )
 
@@ -34,7 +45,10 @@ __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT`` and the GCRA drop-ins through redis-py.
+    """Calls the module's commands through redis-py.
+
+    ``RL.ALLOW``, ``RL.PEEK``, ``RL.ALLOWALL``, ``RL.PEEKALL``, ``RL.CHARGE``, ``RL.REFUND``,
+    ``RL.INSPECT`` and the GCRA drop-ins.
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -59,6 +73,7 @@ class RateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """Admit and charge a request of *cost* if the limiter at *key* allows it (``RL.ALLOW``).
 
@@ -68,9 +83,11 @@ class RateLimiter:
         :param cost: the request's weight; 0 only reports.
         :param algorithm: an :class:`Algorithm` (default: the module's, sliding-window).
         :param burst: gcra only: the capacity (default *limit*).
+        :param block: a penalty: once a request is denied the key stays denied this long
+            (``BLOCK``; the window syntax).
         """
-        reply = self._call(*limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst))
-        return Decision.from_reply(reply)
+        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
+        return Decision.from_reply(self._call(*args))
 
     def peek(
         self,
@@ -80,10 +97,54 @@ class RateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        reply = self._call(*limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst))
-        return Decision.from_reply(reply)
+        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return Decision.from_reply(self._call(*args))
+
+    def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """Admit a request only if every limit allows it, then charge them all (``RL.ALLOWALL``).
+
+        One round trip, atomic: either every key is charged its :attr:`Limit.cost` or none is.
+        In a cluster the keys must share a hash tag (``{key42}:rpm``, ``{key42}:tpm``).
+        """
+        return MultiDecision.from_reply(self._call(*all_args("RL.ALLOWALL", limits)))
+
+    def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
+        return MultiDecision.from_reply(self._call(*all_args("RL.PEEKALL", limits)))
+
+    def charge(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Charge *amount* whatever the limit says (``RL.CHARGE``): settle a cost after the work.
+
+        Past the capacity the excess is a debt that later requests wait out. The decision
+        describes the key after the call: ``allowed`` whether a request of 1 would pass now,
+        ``retry_after`` when one will.
+        """
+        args = settle_args("RL.CHARGE", key, limit, window, amount, algorithm, burst)
+        return Decision.from_reply(self._call(*args))
+
+    def refund(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Give back up to *amount* of what was charged, never below empty (``RL.REFUND``)."""
+        args = settle_args("RL.REFUND", key, limit, window, amount, algorithm, burst)
+        return Decision.from_reply(self._call(*args))
 
     def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
@@ -160,9 +221,10 @@ class AsyncRateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """Admit and charge a request (``RL.ALLOW``); see :meth:`RateLimiter.allow`."""
-        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst)
+        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
         return Decision.from_reply(await self._call(*args))
 
     async def peek(
@@ -173,9 +235,44 @@ class AsyncRateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst)
+        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return Decision.from_reply(await self._call(*args))
+
+    async def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """All limits or none (``RL.ALLOWALL``); see :meth:`RateLimiter.allow_all`."""
+        return MultiDecision.from_reply(await self._call(*all_args("RL.ALLOWALL", limits)))
+
+    async def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
+        return MultiDecision.from_reply(await self._call(*all_args("RL.PEEKALL", limits)))
+
+    async def charge(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Charge unconditionally (``RL.CHARGE``); see :meth:`RateLimiter.charge`."""
+        args = settle_args("RL.CHARGE", key, limit, window, amount, algorithm, burst)
+        return Decision.from_reply(await self._call(*args))
+
+    async def refund(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Give back what was charged (``RL.REFUND``); see :meth:`RateLimiter.refund`."""
+        args = settle_args("RL.REFUND", key, limit, window, amount, algorithm, burst)
         return Decision.from_reply(await self._call(*args))
 
     async def inspect(self, key: str) -> Inspection | None:
