@@ -678,3 +678,11 @@ fn allow_all_matches_each_keys_reference_model() {
         multi_sequence::<LogRef>(33_000 + seed, Algorithm::MovingWindow);
     }
 }
+
+/// Blocks and debts cost keys that never use them nothing: the value stays the size it was.
+#[test]
+fn blocks_and_debts_do_not_grow_the_value() {
+    assert_eq!(std::mem::size_of::<GcraState>(), 24);
+    assert_eq!(std::mem::size_of::<State>(), 32);
+    assert_eq!(std::mem::size_of::<Limiter>(), 64);
+}
