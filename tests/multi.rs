@@ -586,3 +586,28 @@ fn peekall_runs_on_a_replica_and_allowall_does_not() {
         assert!(err(&mut r, line).starts_with("READONLY"), "{line}");
     }
 }
+
+/// A denial that starts a block is a write (it aborts a WATCH); denials during the block are
+/// not; charges and refunds are.
+#[test]
+fn what_is_signalled_as_a_write() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let mut other = s.conn();
+    let mut aborted_by = |line: &str| -> bool {
+        c.cmd_str("WATCH w").ok();
+        c.cmd_str("MULTI").ok();
+        c.cmd_str("PING");
+        let r = other.cmd_str(line);
+        assert!(r.error().is_none(), "{line}: {r:?}");
+        c.cmd_str("EXEC") == Reply::Nil
+    };
+    assert!(aborted_by("RL.ALLOW w 1 1h"));
+    assert!(!aborted_by("RL.ALLOW w 1 1h")); // a plain denial
+    assert!(aborted_by("RL.ALLOW w 1 1h BLOCK 1m")); // starts the block
+    assert!(!aborted_by("RL.ALLOW w 1 1h BLOCK 1m")); // during it
+    assert!(!aborted_by("RL.ALLOWALL 1 w 1 1h BLOCK 1m"));
+    assert!(aborted_by("RL.CHARGE w 1 1h 2"));
+    assert!(aborted_by("RL.REFUND w 1 1h 1"));
+    assert!(!aborted_by("RL.PEEKALL 1 w 1 1h"));
+}
