@@ -36,6 +36,12 @@
 //! * When the stored state had to be converted (rule change) or clamped (clock step), a denied
 //!   `RL.ALLOW` still stores the converted state ([`Outcome::Updated`]), so that the key's TTL
 //!   and every later reply follow from what the reply said.
+//! * **Debts and refunds** ([`Limiter::charge`], [`Limiter::refund`]): each kind charges past
+//!   its capacity and gives back in its own way, with a bounded debt ([`Kind::charge`],
+//!   [`Kind::refund`]); a gcra debt is the one state "ahead" that is not a clock step.
+//! * **Blocks** ([`block`]): a penalty laid over any kind ([`Limiter::decide_with`]), stored in
+//!   the `State::Blocked` box only by keys that have one.
+//! * **Several keys** ([`multi`]): every group decided first, then all charged or none.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
