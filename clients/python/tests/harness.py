@@ -66,8 +66,12 @@ class Limiter:
     def close(self) -> None:
         if self.loop is None:
             return
-        client = self.storage.bridge.storage
-        if self.implementation == "coredis":
-            client.connection_pool.disconnect()
-        else:
-            self.loop.run_until_complete(client.aclose())
+        bridge = self.storage.bridge
+        clients = [bridge.storage, getattr(bridge, "storage_replica", None)]
+        sentinel = getattr(bridge, "sentinel", None)
+        clients += list(getattr(sentinel, "sentinels", []))
+        for client in filter(None, clients):
+            if self.implementation == "coredis":
+                client.connection_pool.disconnect()
+            else:
+                self.loop.run_until_complete(client.aclose())

@@ -155,3 +155,16 @@ def start_server(
             process.wait(10)
     shutil.rmtree(directory, ignore_errors=True)
     raise RuntimeError(f"could not start {flavor}: {last_error}")
+
+
+def wait_replicated(master: Server, replica: Server, timeout: float = 30.0) -> None:
+    """Wait until *replica* has processed everything *master* had written when called.
+
+    (``WAIT`` from a fresh connection waits for nothing: it waits for that client's own writes.)
+    """
+    target = int(master.client().info("replication")["master_repl_offset"])
+    wait_for(
+        lambda: int(replica.client().info("replication")["slave_repl_offset"]) >= target,
+        timeout,
+        f"the replica on port {replica.port} to reach offset {target}",
+    )

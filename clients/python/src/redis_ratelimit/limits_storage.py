@@ -94,7 +94,7 @@ MAX_LIMIT = (1 << 63) - 1
 MAX_MODULE_WINDOW = 365 * 24 * 3600
 #: Seconds between probes while the module is missing (or lacks a command the storage uses).
 DEFAULT_PROBE_INTERVAL = 10.0
-#: The key the capability probe reads; read-only commands on it never create it.
+#: The key the capability probe names; ``COST 0`` and ``RL.INSPECT`` never create it.
 PROBE_KEY = "__redis_ratelimit_probe__"
 
 T = TypeVar("T")
@@ -271,7 +271,10 @@ class _Operations:
         key = self._key(PROBE_KEY)
         moving = True
         try:
-            yield _Command(("RL.PEEK", key, 1, 1, "ALGO", "moving-window"))
+            # COST 0 writes nothing, but RL.ALLOW is a write command: a replica refuses it, so
+            # a connection left on a demoted master after a failover is dropped (redis-py's
+            # sentinel client reconnects to the new master) instead of answering for it.
+            yield _Command(("RL.ALLOW", key, 1, 1, "COST", 0, "ALGO", "moving-window"))
         except _ReplyError as err:
             if err.unknown_command:
                 return _NOT_LOADED
@@ -432,7 +435,7 @@ class _SyncModuleMethods(_Operations, _SyncBase):
             raise err.original from None
 
     def module_support(self) -> ModuleSupport:
-        """What the server's module offers (probed with two read-only commands when needed)."""
+        """What the server's module offers (probed with two commands that write nothing)."""
         return self._run(self._support_op())
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
@@ -605,7 +608,7 @@ class _AsyncModuleMethods(_Operations, _AsyncBase):
             raise err.original from None
 
     async def module_support(self) -> ModuleSupport:
-        """What the server's module offers (probed with two read-only commands when needed)."""
+        """What the server's module offers (probed with two commands that write nothing)."""
         return await self._run(self._support_op())
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
