@@ -74,6 +74,8 @@ class Server:
     process: subprocess.Popen[bytes]
     sentinel: bool = False
     extra: list[str] = field(default_factory=list)
+    #: The command line, for :meth:`restart`.
+    args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -85,6 +87,22 @@ class Server:
     def log(self) -> str:
         path = self.directory / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """Stop the process (SIGKILL: nothing saved), keeping its directory for :meth:`restart`."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        """Start the same server again, on the same port, and wait until it answers."""
+        self.kill()
+        log = open(self.directory / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it open
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory
+        )
+        log.close()
+        wait_for(lambda: bool(self.client().ping()), START_TIMEOUT, f"port {self.port} again")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -136,7 +154,9 @@ def start_server(
         log = open(directory / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it open
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
         log.close()
-        server = Server(flavor, port, with_module, directory, process, sentinel_conf is not None)
+        server = Server(
+            flavor, port, with_module, directory, process, sentinel_conf is not None, args=args
+        )
 
         def up(process: subprocess.Popen[bytes] = process, server: Server = server) -> bool:
             return process.poll() is None and bool(server.client().ping())

@@ -1,7 +1,9 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
 * :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``.
-* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
+* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
+  :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
+  Flask-Limiter / slowapi on one request.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
   registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
   Flask-Limiter app needs only ``storage_uri="rl://localhost:6379"`` and this import.
@@ -19,7 +21,7 @@ from .errors import (
     RateLimitError,
     WrongTypeError,
 )
-from .headers import rate_limit_headers
+from .headers import decision_from_window_stats, merge_headers, rate_limit_headers
 from .types import Algorithm, Decision, Inspection, Window, format_window
 
 __all__ = [
@@ -34,7 +36,9 @@ __all__ = [
     "RateLimiter",
     "Window",
     "WrongTypeError",
+    "decision_from_window_stats",
     "format_window",
+    "merge_headers",
     "rate_limit_headers",
 ]
 

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from redis.exceptions import ResponseError
 
@@ -21,6 +23,38 @@ if TYPE_CHECKING:
     import redis.asyncio
 
 __all__ = ["AsyncRateLimiter", "RateLimiter"]
+
+T = TypeVar("T")
+
+
+# One request per method, built and parsed here for both clients: a fix lands once.
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    """A command's arguments and how to read its reply."""
+
+    args: tuple[str | int, ...]
+    parse: Callable[[Any], T]
+
+
+def _decision(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    cost: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+) -> _Request[Decision]:
+    args = limit_args(command, key, limit, window, cost, algorithm, burst)
+    return _Request(tuple(args), Decision.from_reply)
+
+
+def _inspect(key: str) -> _Request[Inspection | None]:
+    return _Request(("RL.INSPECT", key), Inspection.from_reply)
+
+
+def _reset(key: str) -> _Request[bool]:
+    return _Request(("DEL", key), lambda reply: bool(int(reply)))
 
 
 class RateLimiter:
@@ -35,11 +69,12 @@ class RateLimiter:
         #: The redis-py client the commands go through.
         self.client = client
 
-    def _call(self, *args: str | int) -> Any:
+    def _call(self, request: _Request[T]) -> T:
         try:
-            return cast(Any, self.client).execute_command(*args)
+            reply = cast(Any, self.client).execute_command(*request.args)
         except ResponseError as exc:
             raise from_response_error(exc) from exc
+        return request.parse(reply)
 
     def allow(
         self,
@@ -59,8 +94,7 @@ class RateLimiter:
         :param algorithm: an :class:`Algorithm` (default: the module's, sliding-window).
         :param burst: gcra only: the capacity (default *limit*).
         """
-        reply = self._call(*limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst))
-        return Decision.from_reply(reply)
+        return self._call(_decision("RL.ALLOW", key, limit, window, cost, algorithm, burst))
 
     def peek(
         self,
@@ -72,16 +106,15 @@ class RateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        reply = self._call(*limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst))
-        return Decision.from_reply(reply)
+        return self._call(_decision("RL.PEEK", key, limit, window, cost, algorithm, burst))
 
     def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
-        return Inspection.from_reply(self._call("RL.INSPECT", key))
+        return self._call(_inspect(key))
 
     def reset(self, key: str) -> bool:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
-        return bool(self.client.delete(key))
+        return self._call(_reset(key))
 
 
 class AsyncRateLimiter:
@@ -91,11 +124,12 @@ class AsyncRateLimiter:
         #: The redis.asyncio client the commands go through.
         self.client = client
 
-    async def _call(self, *args: str | int) -> Any:
+    async def _call(self, request: _Request[T]) -> T:
         try:
-            return await cast(Any, self.client).execute_command(*args)
+            reply = await cast(Any, self.client).execute_command(*request.args)
         except ResponseError as exc:
             raise from_response_error(exc) from exc
+        return request.parse(reply)
 
     async def allow(
         self,
@@ -107,8 +141,7 @@ class AsyncRateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """Admit and charge a request (``RL.ALLOW``); see :meth:`RateLimiter.allow`."""
-        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst)
-        return Decision.from_reply(await self._call(*args))
+        return await self._call(_decision("RL.ALLOW", key, limit, window, cost, algorithm, burst))
 
     async def peek(
         self,
@@ -120,13 +153,12 @@ class AsyncRateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst)
-        return Decision.from_reply(await self._call(*args))
+        return await self._call(_decision("RL.PEEK", key, limit, window, cost, algorithm, burst))
 
     async def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
-        return Inspection.from_reply(await self._call("RL.INSPECT", key))
+        return await self._call(_inspect(key))
 
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""
-        return bool(await self.client.delete(key))
+        return await self._call(_reset(key))
