@@ -583,7 +583,8 @@ class _AsyncModuleMethods(_Operations, _AsyncBase):
         conn = self._conn(step.readonly)
         if self._rl_coredis:
             name, *args = step.args
-            return await conn.execute_command(self._rl_command_type(str(name).encode(), args))
+            command = self._rl_command_type(str(name).encode(), tuple(args))
+            return await conn.execute_command(command)
         return await conn.execute_command(*step.args)
 
     async def _run(self, op: _Op[T]) -> T:
