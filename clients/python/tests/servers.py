@@ -43,11 +43,31 @@ def server_binary(flavor: str) -> str:
     raise ValueError(flavor)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the kernel's pick)."""
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(cluster_bus: bool = False) -> int:
+    """A TCP port nothing listens on now (the kernel's pick).
+
+    With *cluster_bus*, also its cluster bus port (port + 10000), so at most 55535: a cluster
+    node on a higher port refuses to start.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster_bus or (port <= 55535 and _bindable(port + 10000)):
+            return port
+
+
+class ServerExited(Exception):
+    """The server process ended while it was awaited."""
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -126,8 +146,9 @@ def start_server(
     binary = server_binary(flavor)
     directory = Path(tempfile.mkdtemp(prefix=f"rl-py-{flavor}-"))
     last_error: Exception | None = None
+    cluster_bus = "--cluster-enabled" in (extra or [])
     for _ in range(5):  # another process may take the free port before the server binds it
-        port = free_port()
+        port = free_port(cluster_bus)
         if sentinel_conf is not None:
             conf = directory / "sentinel.conf"
             conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\n{sentinel_conf}\n")
@@ -159,7 +180,9 @@ def start_server(
         )
 
         def up(process: subprocess.Popen[bytes] = process, server: Server = server) -> bool:
-            return process.poll() is None and bool(server.client().ping())
+            if process.poll() is not None:  # exited (its port taken): try another port now
+                raise ServerExited(f"{flavor} exited with status {process.returncode}")
+            return bool(server.client().ping())
 
         try:
             wait_for(
@@ -168,7 +191,7 @@ def start_server(
                 f"{flavor} on port {port}",
             )
             return server
-        except TimeoutError as exc:
+        except (TimeoutError, ServerExited) as exc:
             last_error = exc
             if process.poll() is None:
                 process.kill()
