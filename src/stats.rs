@@ -1,7 +1,8 @@
 //! Counters shown by `INFO ratelimit` (section `ratelimit_stats`).
 //!
-//! Relaxed atomics: commands run on the main thread, but the server may call type callbacks
-//! (free, defrag) from others, and nothing orders one counter against another.
+//! Every counter is written on the server's main thread only (commands, keyspace callbacks,
+//! defrag), so an increment is a relaxed load and store — no locked read-modify-write on the
+//! hot path; atomics only so that `INFO` and the types stay sound.
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +17,10 @@ impl Counter {
         Counter(AtomicU64::new(0))
     }
 
-    /// Adds `n`.
+    /// Adds `n` (main thread only: see the module docs).
     pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
+        let v = self.0.load(Ordering::Relaxed).wrapping_add(n);
+        self.0.store(v, Ordering::Relaxed);
     }
 
     /// The current value.
@@ -37,17 +39,23 @@ pub static CLAMPED: Counter = Counter::new();
 pub static TTL_REPAIRS: Counter = Counter::new();
 /// Values moved by active defrag.
 pub static DEFRAG_MOVES: Counter = Counter::new();
+/// `RL.APPLY` payloads refused (a newer master's hit this release cannot replay, or garbage).
+pub static HITS_REFUSED: Counter = Counter::new();
+/// Replayed moving-window hits after which the log differed from what the master reported.
+pub static REPLICA_MISMATCHES: Counter = Counter::new();
 /// 1 when the module gives a TTL back right after `PERSIST` / `RESTORE … 0` (its keyspace-event
 /// hook); 0 where the next `RL.ALLOW` does it instead (Valkey 8.1+, see `expiry`).
 pub static KEYSPACE_HOOK: Counter = Counter::new();
 
-const FIELDS: [(&CStr, &Counter); 6] = [
+const FIELDS: [(&CStr, &Counter); 8] = [
     (c"allowed", &ALLOWED),
     (c"denied", &DENIED),
     (c"clamped", &CLAMPED),
     (c"ttl_repairs", &TTL_REPAIRS),
     (c"defrag_moves", &DEFRAG_MOVES),
     (c"keyspace_hook", &KEYSPACE_HOOK),
+    (c"hits_refused", &HITS_REFUSED),
+    (c"replica_mismatches", &REPLICA_MISMATCHES),
 ];
 
 /// The `INFO` callback: section `ratelimit_stats` with one field per counter.

@@ -1,6 +1,7 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
-* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``.
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
+  and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
   :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
   Flask-Limiter / slowapi on one request.
@@ -22,7 +23,16 @@ from .errors import (
     WrongTypeError,
 )
 from .headers import decision_from_window_stats, merge_headers, rate_limit_headers
-from .types import Algorithm, Decision, Inspection, Window, format_window
+from .types import (
+    Algorithm,
+    Decision,
+    Inspection,
+    Seconds,
+    Throttle,
+    Window,
+    format_seconds,
+    format_window,
+)
 
 __all__ = [
     "Algorithm",
@@ -34,9 +44,12 @@ __all__ = [
     "ModuleNotLoadedError",
     "RateLimitError",
     "RateLimiter",
+    "Seconds",
+    "Throttle",
     "Window",
     "WrongTypeError",
     "decision_from_window_stats",
+    "format_seconds",
     "format_window",
     "merge_headers",
     "rate_limit_headers",

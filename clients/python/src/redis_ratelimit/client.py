@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from redis.exceptions import ResponseError
 
 from .errors import from_response_error
-from .types import Algorithm, Decision, Inspection, Window, limit_args
+from .types import (
+    Algorithm,
+    Decision,
+    Inspection,
+    Seconds,
+    Throttle,
+    Window,
+    gcra_args,
+    limit_args,
+    throttle_args,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -53,12 +63,26 @@ def _inspect(key: str) -> _Request[Inspection | None]:
     return _Request(("RL.INSPECT", key), Inspection.from_reply)
 
 
+def _throttle(
+    command: str, key: str, max_burst: int, count_per_period: int, period: Window, quantity: int
+) -> _Request[Throttle]:
+    args = throttle_args(command, key, max_burst, count_per_period, period, quantity)
+    return _Request(tuple(args), Throttle.from_reply)
+
+
+def _gcra(
+    key: str, max_burst: int, tokens_per_period: int, period: Seconds, tokens: int
+) -> _Request[Throttle]:
+    args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
+    return _Request(tuple(args), Throttle.from_reply)
+
+
 def _reset(key: str) -> _Request[bool]:
     return _Request(("DEL", key), lambda reply: bool(int(reply)))
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK`` and ``RL.INSPECT`` through a redis-py client.
+    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT`` and the GCRA drop-ins through redis-py.
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -112,6 +136,52 @@ class RateLimiter:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
         return self._call(_inspect(key))
 
+    def throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """redis-cell's call on the module's gcra limiter (``RL.THROTTLE``).
+
+        *count_per_period* requests per *period* with up to ``max_burst + 1`` at once: the
+        limiter ``allow(key, count_per_period, period, algorithm="gcra", burst=max_burst + 1)``
+        uses. *quantity* 0 only reports.
+        """
+        return self._call(
+            _throttle("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
+
+    def cl_throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """:meth:`throttle` under redis-cell's own name (``CL.THROTTLE``)."""
+        return self._call(
+            _throttle("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
+
+    def gcra(
+        self,
+        key: str,
+        max_burst: int,
+        tokens_per_period: int,
+        period: Seconds,
+        tokens: int = 1,
+    ) -> Throttle:
+        """Redis 8.8's ``GCRA`` command, served by the module on any server.
+
+        :param period: seconds (``60``, ``0.5``) or a :class:`~datetime.timedelta`.
+        :param tokens: the request's cost, at least 1.
+        """
+        return self._call(_gcra(key, max_burst, tokens_per_period, period, tokens))
+
     def reset(self, key: str) -> bool:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
         return self._call(_reset(key))
@@ -158,6 +228,43 @@ class AsyncRateLimiter:
     async def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
         return await self._call(_inspect(key))
+
+    async def throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """``RL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
+        return await self._call(
+            _throttle("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
+
+    async def cl_throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """``CL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
+        return await self._call(
+            _throttle("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
+
+    async def gcra(
+        self,
+        key: str,
+        max_burst: int,
+        tokens_per_period: int,
+        period: Seconds,
+        tokens: int = 1,
+    ) -> Throttle:
+        """``GCRA``; see :meth:`RateLimiter.gcra`."""
+        return await self._call(_gcra(key, max_burst, tokens_per_period, period, tokens))
 
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""
