@@ -219,7 +219,7 @@ def test_sliding_window_counter_shifts_windows(make: MakeLimiter) -> None:
     assert (previous, current) == (4, 0)
     # The previous window's key lives until the first window's start + 2 windows (ms TTLs).
     assert before + 4 - read_end - 0.002 <= previous_ttl <= after + 4 - read_start + 0.002
-    assert previous_ttl < 1.7
+    assert 0 < previous_ttl < 2  # the read was in the second window, which shifted the first
     assert current_ttl == pytest.approx(previous_ttl + 2, abs=0.002)  # set by the same shift
     weighted = int(4 * previous_ttl / 2)
     assert 4 - weighted <= lim.stats(item, "k").remaining <= 4  # the weight only decreases

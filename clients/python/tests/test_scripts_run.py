@@ -31,8 +31,9 @@ def test_port_in_use_names_the_next_free_port() -> None:
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr
     suggested = int(done.stderr.split("PORT=")[1].split()[0])
     assert suggested > port
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", suggested))  # free when suggested
+    with socket.socket() as probe:  # free when suggested: a server could bind it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server does
+        probe.bind(("127.0.0.1", suggested))
     assert "Compiling" not in done.stderr  # refused before the build
 
 
