@@ -59,7 +59,9 @@ fn real_dumps(c: &mut Conn) -> Vec<Vec<u8>> {
         ("d", "3 1s ALGO gcra", 2),
         ("e", "600000 1s ALGO gcra BURST 7 COST 7", 1),
         ("f", "9223372036854775807 365d", 1),
-        ("g", "1 1ms ALGO fixed-window COST 1", 1),
+        ("h", "100 1h ALGO moving-window", 5),
+        ("i", "7 1m ALGO limits-sliding-window COST 2", 2),
+        ("g", "1 250ms ALGO fixed-window COST 1", 1),
     ];
     calls
         .iter()

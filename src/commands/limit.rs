@@ -58,7 +58,8 @@ pub(crate) fn peek(
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
 /// writes, stores the state, sets the expiry, replicates the effect and signals the write.
-/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled).
+/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled), except
+/// for a kind whose reads move its state on (`limits-sliding-window`).
 ///
 /// The hot path: the key is opened once and its value looked up once; the expiry of a write is
 /// `now + reset_after` (equal to the state's by the algorithms' contract) and is set only when
@@ -71,7 +72,7 @@ pub(crate) fn charge(
     cost: u64,
     now_us: u64,
 ) -> Result<Decision, CmdError> {
-    if cost == 0 {
+    if cost == 0 && !rule.algorithm().cost_zero_writes() {
         return peek(ctx, key_name, rule, cost, now_us);
     }
     // The operator's bounds become configurable with the module configs; the defaults until then.
