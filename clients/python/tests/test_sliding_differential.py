@@ -8,10 +8,11 @@ admitted, ``window`` → ``(previous count, previous TTL, current count, current
 remaining). Random operations over several rules, costs 0 to limit + 1, several identities, and
 real waits that cross window boundaries.
 
-Today both sides are limits' own Lua scripts (``rl://`` runs them for this strategy), under two
-key prefixes: the run shows the harness is deterministic. A module algorithm for limits' sliding
-window counter plugs in as another :class:`Side` (its commands queued on the same transaction)
-and must then answer the same over ``RL_DIFF_STEPS`` steps (default 10,000).
+Two pairs: limits' own Lua scripts against themselves under two key prefixes (the harness is
+deterministic), and limits' scripts against the module's ``ALGO limits-sliding-window``
+(:class:`Module`): the same answers over ``RL_DIFF_STEPS`` steps (default 10,000). The module
+pair is an expected failure for now (``xfail(strict=True)``: it turns red once they agree, to drop
+the mark): a cost-0 hit on an absent limiter diverges.
 
 Redis 7.0 does not freeze the clock within a transaction (``PTTL`` reads the live clock: the
 two sides' TTLs differ by a millisecond now and then), so the exact comparison runs on Valkey.
@@ -31,24 +32,27 @@ import pytest
 from limits.storage import RedisStorage
 from servers import Server
 
+from redis_ratelimit import Inspection
+
 STEPS = int(os.environ.get("RL_DIFF_STEPS", "10000"))
 #: (limit, window in seconds): limits' windows are whole seconds.
 RULES = [(3, 1), (5, 1), (10, 2), (1, 1), (25, 3)]
 IDENTITIES = ["a", "b", "c"]
 
-Parse = Callable[[Any], Any]
+#: How many replies of the transaction an operation queued, and how to read them.
+Reader = tuple[int, Callable[[list[Any]], Any]]
 
 
 class Side(Protocol):
     """One implementation of limits' sliding-window-counter storage, queued on a transaction."""
 
-    def acquire(self, pipe: Any, key: str, limit: int, expiry: int, amount: int) -> Parse:
-        """Queue ``acquire_sliding_window_entry``; return how to read its reply."""
+    def acquire(self, pipe: Any, key: str, limit: int, expiry: int, amount: int) -> Reader:
+        """Queue ``acquire_sliding_window_entry``: admitted or not."""
 
-    def window(self, pipe: Any, key: str, expiry: int) -> Parse:
-        """Queue ``get_sliding_window``; the reply as ``(prev, prev_ttl_s, cur, cur_ttl_s)``."""
+    def window(self, pipe: Any, key: str, limit: int, expiry: int) -> Reader:
+        """Queue ``get_sliding_window``: ``(prev, prev_ttl_s, cur, cur_ttl_s)``."""
 
-    def clear(self, pipe: Any, key: str) -> Parse:
+    def clear(self, pipe: Any, key: str) -> Reader:
         """Queue ``clear_sliding_window``."""
 
 
@@ -77,17 +81,56 @@ class LimitsLua:
             s.prefixed_key(s._current_window_key(key)),
         ]
 
-    def acquire(self, pipe: Any, key: str, limit: int, expiry: int, amount: int) -> Parse:
+    def acquire(self, pipe: Any, key: str, limit: int, expiry: int, amount: int) -> Reader:
         self.storage.lua_acquire_sliding_window(self._keys(key), [limit, expiry, amount], pipe)
-        return bool
+        return 1, lambda replies: bool(replies[0])
 
-    def window(self, pipe: Any, key: str, expiry: int) -> Parse:
+    def window(self, pipe: Any, key: str, limit: int, expiry: int) -> Reader:
         self.storage.lua_sliding_window(self._keys(key), [expiry], pipe)
-        return _window_reply
+        return 1, lambda replies: _window_reply(replies[0])
 
-    def clear(self, pipe: Any, key: str) -> Parse:
+    def clear(self, pipe: Any, key: str) -> Reader:
         pipe.delete(*self._keys(key))
-        return lambda _reply: None
+        return 1, lambda _replies: None
+
+
+class Module:
+    """The module's ``ALGO limits-sliding-window``: one key; a read is ``RL.ALLOW … COST 0``
+    (which stores the shift limits' read makes) and ``RL.INSPECT``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def acquire(self, pipe: Any, key: str, limit: int, expiry: int, amount: int) -> Reader:
+        args = ("RL.ALLOW", f"{self.prefix}:{key}", limit, expiry, "COST", amount)
+        pipe.execute_command(*args, "ALGO", LIMITS_ALGO)
+        return 1, lambda replies: int(replies[0][0]) == 1
+
+    def window(self, pipe: Any, key: str, limit: int, expiry: int) -> Reader:
+        name = f"{self.prefix}:{key}"
+        pipe.execute_command("RL.ALLOW", name, limit, expiry, "COST", 0, "ALGO", LIMITS_ALGO)
+        pipe.execute_command("RL.INSPECT", name)
+        return 2, lambda replies: _inspect_window(replies[1])
+
+    def clear(self, pipe: Any, key: str) -> Reader:
+        pipe.delete(f"{self.prefix}:{key}")
+        return 1, lambda _replies: None
+
+
+LIMITS_ALGO = "limits-sliding-window"
+
+
+def _inspect_window(reply: Any) -> tuple[int, float, int, float]:
+    inspection = Inspection.from_reply(reply)
+    if inspection is None:
+        return 0, 0.0, 0, 0.0
+    state = inspection.state
+    return (
+        state["previous"],
+        max(0, state["previous_ttl_ms"]) / 1000,
+        state["current"],
+        max(0, state["current_ttl_ms"]) / 1000,
+    )
 
 
 def weighted(limit_expiry: int, window: tuple[int, float, int, float]) -> float:
@@ -96,13 +139,28 @@ def weighted(limit_expiry: int, window: tuple[int, float, int, float]) -> float:
     return previous * previous_ttl / limit_expiry + current
 
 
-@pytest.fixture
-def sides(module_server: Server) -> Iterator[tuple[Side, Side]]:
+@pytest.fixture(
+    params=[
+        "lua",
+        pytest.param(
+            "module",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="a cost-0 hit on an absent limiter: limits' script starts a current counter "
+                "of 0 for 2 windows (SET … PX), the module writes nothing, so later windows "
+                "anchor differently (seed 16, step 42 on LIMITER/c/1/1)",
+            ),
+        ),
+    ]
+)
+def sides(request: pytest.FixtureRequest, module_server: Server) -> Iterator[tuple[Side, Side]]:
+    """limits' scripts against themselves (the harness is deterministic), and against the module."""
     run = uuid.uuid4().hex[:8]
     uri = f"redis://{module_server.url}"
     theirs = RedisStorage(uri, key_prefix=f"diff-{run}-redis")
     ours = RedisStorage(uri, key_prefix=f"diff-{run}-rl")
-    yield LimitsLua(theirs), LimitsLua(ours)
+    other: Side = LimitsLua(ours) if request.param == "lua" else Module(f"diff-{run}-rl")
+    yield LimitsLua(theirs), other
     theirs.storage.close()
     ours.storage.close()
 
@@ -122,15 +180,19 @@ def test_same_answers_at_the_same_server_time(
             op = rng.choices(["hit", "test", "stats", "clear"], weights=[12, 4, 4, 1])[0]
             cost = rng.randint(0, limit + 1)
             pipe = client.pipeline(transaction=True)
-            parsers = []
+            readers = []
             for side in sides:
                 if op == "hit":
-                    parsers.append(side.acquire(pipe, key, limit, expiry, cost))
+                    readers.append(side.acquire(pipe, key, limit, expiry, cost))
                 elif op == "clear":
-                    parsers.append(side.clear(pipe, key))
+                    readers.append(side.clear(pipe, key))
                 else:
-                    parsers.append(side.window(pipe, key, expiry))
-            replies = [parse(reply) for parse, reply in zip(parsers, pipe.execute(), strict=True)]
+                    readers.append(side.window(pipe, key, limit, expiry))
+            raw = pipe.execute()
+            replies = []
+            for count, read in readers:
+                replies.append(read(raw[:count]))
+                raw = raw[count:]
             theirs, ours = replies
             context = (step, op, key, cost)
             assert theirs == ours, context
