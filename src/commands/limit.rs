@@ -5,7 +5,6 @@ use std::ffi::c_int;
 use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter, Rule};
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
 use crate::rule::parse_request;
@@ -98,9 +97,6 @@ pub(crate) fn charge(
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
-    } else {
-        // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-        expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
     }
     Ok(decision)
 }
