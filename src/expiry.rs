@@ -48,12 +48,13 @@ const DRAIN_PER_CALL: usize = 1_024;
 /// Gives the open (writable) limiter key `name` the expiry its state implies, if it has none,
 /// and replicates that (`PEXPIREAT`, or `DEL` for a state that is over). Anything else — a
 /// missing key, another type, a key with a TTL — is left alone. The caller is the master.
-pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) {
+/// Returns whether the key held a limiter.
+pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) -> bool {
     let Ok(Some(limiter)) = key.get() else {
-        return;
+        return false;
     };
     if key.expire_at_ms().is_some() {
-        return;
+        return true;
     }
     let expires_at_us = limiter.expires_at_us();
     stats::TTL_REPAIRS.add(1);
@@ -67,29 +68,32 @@ pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) {
         replicate_pexpireat(ctx, name, at_ms);
         wrote_generic(ctx, name, c"expire");
     }
+    true
 }
 
 /// Repairs the key `name` of database `db` (see [`repair`]); `ctx` is a timer's context.
-pub(crate) fn repair_named(ctx: Ctx, db: c_int, name: &[u8]) {
+/// Returns whether the key held a limiter.
+pub(crate) fn repair_named(ctx: Ctx, db: c_int, name: &[u8]) -> bool {
     let (Some(select), Some(create), Some(free)) = (
         unsafe { raw::RedisModule_SelectDb },
         unsafe { raw::RedisModule_CreateString },
         unsafe { raw::RedisModule_FreeString },
     ) else {
-        return;
+        return false;
     };
     if unsafe { select(ctx, db) } != raw::REDISMODULE_OK as c_int {
-        return;
+        return false;
     }
     let arg = unsafe { create(ctx, name.as_ptr().cast::<c_char>(), name.len()) };
     if arg.is_null() {
-        return;
+        return false;
     }
-    {
+    let held = {
         let mut key = LimiterKey::open(ctx, arg, true);
-        repair(ctx, &mut key, arg, clock::now_us());
-    }
+        repair(ctx, &mut key, arg, clock::now_us())
+    };
     unsafe { free(ctx, arg) };
+    held
 }
 
 /// Whether this server writes and replicates on its own: a master that is not loading data.
@@ -125,6 +129,8 @@ fn enqueue(ctx: Ctx, db: c_int, name: &[u8]) {
     };
     if queue.keys.len() < QUEUE_CAP {
         queue.keys.push((db, name.to_vec()));
+    } else {
+        crate::sweep::request();
     }
     if !queue.armed {
         queue.armed = arm(ctx);
@@ -152,10 +158,23 @@ extern "C" fn drain(ctx: Ctx, _data: *mut c_void) {
         };
         if acts_as_master() {
             for (db, name) in &batch {
-                repair_named(ctx, *db, name);
+                if !repair_named(ctx, *db, name) {
+                    // Gone from where the command left it: renamed or moved in the same
+                    // event-loop turn (MULTI, a script, a pipeline), maybe still without a TTL.
+                    crate::sweep::request();
+                }
             }
         }
     })
+}
+
+/// Called by the type's `copy` callback: a `COPY` in the same event-loop turn as a `RESTORE` or
+/// `PERSIST` still waiting for its repair may have copied a key without TTL, which only a sweep
+/// pass would find.
+pub(crate) fn value_copied() {
+    if QUEUE.lock().is_ok_and(|q| !q.keys.is_empty()) {
+        crate::sweep::request();
+    }
 }
 
 /// Called by the type's `rdb_load` for each value it decoded: during `RESTORE` (the module IO

@@ -5,9 +5,12 @@
 //!
 //! **When.** A pass runs only when something may have left a limiter key without a TTL: a
 //! `PERSIST` was executed (the server's `cmdstat_persist` call count moved — on any key: the
-//! server does not say which), an RDB / AOF / full-sync load ended, or this node became a
-//! master. (No limiter key can exist before the module is loaded, so loading it needs no pass.)
-//! A trigger that arrives during a pass starts another one after it.
+//! server does not say which), an RDB / AOF / full-sync load ended, this node became a master,
+//! or `expiry` asks (a key queued for a repair was renamed, moved or copied in the same
+//! event-loop turn; more `RESTORE`s in one turn than the queue holds). (No limiter key can exist
+//! before the module is loaded, so loading it needs no pass.) A trigger that arrives during a
+//! pass starts another one after it; so does a `RENAME`, `RENAMENX`, `MOVE`, `COPY` or `SWAPDB`
+//! during a pass, as the key it moved may land where the pass has already been.
 //! Every [`IDLE_INTERVAL_MS`] the master looks for triggers (one `INFO commandstats` read, about
 //! 10–40 µs); it does nothing at all while the server holds no limiter value (`INFO ratelimit`
 //! `keys` is 0), on a replica and while loading.
@@ -18,8 +21,8 @@
 //! look like. The server's scan costs 0.8–1.4 µs per key (measured on Redis 7.0, 100,000 to
 //! 1,000,000 keys), so the default rate takes about 0.5 % of the server's time during a pass.
 //!
-//! **Bound.** A limiter key that loses its TTL at `t` is found by the pass that starts after the
-//! next look at the latest: it has its TTL back by `t + 1 s + 2 × (K + S) / rate`, where K counts
+//! **Bound.** A limiter key that loses its TTL at `t` (or, still without one, is renamed, moved
+//! or copied at `t`) is found by the pass that starts after the next look at the latest: it has its TTL back by `t + 1 s + 2 × (K + S) / rate`, where K counts
 //! the keys of every database and S the scan steps that met only empty slots — 0.4 K to 1.2 K
 //! while the hash tables are between full and half full, up to 9 K right after mass deletions
 //! (tables shrink below 10 % full). `SCAN` guarantees that a key present for a whole pass is
@@ -41,8 +44,14 @@ pub const INTERVAL_MS: u64 = 100;
 /// Time between two looks for a trigger when no pass is under way.
 pub const IDLE_INTERVAL_MS: u64 = 1_000;
 
-/// A pass was asked for by a server event (a load ended, this node became a master).
+/// A pass was asked for: by a server event (a load ended, this node became a master) or by
+/// `expiry` (a key queued for a repair was gone, or copied, before its repair).
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks for a pass (started by the next tick).
+pub(crate) fn request() {
+    REQUESTED.store(true, Ordering::Relaxed);
+}
 
 struct Sweep {
     /// Keys (or empty scan steps) one tick may look at.
@@ -51,8 +60,10 @@ struct Sweep {
     running: bool,
     /// Another pass must follow the current one.
     again: bool,
-    /// `cmdstat_persist` calls when last looked at.
+    /// `PERSIST` calls when last looked at.
     persists: u64,
+    /// `RENAME`, `RENAMENX`, `MOVE`, `COPY`, `SWAPDB` calls when last looked at.
+    moves: u64,
     /// The database being walked.
     db: c_int,
     cursor: *mut raw::RedisModuleScanCursor,
@@ -93,7 +104,8 @@ pub(crate) fn start(ctx: Ctx, rate: u32) -> Result<(), String> {
         per_tick,
         running: false,
         again: false,
-        persists: persist_calls(ctx),
+        persists: 0,
+        moves: 0,
         db: 0,
         cursor: unsafe { create_cursor() },
     });
@@ -149,14 +161,17 @@ impl Sweep {
         if REQUESTED.swap(false, Ordering::Relaxed) {
             self.again = true;
         }
-        if stats::KEYSPACE_HOOK.get() == 0 {
-            // The hook (when on) repairs PERSIST itself; else any PERSIST may have hit a limiter.
-            let persists = persist_calls(ctx);
-            if persists != self.persists {
-                self.persists = persists;
-                self.again = true;
-            }
+        let (persists, moves) = calls(ctx);
+        // The hook (when on) repairs PERSIST itself; else any PERSIST may have hit a limiter.
+        if persists != self.persists && stats::KEYSPACE_HOOK.get() == 0 {
+            self.again = true;
         }
+        // A key renamed, moved or copied during a pass may land where the pass has been.
+        if moves != self.moves && self.running {
+            self.again = true;
+        }
+        self.persists = persists;
+        self.moves = moves;
         if !self.running && self.again {
             self.running = true;
             self.again = false;
@@ -225,28 +240,42 @@ impl Sweep {
     }
 }
 
-/// How many times `PERSIST` ran (`INFO commandstats`, field `cmdstat_persist`: `calls=N,…`); 0
-/// when it never did or the server does not say.
-fn persist_calls(ctx: Ctx) -> u64 {
+/// How many times `PERSIST` ran, and how many times `RENAME`, `RENAMENX`, `MOVE`, `COPY` and
+/// `SWAPDB` did (`INFO commandstats`: `cmdstat_persist:calls=N,…`); 0 for a command that never
+/// ran or a server that does not say.
+fn calls(ctx: Ctx) -> (u64, u64) {
     let (Some(get), Some(field), Some(free)) = (
         unsafe { raw::RedisModule_GetServerInfo },
         unsafe { raw::RedisModule_ServerInfoGetFieldC },
         unsafe { raw::RedisModule_FreeServerInfo },
     ) else {
-        return 0;
+        return (0, 0);
     };
     let info = unsafe { get(ctx, c"commandstats".as_ptr()) };
     if info.is_null() {
-        return 0;
+        return (0, 0);
     }
-    let value = unsafe { field(info, c"cmdstat_persist".as_ptr()) };
-    let calls = if value.is_null() {
-        0
-    } else {
-        calls_of(unsafe { CStr::from_ptr(value) }.to_bytes())
+    let count = |name: &CStr| {
+        let value = unsafe { field(info, name.as_ptr()) };
+        if value.is_null() {
+            0
+        } else {
+            calls_of(unsafe { CStr::from_ptr(value) }.to_bytes())
+        }
     };
+    let persists = count(c"cmdstat_persist");
+    let moves = [
+        c"cmdstat_rename",
+        c"cmdstat_renamenx",
+        c"cmdstat_move",
+        c"cmdstat_copy",
+        c"cmdstat_swapdb",
+    ]
+    .into_iter()
+    .map(count)
+    .fold(0u64, u64::saturating_add);
     unsafe { free(ctx, info) };
-    calls
+    (persists, moves)
 }
 
 /// `calls=12,usec=…` → 12.

@@ -160,6 +160,66 @@ fn the_hook_repairs_persist_right_after_the_command_where_the_server_allows_it()
 }
 
 #[test]
+fn renamed_moved_or_copied_before_the_repair_is_still_repaired() {
+    let s = Server::start();
+    let mut c = s.conn();
+    c.allow("src", "10 1h ALGO gcra");
+    let at = c.pexpiretime("src");
+    let d = dump(&mut c, "src");
+    // RESTORE … 0 and, in the same transaction, RENAME / MOVE / COPY: the copy or the new name
+    // has no TTL when the repair runs; the sweep pass that repair asks for finds it.
+    c.cmd_str("MULTI").ok();
+    c.cmd(&[b"RESTORE".as_slice(), b"r1", b"0", &d]);
+    c.cmd_str("RENAME r1 r1:renamed");
+    c.cmd(&[b"RESTORE".as_slice(), b"r2", b"0", &d]);
+    c.cmd_str("MOVE r2 5");
+    c.cmd(&[b"RESTORE".as_slice(), b"r3", b"0", &d]);
+    c.cmd_str("COPY r3 r3:copy");
+    c.cmd_str("EXEC").array();
+    for key in ["r1:renamed", "r3", "r3:copy"] {
+        wait_for_ttl(&mut c, key);
+        assert_eq!(c.pexpiretime(key), at, "{key}");
+    }
+    c.cmd_str("SELECT 5").ok();
+    wait_for_ttl(&mut c, "r2");
+    assert_eq!(c.pexpiretime("r2"), at);
+}
+
+#[test]
+fn a_key_renamed_during_a_pass_is_found_by_the_next_one() {
+    // A slow sweep over a few thousand keys, so that the RENAME lands during the pass.
+    let s = NodeConfig::new()
+        .module_args(&["ttl-sweep-rate", "1000"])
+        .start();
+    let mut c = s.conn();
+    let mut pipeline = Vec::new();
+    for i in 0..3000 {
+        pipeline.push(format!("SET s:{i} v"));
+    }
+    for line in &pipeline {
+        c.cmd_str(line).ok();
+    }
+    c.allow("lim", "10 1h");
+    let at = c.pexpiretime("lim");
+    let passes = c.stat("ttl_sweep_passes");
+    c.cmd_str("PERSIST lim").int();
+    // Wait for the pass to start, then rename the key while it runs.
+    let scanned = c.stat("ttl_sweep_scanned");
+    wait_until(SWEEP_BOUND, "a pass to start", || {
+        c.stat("ttl_sweep_scanned") > scanned
+    });
+    if c.cmd_str("RENAME lim lim:renamed").error().is_some() {
+        panic!("lim vanished");
+    }
+    wait_for_ttl(&mut c, "lim:renamed");
+    assert_eq!(c.pexpiretime("lim:renamed"), at);
+    // Either this pass found it, or the one the RENAME asked for did; both end.
+    wait_until(SWEEP_BOUND * 2, "the passes to end", || {
+        c.stat("ttl_sweep_passes") >= passes + 2
+    });
+}
+
+#[test]
 fn without_sweep_or_hook_persist_stays_until_the_next_write() {
     let s = NodeConfig::new()
         .module_args(&["ttl-sweep-rate", "0"])

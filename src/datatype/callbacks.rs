@@ -211,7 +211,10 @@ extern "C" fn copy(
 ) -> *mut c_void {
     guard(ptr::null_mut(), || {
         match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => into_value(l.clone()),
+            Some(l) => {
+                crate::expiry::value_copied();
+                into_value(l.clone())
+            }
             None => ptr::null_mut(),
         }
     })
