@@ -295,11 +295,19 @@ extern "C" fn on_generic_event(
         if !matches!(event, b"persist" | b"restore") || !acts_as_master() {
             return 0;
         }
+        // Only a limiter left without a TTL is queued: the repair of a key that is gone by then
+        // asks for a sweep pass (it may have been renamed), which other keys must not cause.
+        let without_ttl = {
+            let open = LimiterKey::open(ctx, key, false);
+            matches!(open.get(), Ok(Some(_))) && open.expire_at_ms().is_none()
+        };
         let db = match unsafe { raw::RedisModule_GetSelectedDb } {
             Some(selected) => unsafe { selected(ctx) },
             None => return 0,
         };
-        enqueue(ctx, db, crate::ffi::arg_bytes(key));
+        if without_ttl {
+            enqueue(ctx, db, crate::ffi::arg_bytes(key));
+        }
         0
     })
 }

@@ -144,6 +144,14 @@ fn the_hook_repairs_persist_right_after_the_command_where_the_server_allows_it()
     if !hook {
         assert!(s.log().contains("ttl-hook yes ignored"), "{}", s.log());
     }
+    if hook {
+        // PERSIST of other keys costs the hook a look at the key, and nothing more: no pass.
+        c.cmd_str("SET s v EX 100").ok();
+        c.cmd_str("PERSIST s").int();
+        sleep(Duration::from_millis(2500));
+        assert_eq!(c.stat("ttl_sweep_passes"), 0);
+        assert_eq!(c.stat("ttl_sweep_scanned"), 0);
+    }
     for (key, at) in &keys {
         assert_eq!(c.cmd(&["PERSIST", key]).int(), 1);
         if hook {
