@@ -1,7 +1,8 @@
 //! redis-ratelimit: native rate-limiting commands for Redis and Valkey.
 //!
-//! Layout: [`algo`] holds the pure algorithms; [`rule`] parses arguments; [`datatype`] is the
-//! `ratelimit` key type; `commands` are the `RL.*` handlers. This file only registers them.
+//! Layout: [`algo`] holds the pure algorithms; [`args`] parses command arguments; [`datatype`]
+//! is the `ratelimit` key type; `commands` are the `RL.*` handlers. This file only registers
+//! them.
 
 #![cfg_attr(
     not(test),
@@ -17,8 +18,10 @@
 
 pub mod algo;
 mod alloc;
+pub mod args;
 mod clock;
 mod commands;
+pub mod compat;
 pub mod config;
 pub mod datatype;
 mod expiry;
@@ -26,7 +29,6 @@ mod ffi;
 mod logging;
 mod panic;
 mod replication;
-pub mod rule;
 mod stats;
 mod sweep;
 pub mod varint;
@@ -53,7 +55,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     stats::register(ctx.ctx);
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
     match config::parse_module_args(&args).and_then(|a| {
-        commands::register_all(ctx.ctx, a.debug_command)?;
+        commands::register_all(ctx.ctx, a.debug_command, a.compat_commands)?;
         if a.ttl_hook {
             expiry::subscribe(ctx.ctx)?;
         }

@@ -2,12 +2,34 @@
 //! panic hook).
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis_module::raw;
 
 /// Logs `msg` at `warning` level in the server log (stderr when not loaded in a server).
 pub fn log_warning(msg: &str) {
     log(c"warning", msg);
+}
+
+/// Logs `msg` at `warning` level at most once a minute (with how many were held back), for
+/// events that an outside party can repeat at will: the log must not be floodable.
+pub fn log_warning_limited(msg: &str) {
+    static LAST_SECS: AtomicU64 = AtomicU64::new(0);
+    static HELD: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_SECS.load(Ordering::Relaxed);
+    if last != 0 && now < last.saturating_add(60) {
+        HELD.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    LAST_SECS.store(now.max(1), Ordering::Relaxed);
+    match HELD.swap(0, Ordering::Relaxed) {
+        0 => log_warning(msg),
+        held => log_warning(&format!("{msg} ({held} more like it in the last minute)")),
+    }
 }
 
 /// Logs `msg` at `notice` level.

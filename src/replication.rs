@@ -13,46 +13,48 @@ use std::ffi::{c_char, c_longlong};
 
 use redis_module::raw;
 
-use crate::algo::{Limiter, Rule};
-use crate::datatype::codec::{encode, encode_hit};
+use crate::algo::{Bounds, Hit, Limiter};
+use crate::datatype::codec::{encode_hit, encode_into};
 use crate::ffi::{Arg, Ctx};
+use crate::varint::StackBuf;
 
-/// Replicates what a write did to `key`: its new state, or for a moving-window log the hit
-/// (`cost` at `now_us` under the limiter's rule; `cost` 0 for a conversion).
-pub(crate) fn replicate_write(ctx: Ctx, key: Arg, limiter: &Limiter, now_us: u64, cost: u64) {
-    if limiter.rule.algorithm() == crate::algo::Algorithm::MovingWindow {
-        replicate_hit(ctx, key, &limiter.rule, now_us, cost);
-    } else {
-        replicate_state(ctx, key, limiter);
+/// Replicates what a write did to `key`: its new state, or for a kind that replicates hits the
+/// hit (`cost` at `now_us` under the limiter's rule; `cost` 0 for a conversion).
+pub(crate) fn replicate_write(
+    ctx: Ctx,
+    key: Arg,
+    limiter: &Limiter,
+    now_us: u64,
+    cost: u64,
+    bounds: &Bounds,
+) {
+    match limiter.hit(now_us, cost, bounds) {
+        Some(hit) => replicate_hit(ctx, key, &hit),
+        None => replicate_state(ctx, key, limiter),
     }
 }
 
 /// Replicates `RL.APPLY key hit`.
-fn replicate_hit(ctx: Ctx, key: Arg, rule: &Rule, now_us: u64, cost: u64) {
-    let payload = encode_hit(rule, now_us, cost);
-    if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
-        unsafe {
-            replicate(
-                ctx,
-                c"RL.APPLY".as_ptr(),
-                c"sb".as_ptr(),
-                key,
-                payload.as_ptr().cast::<c_char>(),
-                payload.len(),
-            )
-        };
-    }
+fn replicate_hit(ctx: Ctx, key: Arg, hit: &Hit) {
+    let payload = encode_hit(hit);
+    replicate_payload(ctx, c"RL.APPLY", key, payload.as_slice());
 }
 
-/// Replicates the new state of `key`.
+/// Replicates the new state of `key` (`RL.SETSTATE key payload`).
 pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
-    let payload = encode(limiter);
-    // SAFETY: `s` takes the key string (refcounted, not copied), `b` a buffer with its length.
+    let mut payload = StackBuf::<64>::new();
+    encode_into(limiter, &mut payload);
+    replicate_payload(ctx, c"RL.SETSTATE", key, payload.as_slice());
+}
+
+fn replicate_payload(ctx: Ctx, command: &std::ffi::CStr, key: Arg, payload: &[u8]) {
+    // SAFETY: `s` takes the key string (refcounted, not copied), `b` a buffer with its length
+    // (copied by the server).
     if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {
         unsafe {
             replicate(
                 ctx,
-                c"RL.SETSTATE".as_ptr(),
+                command.as_ptr(),
                 c"sb".as_ptr(),
                 key,
                 payload.as_ptr().cast::<c_char>(),
@@ -61,7 +63,6 @@ pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
         };
     }
 }
-
 /// Replicates `PEXPIREAT key at_ms`.
 pub(crate) fn replicate_pexpireat(ctx: Ctx, key: Arg, at_ms: i64) {
     if let Some(replicate) = unsafe { raw::RedisModule_Replicate } {

@@ -1,7 +1,10 @@
 //! Counters shown by `INFO ratelimit` (section `ratelimit_stats`).
 //!
-//! Relaxed atomics: commands run on the main thread, but the server may call type callbacks
-//! (free, defrag) from others, and nothing orders one counter against another.
+//! Every counter is written on the server's main thread only (commands, keyspace callbacks,
+//! defrag), so an increment is a relaxed load and store — no locked read-modify-write on the
+//! hot path; atomics only so that `INFO` and the types stay sound. The one exception is
+//! [`KEYS`], which the type's `free` callback also lowers on the lazyfree thread: it changes with
+//! [`Counter::add_shared`] / [`Counter::sub_shared`] only (once per key created or freed).
 
 use std::ffi::CStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,17 +19,23 @@ impl Counter {
         Counter(AtomicU64::new(0))
     }
 
-    /// Adds `n`.
+    /// Adds `n` (main thread only: see the module docs).
     pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed).wrapping_add(n);
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// Adds `n` from any thread (a locked read-modify-write).
+    pub fn add_shared(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Subtracts `n` (a gauge going down).
-    pub fn sub(&self, n: u64) {
+    /// Subtracts `n` from any thread (a locked read-modify-write).
+    pub fn sub_shared(&self, n: u64) {
         self.0.fetch_sub(n, Ordering::Relaxed);
     }
 
-    /// Sets the value (a setting shown in INFO).
+    /// Sets the value (a setting shown in INFO; main thread only).
     pub fn set(&self, n: u64) {
         self.0.store(n, Ordering::Relaxed);
     }
@@ -48,11 +57,15 @@ pub static CLAMPED: Counter = Counter::new();
 pub static TTL_REPAIRS: Counter = Counter::new();
 /// Values moved by active defrag.
 pub static DEFRAG_MOVES: Counter = Counter::new();
+/// `RL.APPLY` payloads refused (a newer master's hit this release cannot replay, or garbage).
+pub static HITS_REFUSED: Counter = Counter::new();
+/// Replayed moving-window hits after which the log differed from what the master reported.
+pub static REPLICA_MISMATCHES: Counter = Counter::new();
 /// 1 when the module is subscribed to generic keyspace events (module argument `ttl-hook yes`,
 /// on a server where that is safe) and repairs `PERSIST` right after the command; 0 otherwise.
 pub static KEYSPACE_HOOK: Counter = Counter::new();
 /// Limiter values in memory: the `ratelimit` keys of every database (plus, on a replica, those of
-/// a full sync being loaded). The TTL sweep does nothing while this is 0.
+/// a full sync being loaded). The TTL sweep does nothing while this is 0. Shared: see above.
 pub static KEYS: Counter = Counter::new();
 /// The TTL sweep's rate (module argument `ttl-sweep-rate`), keys per second; 0 = no sweep.
 pub static SWEEP_RATE: Counter = Counter::new();
@@ -61,13 +74,15 @@ pub static SWEEP_SCANNED: Counter = Counter::new();
 /// Passes of the TTL sweep over every database completed.
 pub static SWEEP_PASSES: Counter = Counter::new();
 
-const FIELDS: [(&CStr, &Counter); 10] = [
+const FIELDS: [(&CStr, &Counter); 12] = [
     (c"allowed", &ALLOWED),
     (c"denied", &DENIED),
     (c"clamped", &CLAMPED),
     (c"ttl_repairs", &TTL_REPAIRS),
     (c"defrag_moves", &DEFRAG_MOVES),
     (c"keyspace_hook", &KEYSPACE_HOOK),
+    (c"hits_refused", &HITS_REFUSED),
+    (c"replica_mismatches", &REPLICA_MISMATCHES),
     (c"keys", &KEYS),
     (c"ttl_sweep_rate", &SWEEP_RATE),
     (c"ttl_sweep_scanned", &SWEEP_SCANNED),

@@ -15,22 +15,139 @@
 //! assert_eq!(Reader::new(&[0x80, 0x00]).u64(), None); // overlong
 //! ```
 
-/// Appends `v`.
-pub fn put_u64(out: &mut Vec<u8>, v: u64) {
-    put_u128(out, u128::from(v));
+/// Where encoded bytes go: a `Vec`, or a [`StackBuf`] on the hot path.
+pub trait Sink {
+    /// Appends one byte.
+    fn push_byte(&mut self, b: u8);
+    /// Appends bytes.
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.push_byte(b);
+        }
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn push_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A byte buffer on the stack that moves to the heap only when it outgrows `N` bytes: a
+/// counter's whole payload fits, so replicating it allocates nothing.
+///
+/// ```
+/// use redis_ratelimit::varint::{put_u64, StackBuf};
+/// let mut buf = StackBuf::<4>::new();
+/// put_u64(&mut buf, 300);
+/// assert_eq!(buf.as_slice(), [0xac, 0x02]);
+/// put_u64(&mut buf, u64::MAX); // spills to the heap
+/// assert_eq!(buf.as_slice().len(), 12);
+/// ```
+#[derive(Debug)]
+pub struct StackBuf<const N: usize> {
+    inline: [u8; N],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl<const N: usize> StackBuf<N> {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        StackBuf {
+            inline: [0; N],
+            len: 0,
+            heap: None,
+        }
+    }
+
+    /// The bytes written.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.heap {
+            Some(v) => v,
+            None => self.inline.get(..self.len).unwrap_or(&[]),
+        }
+    }
+}
+
+impl<const N: usize> Default for StackBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Sink for StackBuf<N> {
+    #[inline]
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        match (&mut self.heap, self.inline.get_mut(self.len..end)) {
+            (None, Some(slot)) => {
+                slot.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => bytes.iter().for_each(|&b| self.push_byte(b)),
+        }
+    }
+
+    #[inline]
+    fn push_byte(&mut self, b: u8) {
+        if let Some(v) = &mut self.heap {
+            v.push(b);
+            return;
+        }
+        if let Some(slot) = self.inline.get_mut(self.len) {
+            *slot = b;
+            self.len = self.len.saturating_add(1);
+            return;
+        }
+        let mut v = Vec::with_capacity(N.saturating_mul(2).max(16));
+        v.extend_from_slice(&self.inline);
+        v.push(b);
+        self.heap = Some(v);
+    }
 }
 
 /// Appends `v`.
-pub fn put_u128(out: &mut Vec<u8>, mut v: u128) {
-    loop {
+#[inline]
+pub fn put_u64(out: &mut impl Sink, mut v: u64) {
+    if v < 0x80 {
+        out.push_byte(v as u8);
+        return;
+    }
+    let mut bytes = [0u8; 10];
+    let mut n: usize = 0;
+    for slot in bytes.iter_mut() {
         let low = (v & 0x7f) as u8;
         v >>= 7;
+        n = n.saturating_add(1);
         if v == 0 {
-            out.push(low);
-            return;
+            *slot = low;
+            break;
         }
-        out.push(low | 0x80);
+        *slot = low | 0x80;
     }
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
+}
+
+/// Appends `v` (encoded on the stack, then appended in one go).
+#[inline]
+pub fn put_u128(out: &mut impl Sink, mut v: u128) {
+    let mut bytes = [0u8; 19];
+    let mut n: usize = 0;
+    for slot in bytes.iter_mut() {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        n = n.saturating_add(1);
+        if v == 0 {
+            *slot = low;
+            break;
+        }
+        *slot = low | 0x80;
+    }
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
 }
 
 /// Encoded length of `v` in bytes.
@@ -72,6 +189,20 @@ fn read(bytes: &[u8], mut pos: usize, max_bits: u32) -> Option<(u128, usize)> {
 
 /// Reads a `u64` varint at `pos` in `bytes`: the value and the position after it.
 pub fn read_u64(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
+    // Fast path: most values in a run log take one or two bytes (the log scans decode
+    // thousands per call); anything longer goes through the general, strict reader.
+    let b0 = *bytes.get(pos)?;
+    if b0 < 0x80 {
+        return Some((u64::from(b0), pos.checked_add(1)?));
+    }
+    let b1 = *bytes.get(pos.checked_add(1)?)?;
+    if b1 < 0x80 {
+        if b1 == 0 {
+            return None; // overlong
+        }
+        let v = u64::from(b0 & 0x7f) | (u64::from(b1) << 7);
+        return Some((v, pos.checked_add(2)?));
+    }
     let (v, pos) = read(bytes, pos, 64)?;
     Some((u64::try_from(v).ok()?, pos))
 }

@@ -7,8 +7,8 @@ mod common;
 
 use common::Server;
 use redis_ratelimit::algo::{
-    Algorithm, FixedWindowState, GcraState, Limiter, MovingWindowState, Rule, SlidingWindowState,
-    State,
+    Algorithm, FixedWindowState, GcraState, Limiter, LimitsSlidingState, MovingWindowState, Rule,
+    SlidingWindowState, State,
 };
 use redis_ratelimit::datatype::codec::encode;
 
@@ -30,9 +30,12 @@ fn full_from_tomorrow(algorithm: Algorithm, now_us: u64) -> Limiter {
             count: 10,
         }),
         Algorithm::Gcra => State::Gcra(GcraState::from_tat_us(&rule, t + 60_000_000)),
-        Algorithm::MovingWindow => State::MovingWindow(Box::new(
-            MovingWindowState::from_runs([(t - 1_000, 4), (t, 6)]).unwrap(),
-        )),
+        Algorithm::MovingWindow => {
+            State::MovingWindow(MovingWindowState::from_runs([(t - 1_000, 4), (t, 6)]).unwrap())
+        }
+        Algorithm::LimitsSlidingWindow => {
+            State::LimitsSlidingWindow(LimitsSlidingState::new(10, t / 1000 + 120_000, 0, 0))
+        }
     };
     Limiter { rule, state }
 }
@@ -42,7 +45,7 @@ fn a_state_from_tomorrow_costs_at_most_two_windows() {
     let master = Server::start();
     let replica = master.start_replica();
     let mut c = master.conn();
-    for algorithm in Algorithm::ALL {
+    for &algorithm in Algorithm::ALL {
         let key = format!("k:{}", algorithm.name());
         let args = format!("10 1m ALGO {}", algorithm.name());
         let now = c.time_us() as u64;
@@ -71,7 +74,7 @@ fn a_state_from_tomorrow_costs_at_most_two_windows() {
     master.wait_replicas(&mut c, 1);
     assert_eq!(replica.digest(), master.digest());
     let mut r = replica.conn();
-    for algorithm in Algorithm::ALL {
+    for &algorithm in Algorithm::ALL {
         let key = format!("k:{}", algorithm.name());
         assert_eq!(r.pexpiretime(&key), c.pexpiretime(&key), "{key}");
     }
@@ -84,7 +87,7 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
     let s = Server::start();
     let mut c = s.conn();
     let now = c.time_us() as u64;
-    for algorithm in Algorithm::ALL {
+    for &algorithm in Algorithm::ALL {
         let key = format!("p:{}", algorithm.name());
         let mut limiter = full_from_tomorrow(algorithm, now);
         // Half used instead of full.
@@ -95,8 +98,14 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
                 &limiter.rule,
                 now + DAY_US + 30_000_000,
             )),
-            State::MovingWindow(_) => State::MovingWindow(Box::new(
-                MovingWindowState::from_runs([(now + DAY_US, 5)]).unwrap(),
+            State::MovingWindow(_) => {
+                State::MovingWindow(MovingWindowState::from_runs([(now + DAY_US, 5)]).unwrap())
+            }
+            State::LimitsSlidingWindow(_) => State::LimitsSlidingWindow(LimitsSlidingState::new(
+                5,
+                (now + DAY_US) / 1000 + 120_000,
+                0,
+                0,
             )),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])

@@ -179,6 +179,9 @@ const EXAMPLES: &[&str] = &[
     "RL.INSPECT $1",
     "RL.SETSTATE $1 payload",
     "RL.APPLY $1 hit",
+    "RL.THROTTLE $1 15 30 60",
+    "CL.THROTTLE $1 15 30 60 2",
+    "GCRA $1 15 30 0.5 TOKENS 2",
     // Only with `enable-debug-command yes`; the key follows the PANIC-OPEN keyword.
     "RL.DEBUG PANIC-OPEN $1",
     "RL.DEBUG PANIC",

@@ -7,7 +7,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use common::{assert_between, info_field, Conn, Reply, Server};
-use redis_ratelimit::algo::{Algorithm, Rule};
+use redis_ratelimit::algo::{Algorithm, Bounds, Hit, Rule};
 use redis_ratelimit::datatype::codec::encode_hit;
 
 const MW: &str = "ALGO moving-window";
@@ -109,8 +109,20 @@ fn memory_usage_reports_the_log() {
     let now = c.time_us() as u64;
     for i in 1..=1_000u64 {
         let at = now - 3_600_000_000 + i * 3_600_000;
-        c.send(&[b"RL.APPLY".as_slice(), b"spread", &encode_hit(&rule, at, 1)])
-            .unwrap();
+        let hit = Hit {
+            rule,
+            now_us: at,
+            cost: 1,
+            bounds: Bounds::DEFAULT,
+            after: None,
+            needs_current_replay: false,
+        };
+        c.send(&[
+            b"RL.APPLY".as_slice(),
+            b"spread",
+            encode_hit(&hit).as_slice(),
+        ])
+        .unwrap();
     }
     for _ in 0..1_000 {
         assert_eq!(c.read().unwrap(), Reply::Status("OK".into()));
@@ -163,4 +175,68 @@ fn a_rule_change_keeps_the_log() {
     assert!(r[0].allowed);
     let d = c.allow("r", &format!("5 1h {MW}"));
     assert_eq!((d.allowed, d.remaining), (true, 3));
+}
+
+/// Past the coalescing threshold (50,000 runs under the default cap) hits replicate in payload
+/// version 3, with the cap and the master's `runs total`: the replica ends equal and agrees.
+#[test]
+fn a_log_past_the_threshold_replicates_exactly() {
+    let master = Server::start();
+    let replica = master.start_replica();
+    let mut c = master.conn();
+    let args = format!("1000000000 1h {MW}");
+    for _ in 0..7 {
+        c.rl_pipeline("ALLOW", "big", &args, 10_000);
+    }
+    let runs = c.inspect_int("big", "runs");
+    assert!((50_000..70_000).contains(&runs), "{runs} runs");
+    master.wait_replicas(&mut c, 1);
+    assert_eq!(replica.digest(), master.digest());
+    let mut r = replica.conn();
+    assert_eq!(r.pexpiretime("big"), c.pexpiretime("big"));
+    assert_eq!(r.stat("replica_mismatches"), 0);
+    assert_eq!(r.stat("hits_refused"), 0);
+}
+
+/// A replayed hit whose log does not end as the master's did is counted (and logged once a
+/// minute at most): a replica that missed a hit is detectable.
+#[test]
+fn a_replica_that_diverged_is_counted() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let now = c.time_us() as u64;
+    let rule = Rule::new(Algorithm::MovingWindow, 100, 60_000_000, None).unwrap();
+    let hit = |now_us, after| Hit {
+        rule,
+        now_us,
+        cost: 1,
+        bounds: Bounds::DEFAULT,
+        after,
+        needs_current_replay: true,
+    };
+    // The master says its log held 2 runs totalling 2 after this hit: so does ours.
+    for (i, after) in [(1, (1, 1)), (2, (2, 2))] {
+        let payload = encode_hit(&hit(now + i, Some(after)));
+        let r = c.cmd(&[b"RL.APPLY".as_slice(), b"k", payload.as_slice()]);
+        assert_eq!(r, Reply::Status("OK".into()));
+    }
+    assert_eq!(c.stat("replica_mismatches"), 0);
+    // Here it says 5 runs totalling 9: a hit went missing before.
+    let payload = encode_hit(&hit(now + 3, Some((5, 9))));
+    c.cmd(&[b"RL.APPLY".as_slice(), b"k", payload.as_slice()]);
+    assert_eq!(c.stat("replica_mismatches"), 1);
+    assert_eq!(c.inspect_int("k", "runs"), 3);
+    // A payload of a later version that needs a newer reader is refused and counted.
+    let mut later = encode_hit(&hit(now + 4, None)).as_slice().to_vec();
+    later[0] = 4;
+    later[1] = 4;
+    let r = c.cmd(&[b"RL.APPLY".as_slice(), b"k", &later]);
+    assert!(matches!(r, Reply::Error(_)), "{r:?}");
+    assert_eq!(c.stat("hits_refused"), 1);
+    // One it may read (oldest reader 3), with a record this release does not know, is applied.
+    later[1] = 3;
+    later.extend_from_slice(&[9, 1, 0x2a]);
+    let r = c.cmd(&[b"RL.APPLY".as_slice(), b"k", &later]);
+    assert_eq!(r, Reply::Status("OK".into()));
+    assert_eq!(c.inspect_int("k", "runs"), 4);
 }

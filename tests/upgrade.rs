@@ -1,14 +1,16 @@
-//! Rolling upgrades: this release reads what the previous one wrote — an RDB file kept as a
-//! fixture, a full sync and the replication stream of a master still running the previous
-//! release's module (built from git history by scripts/test, never committed). The upgrade
-//! order this supports: replicas first, then fail over to one of them, then the old master.
+//! Rolling upgrades: this release reads what earlier ones wrote — the first release's RDB file
+//! kept as a fixture, a full sync and the replication stream of a master still running the
+//! previous release's module (built from git history by scripts/test, never committed) — and
+//! the previous release follows this one's moving-window hits while they need nothing new. The
+//! upgrade order this supports: replicas first, then fail over to one of them, then the old
+//! master (which is briefly a replica of an upgraded one).
 
 mod common;
 
 use std::fs;
 use std::path::Path;
 
-use common::{prev_module_path, NodeConfig, Rng, Server, FIRST_RELEASE_ALGOS as ALGOS};
+use common::{prev_module_path, NodeConfig, Rng, Server, ALGOS};
 
 /// One line of tests/fixtures/first-release.txt.
 struct FixtureKey {
@@ -112,14 +114,14 @@ fn a_replica_of_the_previous_release_follows_its_master() {
     let master = NodeConfig::new().module(prev).start();
     let mut c = master.conn();
     let mut rng = Rng::from_env("a_replica_of_the_previous_release_follows_its_master");
-    let keys: Vec<(String, &str)> = (0..60).map(|i| (format!("u:{i}"), ALGOS[i % 3])).collect();
-    // Before the replica exists: reaches it in the full sync (RDB encoding version 1).
+    let keys: Vec<(String, &str)> = (0..80).map(|i| (format!("u:{i}"), ALGOS[i % 4])).collect();
+    // Before the replica exists: reaches it in the full sync.
     for (key, algo) in &keys[..30] {
         let args = args_for(&mut rng, algo);
         c.rl("ALLOW", key, &args);
     }
     let replica = master.start_replica();
-    // After: reaches it as RL.SETSTATE with the first release's 50-byte payloads.
+    // After: reaches it as RL.SETSTATE, and RL.APPLY hits of payload version 2.
     for _ in 0..600 {
         let (key, algo) = rng.pick(&keys);
         let args = args_for(&mut rng, algo);
@@ -163,7 +165,6 @@ fn a_replica_of_the_previous_release_follows_its_master() {
         );
         let old = c.peek(key, &format!("{args} COST 0"));
         let new = r.peek(key, &format!("{args} COST 0"));
-        // gcra: the old release rounded its interval down, so at most one cell apart.
         assert!(
             (old.remaining - new.remaining).abs() <= 1,
             "{key}: previous release {old:?}, this one {new:?}"
@@ -176,4 +177,61 @@ fn a_replica_of_the_previous_release_follows_its_master() {
         }
     }
     replica.assert_alive();
+}
+
+/// Rule arguments for the moving-window workload below.
+fn mw_args(rng: &mut Rng) -> String {
+    let limit = rng.pick(&[3, 10, 1_000]);
+    let window = rng.pick(&["1h", "2h", "300ms"]);
+    let cost = rng.pick(&[1, 1, 2, 5]);
+    format!("{limit} {window} ALGO moving-window COST {cost}")
+}
+
+/// The old master, briefly a replica of an upgraded one: this release writes a moving-window hit
+/// in the previous payload version whenever the previous release replays it identically (the
+/// default cap, a log below the coalescing threshold), so that replica keeps up.
+#[test]
+fn a_previous_release_replica_follows_this_release_s_moving_window() {
+    let master = Server::start();
+    let replica = master.start_replica_with(NodeConfig::new().module(prev_module_path()));
+    let mut c = master.conn();
+    let mut rng = Rng::from_env("a_previous_release_replica_follows_this_release_s_moving_window");
+    let keys: Vec<String> = (0..20).map(|i| format!("m:{i}")).collect();
+    for _ in 0..1_500 {
+        let key = rng.pick(&keys);
+        let args = mw_args(&mut rng);
+        let r = c.rl_raw("ALLOW", key, &args);
+        assert!(r.error().is_none(), "{r:?}");
+    }
+    master.wait_replicas(&mut c, 1);
+    let mut r = replica.conn();
+    for key in &keys {
+        assert_eq!(r.pexpiretime(key), c.pexpiretime(key), "{key}");
+    }
+    assert_eq!(replica.digest(), master.digest());
+    assert!(!replica.log().contains("invalid ratelimit hit payload"));
+    replica.assert_alive();
+}
+
+/// A replica upgraded first replays an old master's hits as the old master made them, up to
+/// its cap of 100,000 runs (where it merged the two oldest).
+#[test]
+fn this_release_replays_the_previous_release_s_hits_at_its_cap() {
+    let master = NodeConfig::new().module(prev_module_path()).start();
+    let replica = master.start_replica();
+    let mut c = master.conn();
+    let args = "1000000000 1h ALGO moving-window";
+    for _ in 0..13 {
+        c.rl_pipeline("ALLOW", "big", args, 10_000);
+    }
+    assert_eq!(
+        c.inspect_int("big", "runs"),
+        100_000,
+        "the old master's cap"
+    );
+    master.wait_replicas(&mut c, 1);
+    assert_eq!(replica.digest(), master.digest());
+    let mut r = replica.conn();
+    assert_eq!(r.pexpiretime("big"), c.pexpiretime("big"));
+    assert_eq!(r.stat("replica_mismatches"), 0);
 }

@@ -32,7 +32,10 @@
 //! assert_eq!(write, Some(FixedWindowState { window_start_us: 11_000_000, count: 2 }));
 //! ```
 
+use super::counter::{self, Counter};
+use super::kind::{Bounds, Change, Fields, Kind};
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::varint::{put_u64, Reader, Sink};
 
 /// State of a fixed-window limiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +137,84 @@ pub fn decide(
             };
             (decision, None)
         }
+    }
+}
+
+impl Counter for FixedWindowState {
+    fn view(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.clamped(now_us)
+            .at(stored, now_us)
+            .and_then(|s| s.at(rule, now_us))
+    }
+
+    fn decide_view(
+        view: Option<&Self>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> (Decision, Option<Self>) {
+        decide(view, rule, cost, now_us)
+    }
+
+    fn ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        self.is_ahead(now_us)
+    }
+}
+
+impl Kind for FixedWindowState {
+    fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>) {
+        decide(None, rule, cost, now_us)
+    }
+
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> (Decision, Change) {
+        counter::decide(self, stored, rule, cost, now_us)
+    }
+
+    fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+        counter::peek(self, stored, rule, cost, now_us)
+    }
+
+    fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.view(stored, rule, now_us)
+    }
+
+    fn is_ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        FixedWindowState::is_ahead(self, now_us)
+    }
+
+    fn expires_at_us(&self, rule: &Rule) -> u64 {
+        FixedWindowState::expires_at_us(self, rule)
+    }
+
+    fn is_valid(&self, _rule: &Rule) -> bool {
+        FixedWindowState::is_valid(self)
+    }
+
+    /// `window_start_us count`.
+    fn encode(&self, out: &mut impl Sink) {
+        put_u64(out, self.window_start_us);
+        put_u64(out, self.count);
+    }
+
+    fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
+        Some(FixedWindowState {
+            window_start_us: bytes.u64()?,
+            count: bytes.u64()?,
+        })
+    }
+
+    /// `window_start_us count`: the window's start and the cost admitted in it.
+    fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
+        let view = state.and_then(|s| s.view(stored, stored, now_us));
+        out.push(("window_start_us", view.map_or(0, |s| s.window_start_us)));
+        out.push(("count", view.map_or(0, |s| s.count)));
     }
 }
 

@@ -40,7 +40,11 @@
 //! assert_eq!(d.remaining, 2);
 //! ```
 
-use super::{clamp_u64, div_ceil, mul, Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
+use super::counter::{self, Counter};
+use super::kind::{Bounds, Change, Fields, Kind};
+use super::math::{clamp_u64, div_ceil, mul};
+use super::{Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
+use crate::varint::{put_u128, Reader, Sink};
 
 /// State of a gcra limiter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +196,82 @@ pub fn decide(
             reset_after_us: reset_after(tat0),
         };
         (decision, None)
+    }
+}
+
+impl Counter for GcraState {
+    fn view(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.clamped(stored, now_us)
+            .carried_over(stored, rule, now_us)
+    }
+
+    fn decide_view(
+        view: Option<&Self>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> (Decision, Option<Self>) {
+        decide(view, rule, cost, now_us)
+    }
+
+    fn ahead(&self, rule: &Rule, now_us: u64) -> bool {
+        self.is_ahead(rule, now_us)
+    }
+}
+
+impl Kind for GcraState {
+    const TAKES_BURST: bool = true;
+
+    fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>) {
+        decide(None, rule, cost, now_us)
+    }
+
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> (Decision, Change) {
+        counter::decide(self, stored, rule, cost, now_us)
+    }
+
+    fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+        counter::peek(self, stored, rule, cost, now_us)
+    }
+
+    fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.view(stored, rule, now_us)
+    }
+
+    fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
+        GcraState::is_ahead(self, rule, now_us)
+    }
+
+    fn expires_at_us(&self, rule: &Rule) -> u64 {
+        GcraState::expires_at_us(self, rule)
+    }
+
+    fn is_valid(&self, rule: &Rule) -> bool {
+        GcraState::is_valid(self, rule)
+    }
+
+    /// `tat × limit` (a varint of up to 128 bits).
+    fn encode(&self, out: &mut impl Sink) {
+        put_u128(out, self.tat_scaled);
+    }
+
+    fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
+        Some(GcraState {
+            tat_scaled: bytes.u128()?,
+        })
+    }
+
+    /// `tat_us`: when the bucket is full again (rounded up to a µs).
+    fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
+        let view = state.and_then(|s| s.view(stored, stored, now_us));
+        out.push(("tat_us", view.map_or(0, |s| s.tat_us_ceil(stored))));
     }
 }
 

@@ -11,13 +11,22 @@
 //!   in-window runs have left the window for `n` to pass: the run at `t` leaves at `t + W`;
 //! * `reset_after` / expiry = `newest run + W`: when the last entry leaves the window.
 //!
-//! **Memory.** Runs before the newest are stored as LEB128 varints — the gap to the previous
-//! run's timestamp, then the count — in one byte buffer, dropped from the front as they leave
-//! the window (O(1) amortised per hit; the buffer grows by a quarter at a time and is compacted
-//! when half of it is dead). 1,000 single hits spread over a minute take about 4 bytes each,
-//! spread over an hour about 5. At most [`MAX_RUNS`] runs are kept:
-//! one more merges the two oldest into the *later* timestamp, which keeps the older cost in the
-//! window a little longer — stricter, never more permissive. Below the cap the log is exact.
+//! **Cost.** The newest run is kept inline; older runs live in a [`RunLog`]: varint chunks with
+//! a header each (first timestamp, running sum), so finding where the window starts, the sum
+//! inside it, the run a denial must wait for, or the runs a clock step moved is a binary search
+//! plus a scan of one chunk — O(log runs) whatever the log's length, the cost or the clock.
+//!
+//! **The cap and its bound.** A key keeps at most `max_runs` runs (`C`, [`Bounds`]; default
+//! [`DEFAULT_MAX_RUNS`]). Below `h = ⌊(C − 1) / 2⌋` runs the log is exact. From `h` runs on, a
+//! hit that falls in the same *bucket* of `g = ⌈W / h⌉` µs (`⌊t / g⌋`) as the newest run joins
+//! it, and the run takes the hit's (later) timestamp. So an entry may stay counted **less than
+//! `g` past its exact expiry** (it leaves when the newest hit of its bucket leaves), never
+//! longer, and the limiter is never more permissive than the exact log. Under an unchanged rule
+//! the log then never exceeds `C` runs: at most `h` runs were made below the threshold, and
+//! above it at most one per bucket of the window, `⌊W / g⌋ + 1 ≤ h + 1`. Only states the rule
+//! did not build (after a change of window, or loaded from a node with a larger cap) can reach
+//! `C`; then a hit joins the newest run whatever its bucket. With `C` = 100,000, `g` is 21 µs
+//! for `W` = 1 s, 1.2 ms for 1 min, 72 ms for 1 h.
 //!
 //! **Clock steps.** Runs after `now` (a clock that stepped back) are read as if made at `now`,
 //! the latest they can have been made; a write stores them so. **Rule changes** keep the log
@@ -31,11 +40,11 @@
 //!
 //! ```
 //! use redis_ratelimit::algo::moving_window::{decide, MovingWindowState};
-//! use redis_ratelimit::algo::{Algorithm, RetryAfter, Rule};
+//! use redis_ratelimit::algo::{Algorithm, Bounds, RetryAfter, Rule};
 //! const S: u64 = 1_000_000;
 //! let rule = Rule::new(Algorithm::MovingWindow, 3, 10 * S, None).unwrap();
 //! let mut log = MovingWindowState::new(0, 2);
-//! log.commit(&rule, &rule, 4 * S, 1);
+//! log.commit(&rule, &rule, 4 * S, 1, &Bounds::DEFAULT);
 //! let d = decide(Some(&log), &rule, &rule, 2, 6 * S);
 //! assert!(!d.allowed);
 //! assert_eq!(d.retry_after, RetryAfter::After(4 * S));
@@ -43,31 +52,34 @@
 //! assert!(decide(Some(&log), &rule, &rule, 2, 10 * S).allowed);
 //! ```
 
+use super::kind::{Bounds, Change, Fields, Hit, Kind, Replication};
+use super::run_log::RunLog;
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
-use crate::varint::{len_u64, put_u64, read_u64};
+use crate::varint::{put_u64, Reader, Sink};
 
-/// Most runs one key keeps; one more merges the two oldest (see the module docs).
-pub const MAX_RUNS: usize = 100_000;
+/// The default most runs one key keeps (see the module docs).
+pub const DEFAULT_MAX_RUNS: usize = 100_000;
+
+/// Most runs a payload may hold, whatever a node's configured cap: a fixed format bound, so
+/// nodes with different caps read each other's states.
+pub const FORMAT_MAX_RUNS: usize = 1_000_000;
+
+/// The cap the previous payload version's replay merged at (what a version-2 hit means).
+const V2_REPLAY_CAP: usize = 100_000;
 
 /// The log of one moving-window limiter. Never empty: a limiter that holds nothing is absent.
 #[derive(Clone, Debug)]
 pub struct MovingWindowState {
-    /// Runs before the newest, from byte `head` on: varint gap to the previous run, varint count.
-    /// The gap of the run at `head` is stale (its time is `head_ts`).
-    buf: Vec<u8>,
-    head: usize,
-    head_ts: u64,
-    encoded: usize,
-    last_encoded_ts: u64,
     newest_ts: u64,
     newest_count: u64,
-    total: u64,
+    /// The runs before the newest; `None` when there are none.
+    older: Option<Box<RunLog>>,
 }
 
 impl PartialEq for MovingWindowState {
     /// Logical equality: the same runs, however the bytes are laid out.
     fn eq(&self, other: &Self) -> bool {
-        self.total == other.total
+        self.total() == other.total()
             && self.run_count() == other.run_count()
             && self.runs().eq(other.runs())
     }
@@ -75,24 +87,30 @@ impl PartialEq for MovingWindowState {
 
 impl Eq for MovingWindowState {}
 
+/// The threshold `h` of run count from which hits coalesce by bucket, for a cap.
+fn threshold(max_runs: usize) -> usize {
+    (max_runs.saturating_sub(1) / 2).max(1)
+}
+
+/// The bucket width `g = ⌈W / h⌉` in µs.
+pub fn bucket_us(window_us: u64, max_runs: usize) -> u64 {
+    let h = u64::try_from(threshold(max_runs)).unwrap_or(u64::MAX);
+    window_us.div_ceil(h).max(1)
+}
+
 impl MovingWindowState {
     /// A log of one run.
     pub fn new(ts: u64, count: u64) -> MovingWindowState {
         MovingWindowState {
-            buf: Vec::new(),
-            head: 0,
-            head_ts: 0,
-            encoded: 0,
-            last_encoded_ts: 0,
             newest_ts: ts,
             newest_count: count.min(MAX_COUNT),
-            total: count.min(MAX_COUNT),
+            older: None,
         }
     }
 
     /// A log from runs, oldest first; `None` unless the timestamps strictly increase, every
-    /// count is at least 1, and there are between 1 and [`MAX_RUNS`] runs summing to at most
-    /// [`MAX_COUNT`] (what decoding accepts).
+    /// count is at least 1, and there are between 1 and [`FORMAT_MAX_RUNS`] runs summing to at
+    /// most [`MAX_COUNT`] (what decoding accepts).
     pub fn from_runs(runs: impl IntoIterator<Item = (u64, u64)>) -> Option<MovingWindowState> {
         let mut runs = runs.into_iter();
         let (ts, count) = runs.next()?;
@@ -100,37 +118,41 @@ impl MovingWindowState {
             return None;
         }
         let mut log = MovingWindowState::new(ts, count);
+        let mut total = count;
         let mut n = 1usize;
         for (ts, count) in runs {
             n = n.checked_add(1)?;
-            let total = log.total.checked_add(count)?;
-            if ts <= log.newest_ts || count == 0 || total > MAX_COUNT || n > MAX_RUNS {
+            total = total.checked_add(count)?;
+            if ts <= log.newest_ts || count == 0 || total > MAX_COUNT || n > FORMAT_MAX_RUNS {
                 return None;
             }
-            log.push(ts, count);
+            log.append(ts, count);
         }
         Some(log)
     }
 
     /// The runs `(timestamp, count)`, oldest first.
-    pub fn runs(&self) -> Runs<'_> {
-        Runs {
-            log: self,
-            pos: self.head,
-            ts: self.head_ts,
-            left: self.encoded,
-            newest_done: false,
-        }
+    pub fn runs(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.older
+            .iter()
+            .flat_map(|l| l.iter())
+            .chain(std::iter::once((self.newest_ts, self.newest_count)))
     }
 
     /// How many runs are stored.
     pub fn run_count(&self) -> usize {
-        self.encoded.saturating_add(1)
+        self.older
+            .as_ref()
+            .map_or(0, |l| l.runs())
+            .saturating_add(1)
     }
 
     /// The sum of the stored counts.
     pub fn total(&self) -> u64 {
-        self.total
+        self.older
+            .as_ref()
+            .map_or(0, |l| l.total())
+            .saturating_add(self.newest_count)
     }
 
     /// The newest run's timestamp.
@@ -138,34 +160,18 @@ impl MovingWindowState {
         self.newest_ts
     }
 
-    /// The buffer's heap block, if it has one (for `MEMORY USAGE` and active defrag).
-    pub fn heap_block(&self) -> Option<*const u8> {
-        (self.buf.capacity() > 0).then_some(self.buf.as_ptr())
+    /// The older runs' log, if any (its heap blocks are what `MEMORY USAGE` and defrag see).
+    pub fn older(&self) -> Option<&RunLog> {
+        self.older.as_deref()
     }
 
-    /// Moves the buffer to the block `relocate` returns for it (active defrag), or leaves it
-    /// when `relocate` returns null.
-    ///
-    /// # Safety
-    /// `relocate` receives the buffer's block; when it returns a non-null pointer, that must be
-    /// a block of the same size class from the global allocator holding the same bytes, and the
-    /// old block must have been freed (the server's `RM_DefragAlloc` does exactly this).
-    pub unsafe fn relocate_buffer(&mut self, relocate: impl FnOnce(*mut u8) -> *mut u8) {
-        if self.buf.capacity() == 0 {
-            return;
-        }
-        let moved = relocate(self.buf.as_mut_ptr());
-        if moved.is_null() {
-            return;
-        }
-        let (len, cap) = (self.buf.len(), self.buf.capacity());
-        // SAFETY: the old block is gone (caller's contract); the new one has its bytes.
-        let old = std::mem::take(&mut self.buf);
-        std::mem::forget(old);
-        self.buf = unsafe { Vec::from_raw_parts(moved, len, cap) };
+    /// The older runs' log, to relocate its blocks (active defrag).
+    pub fn older_mut(&mut self) -> Option<&mut Box<RunLog>> {
+        self.older.as_mut()
     }
 
-    /// Whether every invariant holds (timestamps, counts, totals, the cap).
+    /// Whether every invariant holds (timestamps, counts, totals, the format's bound). O(runs):
+    /// for decoded states.
     pub fn is_valid(&self) -> bool {
         let mut prev: Option<u64> = None;
         let mut sum: u64 = 0;
@@ -179,10 +185,156 @@ impl MovingWindowState {
             sum = s;
             prev = Some(ts);
         }
-        sum == self.total
+        sum == self.total()
             && sum <= MAX_COUNT
             && self.newest_ts <= MAX_TIMESTAMP_US
-            && self.run_count() <= MAX_RUNS
+            && self.run_count() <= FORMAT_MAX_RUNS
+    }
+
+    /// Appends a run after the newest.
+    fn append(&mut self, ts: u64, count: u64) {
+        match self.older.as_mut() {
+            Some(log) => log.push(self.newest_ts, self.newest_count),
+            None => self.older = Some(Box::new(RunLog::new(self.newest_ts, self.newest_count))),
+        }
+        self.newest_ts = ts;
+        self.newest_count = count;
+    }
+
+    /// Moves every run after `now_us` to `now_us` (a clock step back): they merge into one.
+    fn clamp(&mut self, now_us: u64) {
+        if self.newest_ts <= now_us {
+            return;
+        }
+        if let Some(log) = self.older.as_mut() {
+            let moved = match log.first_from_time(|t| t >= now_us) {
+                Some(p) if p == log.head() => {
+                    let all = log.total();
+                    log.clear();
+                    all
+                }
+                Some(p) => log.truncate_at(&p),
+                None => 0,
+            };
+            self.newest_count = self.newest_count.saturating_add(moved);
+        }
+        self.newest_ts = now_us;
+    }
+
+    /// Drops every run that left the window; `false` when nothing is left.
+    fn trim(&mut self, horizon: Horizon) -> bool {
+        let everything = horizon.left(self.newest_ts);
+        if let Some(log) = self.older.as_mut() {
+            match log.first_from_time(|t| !horizon.left(t)) {
+                Some(p) if !everything => log.drop_before(&p),
+                _ => log.clear(),
+            }
+        }
+        !everything
+    }
+
+    /// Records a request admitted under `new` at `now_us` (`cost` 0: only converts): clamps runs
+    /// after `now_us` to `now_us`, drops what left the window under `old` or `new`, and adds
+    /// the hit — its own run, or the newest run's when coalescing (see the module docs). The
+    /// same function replays a master's hit on a replica, so both end with the same log.
+    /// Returns `false` when nothing is left. O(log runs).
+    pub fn commit(
+        &mut self,
+        old: &Rule,
+        new: &Rule,
+        now_us: u64,
+        cost: u64,
+        bounds: &Bounds,
+    ) -> bool {
+        self.commit_with(old, new, now_us, cost, |log, now_us, cost| {
+            log.add(now_us, cost, new.window_us(), bounds.max_runs)
+        })
+    }
+
+    /// [`MovingWindowState::commit`] as the previous payload version replays a hit: always a
+    /// run of its own, then the two oldest runs merged (into the later timestamp) while over
+    /// 100,000 runs. What a version-2 `RL.APPLY` from an older master means.
+    pub fn commit_v2(&mut self, old: &Rule, new: &Rule, now_us: u64, cost: u64) -> bool {
+        self.commit_with(old, new, now_us, cost, |log, now_us, cost| {
+            log.add_exact(now_us, cost);
+            while log.run_count() > V2_REPLAY_CAP {
+                log.merge_oldest();
+            }
+        })
+    }
+
+    fn commit_with(
+        &mut self,
+        old: &Rule,
+        new: &Rule,
+        now_us: u64,
+        cost: u64,
+        add: impl FnOnce(&mut Self, u64, u64),
+    ) -> bool {
+        self.clamp(now_us);
+        let alive = self.trim(Horizon::new(old, new, now_us));
+        if cost == 0 {
+            self.release_retired();
+            return alive;
+        }
+        if alive {
+            let cost = cost.min(MAX_COUNT.saturating_sub(self.total()));
+            if cost > 0 {
+                add(self, now_us, cost);
+            }
+        } else {
+            // The older runs (all gone) keep their buffers to retire a few at a time.
+            self.newest_ts = now_us;
+            self.newest_count = cost.min(MAX_COUNT);
+        }
+        self.release_retired();
+        true
+    }
+
+    /// Frees a bounded number of retired chunk buffers; drops the older log once it holds
+    /// neither runs nor buffers.
+    fn release_retired(&mut self) {
+        if let Some(log) = self.older.as_mut() {
+            if log.release_retired() && log.is_empty() {
+                self.older = None;
+            }
+        }
+    }
+
+    /// Adds a hit at `now_us` ≥ the newest run, coalescing into the newest run from the
+    /// threshold on when both lie in one bucket (or at the cap).
+    fn add(&mut self, now_us: u64, cost: u64, window_us: u64, max_runs: usize) {
+        let runs = self.run_count();
+        let g = bucket_us(window_us, max_runs);
+        let same_bucket = self.newest_ts.checked_div(g) == now_us.checked_div(g);
+        if now_us <= self.newest_ts
+            || runs >= threshold(max_runs) && same_bucket
+            || runs >= max_runs.max(1)
+        {
+            self.newest_ts = self.newest_ts.max(now_us);
+            self.newest_count = self.newest_count.saturating_add(cost);
+        } else {
+            self.append(now_us, cost);
+        }
+    }
+
+    /// Adds a hit at `now_us` ≥ the newest run as a run of its own (or into a run of the same µs).
+    fn add_exact(&mut self, now_us: u64, cost: u64) {
+        if now_us <= self.newest_ts {
+            self.newest_count = self.newest_count.saturating_add(cost);
+        } else {
+            self.append(now_us, cost);
+        }
+    }
+
+    /// Merges the oldest run into the next one (which keeps its timestamp).
+    fn merge_oldest(&mut self) {
+        if let Some(log) = self.older.as_mut().filter(|l| !l.is_empty()) {
+            if let Some(merged) = log.merge_head() {
+                self.newest_count = self.newest_count.saturating_add(merged);
+                log.clear();
+            }
+        }
     }
 
     /// Absolute µs at which the newest entry leaves the window (the key's expiry).
@@ -195,219 +347,34 @@ impl MovingWindowState {
         self.newest_ts > now_us
     }
 
-    /// Records a request admitted under `new` at `now_us` (`cost` 0: only converts): clamps runs
-    /// after `now_us` to `now_us`, drops what left the window under `old` or `new`, appends, and
-    /// merges the two oldest runs while over [`MAX_RUNS`]. The same function replays a master's
-    /// hit on a replica, so both end with the same log. Returns `false` when nothing is left.
-    pub fn commit(&mut self, old: &Rule, new: &Rule, now_us: u64, cost: u64) -> bool {
-        self.commit_capped(old, new, now_us, cost, MAX_RUNS)
-    }
-
-    /// [`MovingWindowState::commit`] with another cap (for tests).
-    pub fn commit_capped(
-        &mut self,
-        old: &Rule,
-        new: &Rule,
-        now_us: u64,
-        cost: u64,
-        cap: usize,
-    ) -> bool {
-        if self.is_ahead(now_us) {
-            self.clamp(now_us);
-        }
-        let alive = self.trim(Horizon::new(old, new, now_us));
-        if cost == 0 {
-            return alive;
-        }
-        let cost = cost.min(MAX_COUNT.saturating_sub(if alive { self.total } else { 0 }));
-        if !alive {
-            *self = MovingWindowState::new(now_us, cost);
-            return true;
-        }
-        if cost > 0 {
-            self.push(now_us, cost);
-        }
-        while self.run_count() > cap.max(2) {
-            self.merge_oldest();
-        }
-        true
-    }
-
-    /// Appends a run at `ts` ≥ the newest (coalescing equal timestamps).
-    fn push(&mut self, ts: u64, count: u64) {
-        self.total = self.total.saturating_add(count);
-        if ts <= self.newest_ts {
-            self.newest_count = self.newest_count.saturating_add(count);
-            return;
-        }
-        // Room for one more run (two varints), grown by a quarter: amortised O(1) like doubling,
-        // but at most 25 % of the buffer is slack.
-        if self.buf.capacity().saturating_sub(self.buf.len()) < 20 {
-            self.buf.reserve_exact((self.buf.len() / 4).max(32));
-        }
-        if self.encoded == 0 {
-            self.buf.clear();
-            self.head = 0;
-            self.head_ts = self.newest_ts;
-            put_u64(&mut self.buf, 0);
-        } else {
-            put_u64(
-                &mut self.buf,
-                self.newest_ts.saturating_sub(self.last_encoded_ts),
-            );
-        }
-        put_u64(&mut self.buf, self.newest_count);
-        self.encoded = self.encoded.saturating_add(1);
-        self.last_encoded_ts = self.newest_ts;
-        self.newest_ts = ts;
-        self.newest_count = count;
-    }
-
-    /// The encoded run at byte `pos`: (gap, count, position after it).
-    fn read_run(&self, pos: usize) -> Option<(u64, u64, usize)> {
-        let (gap, pos) = read_u64(&self.buf, pos)?;
-        let (count, pos) = read_u64(&self.buf, pos)?;
-        Some((gap, count, pos))
-    }
-
-    /// Drops every run that left the window; `false` when nothing is left.
-    fn trim(&mut self, horizon: Horizon) -> bool {
-        while self.encoded > 0 && horizon.left(self.head_ts) {
-            self.pop_head();
-        }
-        if self.encoded == 0 && horizon.left(self.newest_ts) {
-            self.total = 0;
-            return false;
-        }
-        true
-    }
-
-    /// Drops the oldest encoded run. Returns its count.
-    fn pop_head(&mut self) -> u64 {
-        let Some((_, count, next)) = self.read_run(self.head) else {
-            // Unreachable for a log built by this module; fail safe: forget the encoded runs.
-            self.forget_encoded();
-            return 0;
-        };
-        self.total = self.total.saturating_sub(count);
-        self.encoded = self.encoded.saturating_sub(1);
-        self.head = next;
-        if self.encoded == 0 {
-            self.buf.clear();
-            self.head = 0;
-        } else {
-            let gap = read_u64(&self.buf, next).map_or(0, |(gap, _)| gap);
-            self.head_ts = self.head_ts.saturating_add(gap);
-            self.compact();
-        }
-        count
-    }
-
-    fn forget_encoded(&mut self) {
-        self.buf.clear();
-        self.head = 0;
-        self.encoded = 0;
-        self.total = self.newest_count;
-    }
-
-    /// Reclaims the dead front of the buffer once it is half of it.
-    fn compact(&mut self) {
-        let len = self.buf.len();
-        if self.head >= 64 && self.head.saturating_mul(2) >= len {
-            self.buf.drain(..self.head);
-            self.head = 0;
-            if self.buf.capacity() > self.buf.len().saturating_mul(4).max(64) {
-                self.buf.shrink_to(self.buf.len().saturating_mul(2));
-            }
-        }
-    }
-
-    /// Merges the two oldest runs into the later timestamp.
-    fn merge_oldest(&mut self) {
-        if self.encoded == 0 {
-            return;
-        }
-        let first = self.head;
-        let Some((_, c1, second)) = self.read_run(first) else {
-            self.forget_encoded();
-            return;
-        };
-        if self.encoded == 1 {
-            // The second run is the newest.
-            self.newest_count = self.newest_count.saturating_add(c1);
-            self.buf.clear();
-            self.head = 0;
-            self.encoded = 0;
-            return;
-        }
-        let Some((gap2, c2, end)) = self.read_run(second) else {
-            self.forget_encoded();
-            return;
-        };
-        // Rewrite the second run with both counts so that it ends where it ended; the bytes of
-        // the first run make room (a head's gap is never read, so it is written as 0).
-        let merged = c1.saturating_add(c2);
-        let size = len_u64(0).saturating_add(len_u64(merged));
-        let start = end.saturating_sub(size);
-        if start < first {
-            return; // cannot happen: two runs take at least size bytes
-        }
-        let mut bytes = Vec::with_capacity(size);
-        put_u64(&mut bytes, 0);
-        put_u64(&mut bytes, merged);
-        if let Some(slot) = self.buf.get_mut(start..end) {
-            slot.copy_from_slice(&bytes);
-        }
-        self.head = start;
-        self.head_ts = self.head_ts.saturating_add(gap2);
-        self.encoded = self.encoded.saturating_sub(1);
-        self.compact();
-    }
-
-    /// Rebuilds the log with every timestamp after `now_us` moved to `now_us`.
-    fn clamp(&mut self, now_us: u64) {
-        let runs: Vec<(u64, u64)> = self.runs().map(|(t, c)| (t.min(now_us), c)).collect();
-        let mut iter = runs.into_iter();
-        let Some((ts, count)) = iter.next() else {
-            return;
-        };
-        let mut log = MovingWindowState::new(ts, count);
-        for (ts, count) in iter {
-            log.push(ts, count);
-        }
-        *self = log;
-    }
-}
-
-/// Iterator over a log's runs, oldest first.
-#[derive(Debug)]
-pub struct Runs<'a> {
-    log: &'a MovingWindowState,
-    pos: usize,
-    ts: u64,
-    left: usize,
-    newest_done: bool,
-}
-
-impl Iterator for Runs<'_> {
-    type Item = (u64, u64);
-
-    fn next(&mut self) -> Option<(u64, u64)> {
-        if self.left > 0 {
-            let (gap, count, next) = self.log.read_run(self.pos)?;
-            if self.pos != self.log.head {
-                self.ts = self.ts.saturating_add(gap);
-            }
-            self.pos = next;
-            self.left = self.left.saturating_sub(1);
-            return Some((self.ts, count));
-        }
-        if self.newest_done {
+    /// The runs still counted at `now_us` under `new` (after `old`): their sum, and where they
+    /// start in the older log (`None` when only the newest run counts).
+    fn counted(&self, old: &Rule, new: &Rule, now_us: u64) -> Option<Counted> {
+        let horizon = Horizon::new(old, new, now_us);
+        if horizon.left(self.newest_ts) {
             return None;
         }
-        self.newest_done = true;
-        Some((self.log.newest_ts, self.log.newest_count))
+        let from = self
+            .older
+            .as_ref()
+            .and_then(|l| l.first_from_time(|t| !horizon.left(t)).map(|p| (l, p)));
+        let older_sum = from.map_or(0, |(l, p)| l.total().saturating_sub(l.sum_before(&p)));
+        Some(Counted {
+            sum: older_sum.saturating_add(self.newest_count),
+            older_sum,
+            from: from.map(|(_, p)| p),
+        })
     }
+}
+
+/// What counts of a log at some time.
+struct Counted {
+    /// In-window sum.
+    sum: u64,
+    /// Of which in the older log.
+    older_sum: u64,
+    /// The first counted older run.
+    from: Option<super::run_log::Pos>,
 }
 
 /// Which runs no longer count at `now_us` under `new` (after `old`): those made at `t` with
@@ -432,52 +399,26 @@ impl Horizon {
     }
 }
 
-/// The runs that count at `now_us`: after the cutoff, clamped to `now_us`.
-fn counted<'a>(
-    log: &'a MovingWindowState,
-    old: &Rule,
-    new: &Rule,
-    now_us: u64,
-) -> impl Iterator<Item = (u64, u64)> + 'a {
-    let horizon = Horizon::new(old, new, now_us);
-    log.runs()
-        .map(move |(t, c)| (t.min(now_us), c))
-        .filter(move |&(t, _)| !horizon.left(t))
-}
-
-/// What counts of `log` at `now_us`: (in-window sum, oldest and newest counted run times).
-///
-/// O(runs that left the window since the last write): the stored total minus the expired
-/// prefix. (A log ahead of the clock, which is rare, is walked whole.)
+/// What counts of `log` at `now_us` under `new` (stored under `old`): the in-window sum and the
+/// oldest and newest counted runs' times (clamped to `now_us`). O(log runs).
 pub fn window_sum(
     log: &MovingWindowState,
     old: &Rule,
     new: &Rule,
     now_us: u64,
 ) -> (u64, Option<u64>, Option<u64>) {
-    if log.is_ahead(now_us) {
-        let mut sum: u64 = 0;
-        let (mut oldest, mut newest) = (None, None);
-        for (t, c) in counted(log, old, new, now_us) {
-            sum = sum.saturating_add(c);
-            oldest = oldest.or(Some(t));
-            newest = Some(t);
+    match log.counted(old, new, now_us) {
+        None => (0, None, None),
+        Some(c) => {
+            let newest = log.newest_ts.min(now_us);
+            let oldest = c.from.map_or(newest, |p| p.ts.min(now_us));
+            (c.sum, Some(oldest), Some(newest))
         }
-        return (sum, oldest, newest);
     }
-    let horizon = Horizon::new(old, new, now_us);
-    let mut sum = log.total;
-    for (t, c) in log.runs() {
-        if !horizon.left(t) {
-            return (sum, Some(t), Some(log.newest_ts));
-        }
-        sum = sum.saturating_sub(c);
-    }
-    (0, None, None)
 }
 
 /// Decides a request of `cost` at `now_us` under `new` against `log` (stored under `old`;
-/// `None` = absent). Pure: [`MovingWindowState::commit`] records an admission.
+/// `None` = absent). Pure: [`MovingWindowState::commit`] records an admission. O(log runs).
 pub fn decide(
     log: Option<&MovingWindowState>,
     old: &Rule,
@@ -487,22 +428,20 @@ pub fn decide(
 ) -> Decision {
     let limit = new.limit();
     let w = new.window_us();
-    let (sum, _, newest) = log.map_or((0, None, None), |l| window_sum(l, old, new, now_us));
-    let reset_after =
-        |newest: Option<u64>| newest.map_or(0, |t| t.saturating_add(w).saturating_sub(now_us));
-    let mut decision = Decision {
-        allowed: cost == 0,
-        capacity: limit,
-        remaining: limit.saturating_sub(sum),
-        retry_after: RetryAfter::Now,
-        reset_after_us: reset_after(newest),
-    };
+    let counted = log.and_then(|l| l.counted(old, new, now_us).map(|c| (l, c)));
+    let sum = counted.as_ref().map_or(0, |(_, c)| c.sum);
+    let reset_after = counted.as_ref().map_or(0, |(l, _)| {
+        l.newest_ts
+            .min(now_us)
+            .saturating_add(w)
+            .saturating_sub(now_us)
+    });
+    let remaining = limit.saturating_sub(sum);
     if cost == 0 {
-        return decision;
+        return Decision::look(limit, remaining, reset_after);
     }
     if cost > limit {
-        decision.retry_after = RetryAfter::Never;
-        return decision;
+        return Decision::over_capacity(limit, remaining, reset_after);
     }
     match sum.checked_add(cost) {
         Some(charged) if charged <= limit => Decision {
@@ -513,24 +452,163 @@ pub fn decide(
             reset_after_us: w,
         },
         _ => {
-            // The oldest counted runs must leave until the sum has room for `cost`.
-            let excess = u128::from(sum)
-                .saturating_add(u128::from(cost))
-                .saturating_sub(u128::from(limit));
-            let mut dropped: u128 = 0;
-            let mut at = now_us;
-            if let Some(l) = log {
-                for (t, c) in counted(l, old, new, now_us) {
-                    dropped = dropped.saturating_add(u128::from(c));
-                    at = t.saturating_add(w);
-                    if dropped >= excess {
-                        break;
-                    }
-                }
+            // The oldest counted runs must leave until the sum has room for `cost`: the run
+            // where the counted sum reaches the excess (≤ sum, as cost ≤ limit).
+            let excess = sum.saturating_add(cost).saturating_sub(limit);
+            let leaves_at = counted.as_ref().map_or(now_us, |(l, c)| {
+                let older = l.older.as_ref().zip(c.from.as_ref());
+                let t = match older {
+                    Some((log, from)) if c.older_sum >= excess => log
+                        .first_reaching(from, excess)
+                        .map_or(l.newest_ts, |p| p.ts),
+                    _ => l.newest_ts,
+                };
+                t.min(now_us).saturating_add(w)
+            });
+            Decision {
+                allowed: false,
+                capacity: limit,
+                remaining,
+                retry_after: RetryAfter::After(leaves_at.saturating_sub(now_us).max(1)),
+                reset_after_us: reset_after,
             }
-            decision.retry_after = RetryAfter::After(at.saturating_sub(now_us).max(1));
-            decision
         }
+    }
+}
+
+impl Kind for MovingWindowState {
+    const REPLICATION: Replication = Replication::Hits;
+
+    fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>) {
+        let d = decide(None, rule, rule, cost, now_us);
+        let created = (d.allowed && cost > 0).then(|| MovingWindowState::new(now_us, cost));
+        (d, created)
+    }
+
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        bounds: &Bounds,
+    ) -> (Decision, Change) {
+        let converted = stored != rule || self.is_ahead(now_us);
+        let d = decide(Some(self), stored, rule, cost, now_us);
+        let charge = d.allowed && cost > 0;
+        let store_conversion = converted && matches!(d.retry_after, RetryAfter::After(_));
+        if !charge && !store_conversion {
+            return (d, Change::Unchanged);
+        }
+        // A denial leaves the runs it counted, so the log is never emptied here.
+        self.commit(stored, rule, now_us, if charge { cost } else { 0 }, bounds);
+        (d, Change::Updated)
+    }
+
+    fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+        decide(Some(self), stored, rule, cost, now_us)
+    }
+
+    fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        let mut log = self.clone();
+        log.commit(stored, rule, now_us, 0, &Bounds::DEFAULT)
+            .then_some(log)
+    }
+
+    fn is_ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        MovingWindowState::is_ahead(self, now_us)
+    }
+
+    fn expires_at_us(&self, rule: &Rule) -> u64 {
+        MovingWindowState::expires_at_us(self, rule)
+    }
+
+    fn is_valid(&self, _rule: &Rule) -> bool {
+        MovingWindowState::is_valid(self)
+    }
+
+    /// The number of runs, then each run's timestamp (the first absolute, then the gap to the
+    /// previous one) and count.
+    fn encode(&self, out: &mut impl Sink) {
+        put_u64(out, u64::try_from(self.run_count()).unwrap_or(u64::MAX));
+        let mut previous = 0;
+        for (ts, count) in self.runs() {
+            put_u64(out, ts.saturating_sub(previous));
+            put_u64(out, count);
+            previous = ts;
+        }
+    }
+
+    /// Built run by run as the bytes are read: nothing is reserved from the declared count.
+    fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
+        let n = usize::try_from(bytes.u64()?).ok()?;
+        if n == 0 || n > FORMAT_MAX_RUNS {
+            return None;
+        }
+        let mut ts: u64 = 0;
+        let mut runs_left = n;
+        let mut next = move |bytes: &mut Reader<'_>| -> Option<(u64, u64)> {
+            ts = ts.checked_add(bytes.u64()?)?;
+            Some((ts, bytes.u64()?))
+        };
+        let (t0, c0) = next(bytes)?;
+        let mut log = MovingWindowState::from_runs([(t0, c0)])?;
+        let mut total = log.total();
+        runs_left = runs_left.saturating_sub(1);
+        while runs_left > 0 {
+            let (t, c) = next(bytes)?;
+            total = total.checked_add(c)?;
+            if t <= log.newest_ts || c == 0 || total > MAX_COUNT {
+                return None;
+            }
+            log.append(t, c);
+            runs_left = runs_left.saturating_sub(1);
+        }
+        Some(log)
+    }
+
+    /// `count oldest_us newest_us runs`: the in-window sum, the oldest and newest in-window
+    /// entries' times (0 when none), and the runs stored.
+    fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
+        let (count, oldest, newest) =
+            state.map_or((0, None, None), |l| window_sum(l, stored, stored, now_us));
+        out.push(("count", count));
+        out.push(("oldest_us", oldest.unwrap_or(0)));
+        out.push(("newest_us", newest.unwrap_or(0)));
+        let runs = state.map_or(0, |l| u64::try_from(l.run_count()).unwrap_or(u64::MAX));
+        out.push(("runs", runs));
+    }
+
+    fn replay(&mut self, stored: &Rule, hit: &Hit) -> Option<Change> {
+        let alive = if hit.needs_current_replay {
+            self.commit(stored, &hit.rule, hit.now_us, hit.cost, &hit.bounds)
+        } else {
+            self.commit_v2(stored, &hit.rule, hit.now_us, hit.cost)
+        };
+        Some(if alive {
+            Change::Updated
+        } else {
+            Change::Emptied
+        })
+    }
+
+    fn replay_absent(hit: &Hit) -> Option<Self> {
+        (hit.cost > 0).then(|| MovingWindowState::new(hit.now_us, hit.cost))
+    }
+
+    /// A write replicates as its hit. A reader of the previous payload version replays a hit
+    /// exactly while the log stays below the coalescing threshold under the default cap: only
+    /// then may the hit be written in that version.
+    fn hit(&self, rule: &Rule, now_us: u64, cost: u64, bounds: &Bounds) -> Option<Hit> {
+        let runs = self.run_count();
+        Some(Hit {
+            rule: *rule,
+            now_us,
+            cost,
+            bounds: *bounds,
+            after: Some((u64::try_from(runs).unwrap_or(u64::MAX), self.total())),
+            needs_current_replay: *bounds != Bounds::DEFAULT || runs >= threshold(bounds.max_runs),
+        })
     }
 }
 
@@ -548,19 +626,24 @@ mod unit {
         Rule::new(Algorithm::MovingWindow, limit, w, None).unwrap()
     }
 
+    fn capped(max_runs: usize) -> Bounds {
+        Bounds { max_runs }
+    }
+
     #[test]
-    fn runs_round_trip_through_the_buffer() {
+    fn runs_round_trip_through_the_log() {
         let r = rule(1_000_000, 1_000);
+        let b = Bounds::DEFAULT;
         let mut log = MovingWindowState::new(10, 1);
         for (i, t) in [10u64, 11, 300, 301, 70_000, 70_000].iter().enumerate() {
-            log.commit(&r, &r, *t, i as u64 + 1);
+            log.commit(&r, &r, *t, i as u64 + 1, &b);
         }
         let runs: Vec<_> = log.runs().collect();
         // 10: 1 + 1 (coalesced), 11, 300 and 301 left the window at 70 000.
         assert_eq!(runs, [(70_000, 11)]);
         let mut log = MovingWindowState::new(10, 1);
         for t in [10u64, 11, 300, 301, 900] {
-            log.commit(&r, &r, t, 2);
+            log.commit(&r, &r, t, 2, &b);
         }
         let runs: Vec<_> = log.runs().collect();
         assert_eq!(runs, [(10, 3), (11, 2), (300, 2), (301, 2), (900, 2)]);
@@ -571,7 +654,7 @@ mod unit {
             Some(log.clone())
         );
         // 1,010 drops everything up to 10.
-        log.commit(&r, &r, 1_010, 1);
+        log.commit(&r, &r, 1_010, 1, &b);
         assert_eq!(log.runs().next(), Some((11, 2)));
         assert_eq!(log.total(), 9);
     }
@@ -581,23 +664,51 @@ mod unit {
         let r = rule(1_000_000, 60_000_000);
         let log = MovingWindowState::new(5, 1_000_000);
         assert_eq!(log.run_count(), 1);
-        assert_eq!(log.heap_block(), None);
+        assert!(log.older().is_none());
         let d = decide(Some(&log), &r, &r, 1, 6);
         assert_eq!(d.retry_after, RetryAfter::After(60_000_000 - 1));
     }
 
     #[test]
-    fn the_cap_merges_into_the_later_timestamp() {
-        let r = rule(100, 1_000_000);
+    fn from_the_threshold_on_hits_join_their_bucket() {
+        // Cap 9: threshold 4, bucket ⌈1000 / 4⌉ = 250 µs.
+        let r = rule(1_000, 1_000);
+        let b = capped(9);
+        assert_eq!(bucket_us(1_000, 9), 250);
         let mut log = MovingWindowState::new(1, 1);
-        for t in 2..=6 {
-            log.commit_capped(&r, &r, t, 1, 3);
+        for t in [2, 3, 4] {
+            log.commit(&r, &r, t, 1, &b);
         }
-        assert_eq!(log.run_count(), 3);
-        let runs: Vec<_> = log.runs().collect();
-        assert_eq!(runs, [(4, 4), (5, 1), (6, 1)]);
-        assert_eq!(log.total(), 6);
+        assert_eq!(log.run_count(), 4); // exact below the threshold
+        log.commit(&r, &r, 5, 1, &b); // bucket 0 = the newest's: joins it, at 5
+        assert_eq!(
+            log.runs().collect::<Vec<_>>(),
+            [(1, 1), (2, 1), (3, 1), (5, 2)]
+        );
+        log.commit(&r, &r, 250, 1, &b); // bucket 1: a run of its own
+        log.commit(&r, &r, 499, 3, &b); // joins it
+        assert_eq!(log.runs().last(), Some((499, 4)));
+        assert_eq!(log.run_count(), 5);
         assert!(log.is_valid());
+    }
+
+    #[test]
+    fn the_cap_holds_under_any_rate_with_an_unchanged_rule() {
+        for cap in [3usize, 4, 5, 9, 100] {
+            let r = rule(1 << 40, 1_000);
+            let b = capped(cap);
+            let mut log = MovingWindowState::new(0, 1);
+            let mut t = 0;
+            for i in 0..20_000u64 {
+                t += 1 + (i * 7919) % 13;
+                log.commit(&r, &r, t, 1, &b);
+                assert!(
+                    log.run_count() <= cap,
+                    "cap {cap}: {} runs",
+                    log.run_count()
+                );
+            }
+        }
     }
 
     #[test]
@@ -605,11 +716,12 @@ mod unit {
         let r = rule(1_000, 1_000);
         let mut log = MovingWindowState::new(0, 1);
         for t in 1..200_000u64 {
-            log.commit(&r, &r, t * 7, 1);
+            log.commit(&r, &r, t * 7, 1, &Bounds::DEFAULT);
         }
-        // About 143 runs in the window, 2 bytes each.
+        // About 143 runs in the window, 2 bytes each, in one chunk.
         assert!(log.run_count() <= 144, "{}", log.run_count());
-        assert!(log.buf.capacity() <= 4 * 1024, "{}", log.buf.capacity());
+        let older = log.older().unwrap();
+        assert!(older.heap_blocks().count() <= 3);
     }
 
     #[test]
@@ -622,7 +734,29 @@ mod unit {
         assert_eq!(d.retry_after, RetryAfter::After(1_000));
         assert_eq!(d.reset_after_us, 1_000);
         let mut stored = log.clone();
-        stored.commit(&r, &r, 100, 0);
+        stored.commit(&r, &r, 100, 0, &Bounds::DEFAULT);
         assert_eq!(stored.runs().collect::<Vec<_>>(), [(100, 3)]);
+        // Only the runs after now move.
+        let log = MovingWindowState::from_runs([(50, 1), (99, 1), (100, 4), (day, 2)]).unwrap();
+        let mut stored = log.clone();
+        stored.commit(&r, &r, 100, 0, &Bounds::DEFAULT);
+        assert_eq!(
+            stored.runs().collect::<Vec<_>>(),
+            [(50, 1), (99, 1), (100, 6)]
+        );
+    }
+
+    #[test]
+    fn version_2_replay_merges_the_oldest_at_its_cap() {
+        let r = rule(1 << 40, 1 << 40);
+        let mut log = MovingWindowState::new(1, 1);
+        for t in 2..=(V2_REPLAY_CAP as u64 + 3) {
+            log.commit_v2(&r, &r, t, 1);
+        }
+        assert_eq!(log.run_count(), V2_REPLAY_CAP);
+        let runs: Vec<_> = log.runs().take(2).collect();
+        assert_eq!(runs, [(4, 4), (5, 1)]);
+        assert_eq!(log.total(), V2_REPLAY_CAP as u64 + 3);
+        assert!(log.is_valid());
     }
 }

@@ -53,7 +53,11 @@
 //! assert!(d.allowed);
 //! ```
 
-use super::{clamp_u64, mul, Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use super::counter::{self, Counter};
+use super::kind::{Bounds, Change, Fields, Kind};
+use super::math::{clamp_u64, mul};
+use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::varint::{put_u64, Reader, Sink};
 
 /// State of a sliding-window limiter: the costs admitted in the current and the previous
 /// epoch-aligned window.
@@ -298,6 +302,88 @@ fn earliest_offset(weight: u64, room: u64, w: u64) -> Option<u64> {
     };
     let offset = clamp_u64(u128::from(w).saturating_sub(span));
     (offset < w).then_some(offset)
+}
+
+impl Counter for SlidingWindowState {
+    fn view(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.clamped(stored, now_us)
+            .carried_over(stored, rule, now_us)
+            .and_then(|s| s.at(rule, now_us))
+    }
+
+    fn decide_view(
+        view: Option<&Self>,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+    ) -> (Decision, Option<Self>) {
+        decide(view, rule, cost, now_us)
+    }
+
+    fn ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        self.is_ahead(now_us)
+    }
+}
+
+impl Kind for SlidingWindowState {
+    fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>) {
+        decide(None, rule, cost, now_us)
+    }
+
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> (Decision, Change) {
+        counter::decide(self, stored, rule, cost, now_us)
+    }
+
+    fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+        counter::peek(self, stored, rule, cost, now_us)
+    }
+
+    fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
+        self.view(stored, rule, now_us)
+    }
+
+    fn is_ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        SlidingWindowState::is_ahead(self, now_us)
+    }
+
+    fn expires_at_us(&self, rule: &Rule) -> u64 {
+        SlidingWindowState::expires_at_us(self, rule)
+    }
+
+    fn is_valid(&self, rule: &Rule) -> bool {
+        SlidingWindowState::is_valid(self, rule)
+    }
+
+    /// `window_start_us current previous`.
+    fn encode(&self, out: &mut impl Sink) {
+        put_u64(out, self.window_start_us);
+        put_u64(out, self.current);
+        put_u64(out, self.previous);
+    }
+
+    fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
+        Some(SlidingWindowState {
+            window_start_us: bytes.u64()?,
+            current: bytes.u64()?,
+            previous: bytes.u64()?,
+        })
+    }
+
+    /// `window_start_us current previous`: the aligned window containing now and the counts of
+    /// it and the one before.
+    fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
+        let view = state.and_then(|s| s.view(stored, stored, now_us));
+        out.push(("window_start_us", view.map_or(0, |s| s.window_start_us)));
+        out.push(("current", view.map_or(0, |s| s.current)));
+        out.push(("previous", view.map_or(0, |s| s.previous)));
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! `RL.APPLY key hit`: what replicas and AOF files receive for a moving-window write.
 //!
 //! A log can hold 100,000 runs, so replicating the whole state per hit would cost O(log size)
-//! on the wire. The hit carries the master's timestamp, the rule and the cost; the replica runs
-//! the same deterministic function the master ran ([`Limiter::replay`] →
-//! `MovingWindowState::commit`: clamp, trim, append, cap) and ends with the same log and expiry
-//! whatever its own clock says. No limit is checked here: the master decided.
+//! on the wire. The hit carries the master's timestamp, the rule, the cost and (in its current
+//! version) the master's cap and `runs total` after the write; the replica runs the same
+//! deterministic function the master ran ([`Limiter::replay`]: clamp, trim, add) and ends with
+//! the same log and expiry whatever its own clock says. No limit is checked here: the master
+//! decided. A log that does not end as the master's did is counted in `INFO ratelimit`
+//! (`replica_mismatches`) and logged: the replica has missed or refused a hit before.
 
 use std::ffi::c_int;
 
@@ -15,6 +17,8 @@ use crate::algo::{Limiter, Outcome};
 use crate::datatype::codec::decode_hit;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
+use crate::logging::log_warning_limited;
+use crate::stats;
 
 /// `RL.APPLY key hit`
 pub(crate) extern "C" fn rl_apply(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
@@ -25,24 +29,38 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let [_, key_name, payload] = args else {
         return Err(CmdError::WrongArity);
     };
-    let (rule, now_us, cost) = decode_hit(arg_bytes(*payload)).ok_or(CmdError::Static(
-        c"ERR invalid ratelimit hit payload: RL.APPLY takes only what replication produces",
-    ))?;
+    let Some(hit) = decode_hit(arg_bytes(*payload)) else {
+        stats::HITS_REFUSED.add(1);
+        return Err(CmdError::Static(
+            c"ERR invalid ratelimit hit payload: RL.APPLY takes only what replication produces",
+        ));
+    };
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let outcome = Limiter::replay(key.get_mut().map_err(|_| WRONGTYPE)?, &rule, cost, now_us)
-        .map_err(|m| {
-            CmdError::Owned(format!(
-                "ERR key holds a {} limiter, not {}",
-                m.stored.name(),
-                m.requested.name()
-            ))
-        })?;
+    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let outcome = Limiter::replay(stored.as_deref_mut(), &hit).map_err(|m| {
+        CmdError::Owned(format!(
+            "ERR key holds a {} limiter, not {}",
+            m.stored.name(),
+            m.requested.name()
+        ))
+    })?;
+    let agrees = match (&outcome, stored) {
+        (Outcome::Created(l), _) => l.agrees_with(&hit),
+        (Outcome::Updated, Some(l)) => l.agrees_with(&hit),
+        _ => true,
+    };
+    if !agrees {
+        stats::REPLICA_MISMATCHES.add(1);
+        log_warning_limited(
+            "ratelimit: a replayed moving-window hit left a log unlike the master's (a hit was \
+             missed or refused before): the key stays approximate until it expires",
+        );
+    }
     let changed = outcome != Outcome::Unchanged;
     match outcome {
-        Outcome::Unchanged => {}
+        Outcome::Unchanged | Outcome::Updated => {}
         Outcome::Emptied => key.delete(),
         Outcome::Created(limiter) => key.create(limiter).map_err(|_| WRONGTYPE)?,
-        Outcome::Updated => {}
     }
     if let Some(limiter) = key.get().map_err(|_| WRONGTYPE)? {
         let at_ms = ceil_ms(limiter.expires_at_us());

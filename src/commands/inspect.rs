@@ -9,13 +9,12 @@
 //! in-window entries' times, and the runs stored). A state that holds nothing any more reports
 //! zeros.
 
-use std::ffi::{c_int, c_long, CStr};
+use std::ffi::{c_char, c_int, c_long};
 
 use redis_module::raw;
 
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::moving_window::window_sum;
-use crate::algo::{Algorithm, Limiter, State};
+use crate::algo::Limiter;
 use crate::clock;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{Arg, Ctx};
@@ -28,7 +27,7 @@ pub(crate) extern "C" fn rl_inspect(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_
 /// A reply value.
 enum Value {
     Int(u64),
-    Text(&'static CStr),
+    Text(&'static str),
 }
 
 fn inspect(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
@@ -49,81 +48,40 @@ fn inspect(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     Ok(())
 }
 
-fn algorithm_name(a: Algorithm) -> &'static CStr {
-    match a {
-        Algorithm::SlidingWindow => c"sliding-window",
-        Algorithm::FixedWindow => c"fixed-window",
-        Algorithm::Gcra => c"gcra",
-        Algorithm::MovingWindow => c"moving-window",
-    }
-}
-
-fn fields(stored: &Limiter, now_us: u64) -> Vec<(&'static CStr, Value)> {
+/// The rule, then the state's own fields as the kind reports them (O(log runs) for a log).
+fn fields(stored: &Limiter, now_us: u64) -> Vec<(&'static str, Value)> {
     let rule = stored.rule;
     let mut out = vec![
-        (c"algorithm", Value::Text(algorithm_name(rule.algorithm()))),
-        (c"limit", Value::Int(rule.limit())),
-        (c"window_us", Value::Int(rule.window_us())),
-        (c"burst", Value::Int(rule.burst())),
-        (c"now_us", Value::Int(now_us)),
+        ("algorithm", Value::Text(rule.algorithm().name())),
+        ("limit", Value::Int(rule.limit())),
+        ("window_us", Value::Int(rule.window_us())),
+        ("burst", Value::Int(rule.burst())),
+        ("now_us", Value::Int(now_us)),
     ];
-    if let State::MovingWindow(log) = &stored.state {
-        // Read in place: a log may be long, and nothing needs a copy.
-        let (count, oldest, newest) = window_sum(log, &rule, &rule, now_us);
-        out.push((c"count", Value::Int(count)));
-        out.push((c"oldest_us", Value::Int(oldest.unwrap_or(0))));
-        out.push((c"newest_us", Value::Int(newest.unwrap_or(0))));
-        let runs = u64::try_from(log.run_count()).unwrap_or(u64::MAX);
-        out.push((c"runs", Value::Int(runs)));
-        return out;
-    }
-    // The state as RL.PEEK would see it now; `None` = holds nothing any more.
-    let view = stored.carried_over(&rule, now_us).ok().flatten();
-    let state = view.as_ref().map(|l| &l.state);
-    match rule.algorithm() {
-        Algorithm::SlidingWindow => {
-            let (start, current, previous) = match state {
-                Some(State::SlidingWindow(s)) => (s.window_start_us, s.current, s.previous),
-                _ => (0, 0, 0),
-            };
-            out.push((c"window_start_us", Value::Int(start)));
-            out.push((c"current", Value::Int(current)));
-            out.push((c"previous", Value::Int(previous)));
-        }
-        Algorithm::FixedWindow => {
-            let (start, count) = match state {
-                Some(State::FixedWindow(s)) => (s.window_start_us, s.count),
-                _ => (0, 0),
-            };
-            out.push((c"window_start_us", Value::Int(start)));
-            out.push((c"count", Value::Int(count)));
-        }
-        Algorithm::Gcra => {
-            let tat = match state {
-                Some(State::Gcra(s)) => s.tat_us_ceil(&rule),
-                _ => 0,
-            };
-            out.push((c"tat_us", Value::Int(tat)));
-        }
-        Algorithm::MovingWindow => {} // answered above, without a copy of the log
-    }
+    out.extend(
+        stored
+            .inspect(now_us)
+            .into_iter()
+            .map(|(name, v)| (name, Value::Int(v))),
+    );
     out
 }
 
-fn reply_map(ctx: Ctx, fields: &[(&'static CStr, Value)]) {
+fn reply_map(ctx: Ctx, fields: &[(&'static str, Value)]) {
     let (Some(map), Some(text), Some(int)) = (
         unsafe { raw::RedisModule_ReplyWithMap },
-        unsafe { raw::RedisModule_ReplyWithCString },
+        unsafe { raw::RedisModule_ReplyWithStringBuffer },
         unsafe { raw::RedisModule_ReplyWithLongLong },
     ) else {
         return;
     };
+    let bulk = |s: &str| unsafe { text(ctx, s.as_ptr().cast::<c_char>(), s.len()) };
     unsafe { map(ctx, fields.len() as c_long) };
     for (name, value) in fields {
-        unsafe { text(ctx, name.as_ptr()) };
+        bulk(name);
         match value {
             Value::Int(v) => unsafe { int(ctx, i64::try_from(*v).unwrap_or(i64::MAX)) },
-            Value::Text(t) => unsafe { text(ctx, t.as_ptr()) },
+            Value::Text(t) => bulk(t),
         };
     }
 }

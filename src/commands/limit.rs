@@ -3,11 +3,11 @@
 use std::ffi::c_int;
 
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter, Rule};
+use crate::algo::{AlgorithmMismatch, Bounds, Decision, Limiter, Outcome, RetryAfter, Rule};
+use crate::args::parse_request;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
-use crate::rule::parse_request;
 use crate::{clock, stats};
 
 /// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n]`
@@ -57,7 +57,13 @@ pub(crate) fn peek(
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
 /// writes, stores the state, sets the expiry, replicates the effect and signals the write.
-/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled).
+/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled), except
+/// for a kind whose reads move its state on (`limits-sliding-window`).
+///
+/// The hot path: the key is opened once and its value looked up once; the expiry of a write is
+/// `now + reset_after` (equal to the state's by the algorithms' contract) and is set only when
+/// its ms value changes (a write that keeps it just checks the key still has it); a counter's
+/// replicated payload is built on the stack.
 pub(crate) fn charge(
     ctx: Ctx,
     key_name: Arg,
@@ -65,40 +71,49 @@ pub(crate) fn charge(
     cost: u64,
     now_us: u64,
 ) -> Result<Decision, CmdError> {
-    if cost == 0 {
+    if cost == 0 && !rule.algorithm().cost_zero_writes() {
         return peek(ctx, key_name, rule, cost, now_us);
     }
+    // The operator's bounds become configurable with the module configs; the defaults until then.
+    let bounds = Bounds::DEFAULT;
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let stored = key.get_mut().map_err(|_| WRONGTYPE)?;
-    if stored.as_ref().is_some_and(|l| l.is_ahead(now_us)) {
+    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
+    // keeps it (a counter inside its window) only checks that the key still has it.
+    let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
+    let verdict = Limiter::decide_within(stored.as_deref_mut(), rule, cost, now_us, &bounds)
+        .map_err(mismatch_error)?;
+    let d = verdict.decision;
+    if verdict.clamped {
         stats::CLAMPED.add(1);
     }
-    let (decision, outcome) =
-        Limiter::decide(stored, rule, cost, now_us).map_err(mismatch_error)?;
-    if decision.allowed {
+    if d.allowed {
         stats::ALLOWED.add(1);
     } else {
         stats::DENIED.add(1);
     }
-    let changed = match outcome {
-        Outcome::Unchanged | Outcome::Emptied => false,
-        Outcome::Updated => true,
-        Outcome::Created(limiter) => {
-            key.create(limiter).map_err(|_| WRONGTYPE)?;
-            true
+    let charged = if d.allowed { cost } else { 0 };
+    let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
+    match verdict.outcome {
+        Outcome::Updated => {
+            if let Some(limiter) = stored {
+                replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
+            }
+            if old_expire_at_ms != Some(expire_at_ms) || key.expire_at_ms() != Some(expire_at_ms) {
+                key.set_expire_at_ms(expire_at_ms);
+            }
+            wrote(ctx, key_name, c"rl.allow");
         }
-    };
-    if changed {
-        let stored = key.get().map_err(|_| WRONGTYPE)?;
-        if let Some(limiter) = stored {
-            let expire_at_ms = ceil_ms(limiter.expires_at_us());
-            let charged = if decision.allowed { cost } else { 0 };
-            replicate_write(ctx, key_name, limiter, now_us, charged);
+        Outcome::Created(limiter) => {
+            replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
+            key.create(limiter).map_err(|_| WRONGTYPE)?;
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
+        // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
+        Outcome::Unchanged | Outcome::Emptied => {}
     }
-    Ok(decision)
+    Ok(d)
 }
 
 fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
@@ -110,7 +125,12 @@ fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
 }
 
 /// The five reply fields: allowed, capacity, remaining, retry_after_ms, reset_after_ms.
-fn reply_fields(d: &Decision) -> [i64; 5] {
+///
+/// Both durations are rounded up to whole ms: waiting `retry_after_ms` passes, and
+/// `reset_after_ms` of a fresh 1-minute window is 60000. The key's expiry is the exact instant
+/// rounded up to a ms (never before the state is empty), so a `PTTL` read in the same ms as the
+/// reply is `reset_after_ms` or one more, by the sub-ms part of `now` (README, Reply).
+pub(crate) fn reply_fields(d: &Decision) -> [i64; 5] {
     let retry = match d.retry_after {
         RetryAfter::Now => 0,
         RetryAfter::After(us) => ceil_ms(us).max(1),

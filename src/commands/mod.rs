@@ -16,6 +16,7 @@ mod inspect;
 mod limit;
 mod registry;
 mod setstate;
+mod throttle;
 
 use std::ffi::{c_int, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -13,7 +13,10 @@ use super::debug::rl_debug;
 use super::inspect::rl_inspect;
 use super::limit::{rl_allow, rl_peek};
 use super::setstate::rl_setstate;
+use super::throttle::{gcra, rl_throttle};
+use crate::config::CompatCommands;
 use crate::ffi::{Arg, Ctx};
+use crate::logging::log_notice;
 
 type Handler = extern "C" fn(Ctx, *mut Arg, c_int) -> c_int;
 
@@ -34,11 +37,17 @@ struct CommandSpec {
     key_at: KeyAt,
     key_flags: u32,
     summary: &'static CStr,
+    complexity: &'static CStr,
 }
+
+/// The cost of a request against one key, whatever its arguments (the moving window's log is
+/// indexed: see `algo::run_log`).
+const PER_KEY: &CStr = c"O(1) for sliding-window, fixed-window and gcra; O(log N) for \
+    moving-window, N the runs the key stores (at most its run cap)";
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
-const COMMANDS: [CommandSpec; 5] = [
+const COMMANDS: [CommandSpec; 6] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
@@ -49,6 +58,7 @@ const COMMANDS: [CommandSpec; 5] = [
             | raw::REDISMODULE_CMD_KEY_ACCESS
             | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Admits and charges a request if the key's rate limit allows it",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.peek",
@@ -58,6 +68,7 @@ const COMMANDS: [CommandSpec; 5] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Tells what RL.ALLOW would reply, without charging or writing",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.inspect",
@@ -67,15 +78,17 @@ const COMMANDS: [CommandSpec; 5] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Shows a limiter's rule and its state as it stands now",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.setstate",
         handler: rl_setstate,
-        flags: c"write deny-oom fast",
+        flags: c"write deny-oom",
         arity: 3,
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
+        complexity: c"O(N), N the runs in the payload (1 for the counters)",
     },
     CommandSpec {
         name: c"rl.apply",
@@ -85,8 +98,49 @@ const COMMANDS: [CommandSpec; 5] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
+        complexity: c"O(log N), N the runs the key stores",
+    },
+    CommandSpec {
+        name: c"rl.throttle",
+        handler: rl_throttle,
+        flags: c"write deny-oom fast",
+        arity: -5,
+        key_at: KeyAt::First,
+        key_flags: THROTTLE_KEY,
+        summary: c"redis-cell's CL.THROTTLE on the module's gcra limiter: \
+            key max_burst count_per_period period [quantity]",
+        complexity: c"O(1)",
     },
 ];
+
+const THROTTLE_KEY: u32 =
+    raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+/// redis-cell's name: registered unless `compat-commands` leaves it out or the name is taken.
+const CL_THROTTLE: CommandSpec = CommandSpec {
+    name: c"cl.throttle",
+    handler: rl_throttle,
+    flags: c"write deny-oom fast",
+    arity: -5,
+    key_at: KeyAt::First,
+    key_flags: THROTTLE_KEY,
+    summary: c"redis-cell's GCRA command, served by the ratelimit module (same as RL.THROTTLE)",
+    complexity: c"O(1)",
+};
+
+/// Redis 8.8's pulled GCRA: registered unless `compat-commands` leaves it out or the server
+/// has its own.
+const GCRA: CommandSpec = CommandSpec {
+    name: c"gcra",
+    handler: gcra,
+    flags: c"write deny-oom fast",
+    arity: -5,
+    key_at: KeyAt::First,
+    key_flags: THROTTLE_KEY,
+    summary: c"Redis's GCRA rate limiter, served by the ratelimit module: \
+        key max_burst tokens_per_period period [TOKENS n]",
+    complexity: c"O(1)",
+};
 
 static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
     version: 1,
@@ -143,61 +197,128 @@ const DEBUG_COMMAND: CommandSpec = CommandSpec {
     key_at: KeyAt::After(c"PANIC-OPEN"),
     key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
     summary: c"Fault injection for tests (enable-debug-command yes at load)",
+    complexity: c"O(1)",
 };
 
-/// Registers every command (and `RL.DEBUG` when `with_debug`); `Err` names what failed (the
-/// module then refuses to load).
-pub(crate) fn register_all(ctx: Ctx, with_debug: bool) -> Result<(), String> {
-    let (Some(create), Some(get)) = (unsafe { raw::RedisModule_CreateCommand }, unsafe {
-        raw::RedisModule_GetCommand
+/// Registers every command (`RL.DEBUG` when `with_debug`, the `compat` names that are wanted and
+/// free); `Err` names what failed (the module then refuses to load).
+pub(crate) fn register_all(
+    ctx: Ctx,
+    with_debug: bool,
+    compat: CompatCommands,
+) -> Result<(), String> {
+    let debug = with_debug.then_some(&DEBUG_COMMAND);
+    let category = add_acl_category(ctx);
+    for spec in COMMANDS.iter().chain(debug) {
+        if !create(ctx, spec)? {
+            return Err(format!(
+                "could not create command {}",
+                spec.name.to_string_lossy()
+            ));
+        }
+        set_info(ctx, spec)?;
+        set_category(ctx, spec, category);
+    }
+    for (wanted, spec) in [(compat.cl_throttle, &CL_THROTTLE), (compat.gcra, &GCRA)] {
+        if !wanted {
+            continue;
+        }
+        // The server refuses a name it already has: its own command (a Redis built with GCRA),
+        // another module's (redis-cell's CL.THROTTLE) or a rename-command target.
+        if create(ctx, spec)? {
+            set_info(ctx, spec)?;
+            set_category(ctx, spec, category);
+        } else {
+            log_notice(&format!(
+                "ratelimit: {} is already a command on this server, left as it is \
+                 (RL.THROTTLE serves the same limiters)",
+                spec.name.to_string_lossy().to_uppercase()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The module's ACL category, `@ratelimit`, where the server can add one (Redis 7.4+, Valkey 8+;
+/// checked at run time: on Redis 7.0 the API is absent). `false` where it cannot: the commands
+/// are then only in the categories their flags imply (`@write`, `@read`, `@fast`).
+fn add_acl_category(ctx: Ctx) -> bool {
+    let Some(add) = (unsafe { raw::RedisModule_AddACLCategory }) else {
+        return false;
+    };
+    let ok = unsafe { add(ctx, c"ratelimit".as_ptr()) } == raw::REDISMODULE_OK as c_int;
+    if !ok {
+        log_notice("ratelimit: could not add the ACL category @ratelimit; commands go without it");
+    }
+    ok
+}
+
+/// Puts the command in `@ratelimit` (when the category exists).
+fn set_category(ctx: Ctx, spec: &CommandSpec, category: bool) {
+    let (true, Some(get), Some(set)) = (category, unsafe { raw::RedisModule_GetCommand }, unsafe {
+        raw::RedisModule_SetCommandACLCategories
     }) else {
+        return;
+    };
+    let command = unsafe { get(ctx, spec.name.as_ptr()) };
+    if !command.is_null() {
+        unsafe { set(command, c"ratelimit".as_ptr()) };
+    }
+}
+
+/// Creates the command; `Ok(false)` when the server refuses it (its name is taken).
+fn create(ctx: Ctx, spec: &CommandSpec) -> Result<bool, String> {
+    let Some(create) = (unsafe { raw::RedisModule_CreateCommand }) else {
         return Err("the server lacks RedisModule_CreateCommand".into());
     };
-    let debug = with_debug.then_some(&DEBUG_COMMAND);
-    for spec in COMMANDS.iter().chain(debug) {
-        let name = spec.name.to_string_lossy();
-        // Legacy key positions for servers without key specs; a keyword key has none.
-        let first = match spec.key_at {
-            KeyAt::First => 1,
-            KeyAt::After(_) => 0,
-        };
-        let status = unsafe {
-            create(
-                ctx,
-                spec.name.as_ptr(),
-                Some(spec.handler),
-                spec.flags.as_ptr(),
-                first,
-                first,
-                first,
-            )
-        };
-        if status != raw::REDISMODULE_OK as c_int {
-            return Err(format!("could not create command {name}"));
-        }
-        let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
-            continue; // before 7.0: the legacy first/last/step key positions still apply
-        };
-        let command = unsafe { get(ctx, spec.name.as_ptr()) };
-        if command.is_null() {
-            return Err(format!("could not look up command {name}"));
-        }
-        let mut key_specs = [key_spec(spec.key_at, spec.key_flags), end_of_key_specs()];
-        let info = raw::RedisModuleCommandInfo {
-            version: &INFO_VERSION,
-            summary: spec.summary.as_ptr(),
-            complexity: c"O(1)".as_ptr(),
-            since: c"0.1.0".as_ptr(),
-            history: std::ptr::null_mut(),
-            tips: std::ptr::null(),
-            arity: spec.arity,
-            key_specs: key_specs.as_mut_ptr(),
-            args: std::ptr::null_mut(),
-        };
-        // The server copies what it keeps.
-        if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
-            return Err(format!("could not set command info of {name}"));
-        }
+    // Legacy key positions for servers without key specs; a keyword key has none.
+    let first = match spec.key_at {
+        KeyAt::First => 1,
+        KeyAt::After(_) => 0,
+    };
+    let status = unsafe {
+        create(
+            ctx,
+            spec.name.as_ptr(),
+            Some(spec.handler),
+            spec.flags.as_ptr(),
+            first,
+            first,
+            first,
+        )
+    };
+    Ok(status == raw::REDISMODULE_OK as c_int)
+}
+
+/// Gives the server the command's arity, summary, complexity and key spec (COMMAND DOCS,
+/// COMMAND INFO, ACL key checks).
+fn set_info(ctx: Ctx, spec: &CommandSpec) -> Result<(), String> {
+    let name = spec.name.to_string_lossy();
+    let Some(set_info) = (unsafe { raw::RedisModule_SetCommandInfo }) else {
+        return Ok(()); // before 7.0: the legacy first/last/step key positions still apply
+    };
+    let Some(get) = (unsafe { raw::RedisModule_GetCommand }) else {
+        return Err("the server lacks RedisModule_GetCommand".into());
+    };
+    let command = unsafe { get(ctx, spec.name.as_ptr()) };
+    if command.is_null() {
+        return Err(format!("could not look up command {name}"));
+    }
+    let mut key_specs = [key_spec(spec.key_at, spec.key_flags), end_of_key_specs()];
+    let info = raw::RedisModuleCommandInfo {
+        version: &INFO_VERSION,
+        summary: spec.summary.as_ptr(),
+        complexity: spec.complexity.as_ptr(),
+        since: c"0.1.0".as_ptr(),
+        history: std::ptr::null_mut(),
+        tips: std::ptr::null(),
+        arity: spec.arity,
+        key_specs: key_specs.as_mut_ptr(),
+        args: std::ptr::null_mut(),
+    };
+    // The server copies what it keeps.
+    if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as c_int {
+        return Err(format!("could not set command info of {name}"));
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use redis_module::raw;
 
 use super::codec::{decode, encode};
 use super::ENCODING_VERSION;
-use crate::algo::{Limiter, MovingWindowState, State};
+use crate::algo::run_log::RunLog;
+use crate::algo::{Limiter, State};
 use crate::logging::log_warning;
 use crate::panic::guard;
 use crate::stats;
@@ -29,7 +30,7 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
         aux_load: None,
         aux_save: None,
         aux_save_triggers: 0,
-        free_effort: None,
+        free_effort: Some(free_effort),
         unlink: None,
         copy: Some(copy),
         defrag: Some(defrag),
@@ -44,7 +45,7 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
 /// Moves a limiter to the heap as a module value (freed by [`free`], or [`drop_value`] when the
 /// server never took it). Counted in `INFO ratelimit` `keys`.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
-    stats::KEYS.add(1);
+    stats::KEYS.add_shared(1);
     Box::into_raw(Box::new(limiter)).cast()
 }
 
@@ -54,7 +55,7 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 /// `value` is null or a pointer made by [`into_value`], not freed yet and not used afterwards.
 pub(crate) unsafe fn drop_value(value: *mut c_void) {
     if !value.is_null() {
-        stats::KEYS.sub(1);
+        stats::KEYS.sub_shared(1);
         drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
     }
 }
@@ -95,7 +96,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         }
         let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
         let limiter = decode(bytes);
-        let header = bytes.get(..2).map(<[u8]>::to_vec).unwrap_or_default();
+        let header = [bytes.first().copied(), bytes.get(1).copied()];
         unsafe { free(buf.cast()) };
         match limiter {
             Some(l) => {
@@ -161,7 +162,8 @@ extern "C" fn aof_rewrite(
     })
 }
 
-/// The real allocation: the boxed limiter, and for a moving-window log its header and buffer.
+/// The real allocation: the boxed limiter, and for a moving-window log with older runs their
+/// log, its chunk array and each chunk.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     guard(0, || {
         let Some(size) = (unsafe { raw::RedisModule_MallocSize }) else {
@@ -172,10 +174,12 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
         };
         let mut total = unsafe { size(value.cast_mut()) };
         if let State::MovingWindow(log) = &l.state {
-            let header: *const MovingWindowState = &**log;
-            total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
-            if let Some(block) = log.heap_block() {
-                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
+            if let Some(older) = log.older() {
+                let header: *const RunLog = older;
+                total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
+                for block in older.heap_blocks() {
+                    total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
+                }
             }
         }
         total
@@ -196,6 +200,21 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
             add(md, bytes.as_ptr().cast::<c_char>(), bytes.len());
             end(md);
         }
+    })
+}
+
+/// How many blocks freeing the value releases: a long moving-window log is many chunks, so with
+/// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
+/// thread instead of in the command (it does so above 64).
+extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
+    guard(1, || match unsafe { limiter_ref(value.cast_mut()) } {
+        Some(Limiter {
+            state: State::MovingWindow(log),
+            ..
+        }) => log
+            .older()
+            .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+        _ => 1,
     })
 }
 
@@ -241,23 +260,26 @@ extern "C" fn defrag(
             *slot = moved;
             stats::DEFRAG_MOVES.add(1);
         }
-        // A moving-window log has two more blocks: its header and its buffer.
+        // A moving-window log with older runs has more blocks: its run log, the chunk array and
+        // each chunk's bytes.
         if let Some(Limiter {
             state: State::MovingWindow(log),
             ..
         }) = unsafe { limiter_ref(*slot) }
         {
-            let header: *mut MovingWindowState = &mut **log;
-            let moved = unsafe { defrag_alloc(ctx, header.cast()) };
-            if !moved.is_null() {
-                // SAFETY: the server copied the header to `moved` and freed the old block:
-                // adopt the new one, and never drop the old Box.
-                let old = std::mem::replace(log, unsafe { Box::from_raw(moved.cast()) });
-                std::mem::forget(old);
+            if let Some(older) = log.older_mut() {
+                let header: *mut RunLog = &mut **older;
+                let moved = unsafe { defrag_alloc(ctx, header.cast()) };
+                if !moved.is_null() {
+                    // SAFETY: the server copied the log to `moved` and freed the old block:
+                    // adopt the new one, and never drop the old Box.
+                    let old = std::mem::replace(older, unsafe { Box::from_raw(moved.cast()) });
+                    std::mem::forget(old);
+                }
+                // SAFETY: RM_DefragAlloc copies a block into one of the same size class from the
+                // server's allocator (our global allocator) and frees the old one.
+                unsafe { older.relocate_chunks(|block| defrag_alloc(ctx, block.cast()).cast()) };
             }
-            // SAFETY: RM_DefragAlloc copies a block into one of the same size class from the
-            // server's allocator (our global allocator) and frees the old one.
-            unsafe { log.relocate_buffer(|block| defrag_alloc(ctx, block.cast()).cast()) };
         }
         0
     })

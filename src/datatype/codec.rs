@@ -1,5 +1,6 @@
 //! The one binary encoding of a [`Limiter`], used for RDB, AOF rewrite, replication
-//! (`RL.SETSTATE`) and `DEBUG DIGEST`. Pure code.
+//! (`RL.SETSTATE`) and `DEBUG DIGEST`, and of a replicated hit (`RL.APPLY`). Pure code: each
+//! kind encodes its own state ([`crate::algo::Kind::encode`]); this file is the envelope.
 //!
 //! ## Version 2 (written by this release)
 //!
@@ -13,10 +14,10 @@
 //! | state length, then the state | varint, bytes |
 //! | extensions: (id, length, bytes) records | varints, bytes; none written yet |
 //!
-//! States: sliding `window_start_us current previous`; fixed `window_start_us count`;
-//! gcra `tat × limit` (a varint of up to 128 bits); moving-window the number of runs, then each
-//! run's timestamp (the first absolute, then the gap to the previous one) and count. All
-//! integers are LEB128 varints ([`crate::varint`]).
+//! States (each kind's `encode`): sliding `window_start_us current previous`; fixed
+//! `window_start_us count`; gcra `tat × limit` (a varint of up to 128 bits); moving-window the
+//! number of runs, then each run's timestamp (the first absolute, then the gap to the previous
+//! one) and count. All integers are LEB128 varints ([`crate::varint`]).
 //!
 //! **Forward compatibility.** A payload of a later format version is read when its "oldest
 //! reader" byte is at most [`PAYLOAD_VERSION`]: this release then ignores state bytes after the
@@ -32,40 +33,65 @@
 //! (sliding `start current previous`, fixed `start count 0`, gcra `tat_us 0 0`).
 //!
 //! Decoding is strict: an unknown version or tag, a rule that `RL.ALLOW` would refuse, a state
-//! that breaks its invariants or one that holds nothing all give `None`.
+//! that breaks its invariants or one that holds nothing all give `None`. Nothing is allocated
+//! beyond what was read (a declared length or count reserves nothing).
+//!
+//! ## Hits (`RL.APPLY`)
+//!
+//! A hit is what a moving-window write changed, in O(1) bytes whatever the log's size: header
+//! `version, oldest reader, tag`, then varints `limit window now_us cost` (cost 0 = a conversion
+//! without a charge).
+//!
+//! * **Version 2** (the previous release's only form): exactly those fields. It means "replay
+//!   as that release did": a run of its own, the two oldest merged at 100,000 runs. This release
+//!   still writes it when that replay gives the same log (the default cap, a log below the
+//!   coalescing threshold), so a replica still on the previous release keeps up during a
+//!   rolling upgrade.
+//! * **Version 3**, oldest reader 3: the same fields, then extension records
+//!   `(id, length, bytes)`: id 1 the master's run cap (replay needs it: nodes may be configured
+//!   differently), id 2 `runs total` of the master's log after the write (the replica checks its
+//!   own and counts a mismatch).
+//! * A later version is read when its oldest-reader byte is at most 3, ignoring records this
+//!   release does not know — the same rule as for states.
 
-use crate::algo::moving_window::MAX_RUNS;
+use crate::algo::moving_window::FORMAT_MAX_RUNS;
 use crate::algo::{
-    Algorithm, FixedWindowState, GcraState, Limiter, MovingWindowState, Rule, SlidingWindowState,
-    State, MAX_COUNT, MAX_TIMESTAMP_US,
+    Algorithm, Bounds, FixedWindowState, GcraState, Hit, Limiter, Replication, Rule,
+    SlidingWindowState, State, MAX_COUNT, MAX_TIMESTAMP_US,
 };
-use crate::varint::{put_u128, put_u64, Reader};
+use crate::varint::{put_u64, Reader, Sink, StackBuf};
 
-/// The format version this module writes, and the newest it knows.
+/// The format version this module writes for states, and the newest it knows.
 pub const PAYLOAD_VERSION: u8 = 2;
-/// The oldest reader version that can read what this module writes.
+/// The oldest reader version that can read the states this module writes.
 pub const MIN_READER_VERSION: u8 = 2;
+/// The version of the hits this module writes when the previous one cannot express them.
+pub const HIT_VERSION: u8 = 3;
 
 const V1: u8 = 1;
 const V1_LEN: usize = 2 + 8 * 6;
 
-fn tag(algorithm: Algorithm) -> u8 {
-    match algorithm {
-        Algorithm::SlidingWindow => 1,
-        Algorithm::FixedWindow => 2,
-        Algorithm::Gcra => 3,
-        Algorithm::MovingWindow => 4,
-    }
-}
+/// Hit extension records.
+const EXT_MAX_RUNS: u64 = 1;
+const EXT_AFTER: u64 = 2;
 
-fn algorithm(tag: u8) -> Option<Algorithm> {
-    match tag {
-        1 => Some(Algorithm::SlidingWindow),
-        2 => Some(Algorithm::FixedWindow),
-        3 => Some(Algorithm::Gcra),
-        4 => Some(Algorithm::MovingWindow),
-        _ => None,
+/// Encodes a limiter (version 2) into `out`: a counter's payload fits a [`StackBuf`] of 64 bytes.
+pub fn encode_into(limiter: &Limiter, out: &mut impl Sink) {
+    let rule = &limiter.rule;
+    let algorithm = rule.algorithm();
+    out.push_bytes(&[PAYLOAD_VERSION, MIN_READER_VERSION, algorithm.tag()]);
+    put_u64(out, rule.limit());
+    put_u64(out, rule.window_us());
+    if algorithm.takes_burst() {
+        put_u64(out, rule.burst());
     }
+    let mut state = StackBuf::<48>::new();
+    limiter.state.encode(&mut state);
+    put_u64(
+        out,
+        u64::try_from(state.as_slice().len()).unwrap_or(u64::MAX),
+    );
+    out.push_bytes(state.as_slice());
 }
 
 /// Encodes a limiter (version 2).
@@ -79,42 +105,8 @@ fn algorithm(tag: u8) -> Option<Algorithm> {
 /// assert_eq!(decode(&encode(&l)), Some(l));
 /// ```
 pub fn encode(limiter: &Limiter) -> Vec<u8> {
-    let rule = &limiter.rule;
     let mut out = Vec::with_capacity(32);
-    out.extend_from_slice(&[PAYLOAD_VERSION, MIN_READER_VERSION, tag(rule.algorithm())]);
-    put_u64(&mut out, rule.limit());
-    put_u64(&mut out, rule.window_us());
-    if rule.algorithm() == Algorithm::Gcra {
-        put_u64(&mut out, rule.burst());
-    }
-    let mut state = Vec::with_capacity(24);
-    match &limiter.state {
-        State::MovingWindow(log) => {
-            state.reserve(log.run_count().saturating_mul(4));
-            put_u64(
-                &mut state,
-                u64::try_from(log.run_count()).unwrap_or(u64::MAX),
-            );
-            let mut previous = 0;
-            for (ts, count) in log.runs() {
-                put_u64(&mut state, ts.saturating_sub(previous));
-                put_u64(&mut state, count);
-                previous = ts;
-            }
-        }
-        State::SlidingWindow(s) => {
-            put_u64(&mut state, s.window_start_us);
-            put_u64(&mut state, s.current);
-            put_u64(&mut state, s.previous);
-        }
-        State::FixedWindow(s) => {
-            put_u64(&mut state, s.window_start_us);
-            put_u64(&mut state, s.count);
-        }
-        State::Gcra(s) => put_u128(&mut state, s.tat_scaled),
-    }
-    put_u64(&mut out, u64::try_from(state.len()).unwrap_or(u64::MAX));
-    out.extend_from_slice(&state);
+    encode_into(limiter, &mut out);
     out
 }
 
@@ -128,114 +120,170 @@ pub fn decode(bytes: &[u8]) -> Option<Limiter> {
     (limiter.is_valid() && limiter.expires_at_us() > 0).then_some(limiter)
 }
 
+/// The header rule shared by states and hits: `(readable, later)` for a payload of `version`
+/// needing `min_reader`, when this module writes `current` (needing `current_min`).
+fn readable(version: u8, min_reader: u8, current: u8, current_min: u8) -> (bool, bool) {
+    let later = version > current;
+    let ok = if later {
+        min_reader <= current
+    } else {
+        version == current && min_reader == current_min
+    };
+    (ok, later)
+}
+
+/// The rule fields of a payload: tag, limit, window, and the burst where the kind takes one.
+fn decode_rule(r: &mut Reader<'_>) -> Option<Rule> {
+    let algorithm = Algorithm::from_tag(r.byte()?)?;
+    let limit = r.u64()?;
+    let window_us = r.u64()?;
+    let burst = if algorithm.takes_burst() {
+        Some(r.u64()?)
+    } else {
+        None
+    };
+    Rule::new(algorithm, limit, window_us, burst).ok()
+}
+
 fn decode_v2(bytes: &[u8]) -> Option<Limiter> {
     let mut r = Reader::new(bytes);
     let version = r.byte()?;
     let min_reader = r.byte()?;
-    let later = version > PAYLOAD_VERSION;
-    let readable = if later {
-        min_reader <= PAYLOAD_VERSION
-    } else {
-        version == PAYLOAD_VERSION && min_reader == MIN_READER_VERSION
-    };
-    if !readable {
+    let (ok, later) = readable(version, min_reader, PAYLOAD_VERSION, MIN_READER_VERSION);
+    if !ok {
         return None;
     }
-    let algorithm = algorithm(r.byte()?)?;
-    let limit = r.u64()?;
-    let window_us = r.u64()?;
-    let burst = match algorithm {
-        Algorithm::Gcra => Some(r.u64()?),
-        _ => None,
-    };
-    let rule = Rule::new(algorithm, limit, window_us, burst).ok()?;
+    let rule = decode_rule(&mut r)?;
     let state_len = usize::try_from(r.u64()?).ok()?;
     let mut s = Reader::new(r.take(state_len)?);
-    let state = match algorithm {
-        Algorithm::SlidingWindow => State::SlidingWindow(SlidingWindowState {
-            window_start_us: s.u64()?,
-            current: s.u64()?,
-            previous: s.u64()?,
-        }),
-        Algorithm::FixedWindow => State::FixedWindow(FixedWindowState {
-            window_start_us: s.u64()?,
-            count: s.u64()?,
-        }),
-        Algorithm::Gcra => State::Gcra(GcraState {
-            tat_scaled: s.u128()?,
-        }),
-        Algorithm::MovingWindow => State::MovingWindow(Box::new(decode_log(&mut s)?)),
-    };
+    let state = rule.algorithm().decode_state(&mut s, &rule)?;
     // Later versions may append state fields and extension records that this one ignores.
     let canonical = s.is_empty() && r.is_empty();
     if !later && !canonical {
         return None;
     }
+    skip_records(&mut r)?;
+    Some(Limiter { rule, state })
+}
+
+/// Skips `(id, length, bytes)` records to the end.
+fn skip_records(r: &mut Reader<'_>) -> Option<()> {
     while !r.is_empty() {
         let _id = r.u64()?;
         let len = usize::try_from(r.u64()?).ok()?;
         r.take(len)?;
     }
-    Some(Limiter { rule, state })
+    Some(())
 }
 
-/// A replicated hit (`RL.APPLY`): what a moving-window admission at `now_us` changed, in O(1)
-/// bytes whatever the log's size. Layout: version, oldest reader, tag, then varints `limit`,
-/// `window`, `now_us`, `cost` (0 = a conversion without a charge).
+/// Encodes a replicated hit (see the module docs): version 2 when the previous release's replay
+/// gives the same log, else version 3 with the cap and the master's `runs total`.
 ///
 /// ```
-/// use redis_ratelimit::algo::{Algorithm, Rule};
+/// use redis_ratelimit::algo::{Algorithm, Bounds, Hit, Rule};
 /// use redis_ratelimit::datatype::codec::{decode_hit, encode_hit};
 /// let rule = Rule::new(Algorithm::MovingWindow, 10, 60_000_000, None).unwrap();
-/// let bytes = encode_hit(&rule, 1_700_000_000_000_000, 1_000_000);
-/// assert!(bytes.len() < 24);
-/// assert_eq!(decode_hit(&bytes), Some((rule, 1_700_000_000_000_000, 1_000_000)));
+/// let hit = Hit {
+///     rule, now_us: 1_700_000_000_000_000, cost: 1_000_000, bounds: Bounds::DEFAULT,
+///     after: None, needs_current_replay: false,
+/// };
+/// let bytes = encode_hit(&hit);
+/// assert!(bytes.as_slice().len() < 24);
+/// assert_eq!(decode_hit(bytes.as_slice()), Some(hit));
 /// ```
-pub fn encode_hit(rule: &Rule, now_us: u64, cost: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    out.extend_from_slice(&[PAYLOAD_VERSION, MIN_READER_VERSION, tag(rule.algorithm())]);
-    for v in [rule.limit(), rule.window_us(), now_us, cost] {
+pub fn encode_hit(hit: &Hit) -> StackBuf<64> {
+    let mut out = StackBuf::<64>::new();
+    let version = if hit.needs_current_replay {
+        HIT_VERSION
+    } else {
+        PAYLOAD_VERSION
+    };
+    out.push_bytes(&[version, version, hit.rule.algorithm().tag()]);
+    for v in [hit.rule.limit(), hit.rule.window_us(), hit.now_us, hit.cost] {
         put_u64(&mut out, v);
+    }
+    if hit.needs_current_replay {
+        let max_runs = u64::try_from(hit.bounds.max_runs).unwrap_or(u64::MAX);
+        let mut record = StackBuf::<24>::new();
+        put_u64(&mut record, max_runs);
+        put_record(&mut out, EXT_MAX_RUNS, record.as_slice());
+        if let Some((runs, total)) = hit.after {
+            let mut record = StackBuf::<24>::new();
+            put_u64(&mut record, runs);
+            put_u64(&mut record, total);
+            put_record(&mut out, EXT_AFTER, record.as_slice());
+        }
     }
     out
 }
 
-/// Decodes an [`encode_hit`] payload: `(rule, now_us, cost)` for a moving-window rule whose
-/// time is within bounds; `None` otherwise.
-pub fn decode_hit(bytes: &[u8]) -> Option<(Rule, u64, u64)> {
-    let mut r = Reader::new(bytes);
-    if r.byte()? != PAYLOAD_VERSION || r.byte()? != MIN_READER_VERSION {
-        return None;
-    }
-    if algorithm(r.byte()?)? != Algorithm::MovingWindow {
-        return None;
-    }
-    let rule = Rule::new(Algorithm::MovingWindow, r.u64()?, r.u64()?, None).ok()?;
-    let (now_us, cost) = (r.u64()?, r.u64()?);
-    let valid = r.is_empty() && now_us <= MAX_TIMESTAMP_US && cost <= MAX_COUNT;
-    valid.then_some((rule, now_us, cost))
+fn put_record(out: &mut impl Sink, id: u64, bytes: &[u8]) {
+    put_u64(out, id);
+    put_u64(out, u64::try_from(bytes.len()).unwrap_or(u64::MAX));
+    out.push_bytes(bytes);
 }
 
-/// A moving-window log: `n`, then `n` (timestamp gap, count) pairs.
-fn decode_log(s: &mut Reader<'_>) -> Option<MovingWindowState> {
-    let n = usize::try_from(s.u64()?).ok()?;
-    if n == 0 || n > MAX_RUNS {
+/// Decodes an [`encode_hit`] payload of any version this module reads, for a kind that
+/// replicates hits, with its time and cap within bounds; `None` otherwise.
+pub fn decode_hit(bytes: &[u8]) -> Option<Hit> {
+    let mut r = Reader::new(bytes);
+    let version = r.byte()?;
+    let min_reader = r.byte()?;
+    let v2 = version == PAYLOAD_VERSION && min_reader == MIN_READER_VERSION;
+    let (ok, later) = readable(version, min_reader, HIT_VERSION, HIT_VERSION);
+    if !v2 && !ok {
         return None;
     }
-    let mut runs = Vec::with_capacity(n);
-    let mut ts: u64 = 0;
-    for _ in 0..n {
-        ts = ts.checked_add(s.u64()?)?;
-        runs.push((ts, s.u64()?));
+    let algorithm = Algorithm::from_tag(r.byte()?)?;
+    if algorithm.replication() != Replication::Hits || algorithm.takes_burst() {
+        return None;
     }
-    MovingWindowState::from_runs(runs)
+    let rule = Rule::new(algorithm, r.u64()?, r.u64()?, None).ok()?;
+    let (now_us, cost) = (r.u64()?, r.u64()?);
+    if now_us > MAX_TIMESTAMP_US || cost > MAX_COUNT {
+        return None;
+    }
+    let mut hit = Hit {
+        rule,
+        now_us,
+        cost,
+        bounds: Bounds::DEFAULT,
+        after: None,
+        needs_current_replay: !v2,
+    };
+    if v2 {
+        return r.is_empty().then_some(hit);
+    }
+    let mut max_runs = None;
+    while !r.is_empty() {
+        let id = r.u64()?;
+        let len = usize::try_from(r.u64()?).ok()?;
+        let mut record = Reader::new(r.take(len)?);
+        match id {
+            EXT_MAX_RUNS => {
+                let n = usize::try_from(record.u64()?).ok()?;
+                max_runs = Some(n).filter(|n| (2..=FORMAT_MAX_RUNS).contains(n));
+                max_runs?;
+            }
+            EXT_AFTER => hit.after = Some((record.u64()?, record.u64()?)),
+            _ if later => continue,
+            _ => return None,
+        }
+        if !later && !record.is_empty() {
+            return None;
+        }
+    }
+    hit.bounds = Bounds {
+        max_runs: max_runs?,
+    };
+    Some(hit)
 }
 
 fn decode_v1(bytes: &[u8]) -> Option<Limiter> {
     if bytes.len() != V1_LEN {
         return None;
     }
-    let algorithm = algorithm(*bytes.get(1)?)?;
+    let algorithm = Algorithm::from_tag(*bytes.get(1)?)?;
     let mut words = [0u64; 6];
     for (word, chunk) in words.iter_mut().zip(bytes.get(2..)?.chunks_exact(8)) {
         *word = u64::from_le_bytes(chunk.try_into().ok()?);
@@ -247,6 +295,7 @@ fn decode_v1(bytes: &[u8]) -> Option<Limiter> {
         _ => return None,
     };
     let rule = Rule::new(algorithm, limit, window_us, burst).ok()?;
+    // The first release's fixed layout of its three kinds.
     let state = match algorithm {
         Algorithm::SlidingWindow => State::SlidingWindow(SlidingWindowState {
             window_start_us: s0,
@@ -268,6 +317,7 @@ fn decode_v1(bytes: &[u8]) -> Option<Limiter> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::algo::MovingWindowState;
 
     fn samples() -> Vec<Limiter> {
         let t = 1_700_000_000_000_000u64;
@@ -296,8 +346,17 @@ mod tests {
             },
             Limiter {
                 rule: Rule::new(Algorithm::MovingWindow, 100, 60_000_000, None).unwrap(),
-                state: State::MovingWindow(Box::new(
+                state: State::MovingWindow(
                     MovingWindowState::from_runs([(t, 3), (t + 1, 1), (t + 70_000, 96)]).unwrap(),
+                ),
+            },
+            Limiter {
+                rule: Rule::new(Algorithm::LimitsSlidingWindow, 10, 60_000_000, None).unwrap(),
+                state: State::LimitsSlidingWindow(crate::algo::LimitsSlidingState::new(
+                    4,
+                    t / 1000 + 90_000,
+                    7,
+                    t / 1000 + 30_000,
                 )),
             },
         ]

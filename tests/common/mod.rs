@@ -383,7 +383,13 @@ impl Server {
 
     /// Starts a replica of this server and waits until its link is up.
     pub fn start_replica(&self) -> Server {
-        let replica = NodeConfig::new().replica_of(self).start();
+        self.start_replica_with(NodeConfig::new())
+    }
+
+    /// Starts a replica of this server from `config` (another module, say) and waits until its
+    /// link is up.
+    pub fn start_replica_with(&self, config: NodeConfig) -> Server {
+        let replica = config.replica_of(self).start();
         let deadline = Instant::now() + SYNC_TIMEOUT;
         let mut c = replica.conn();
         loop {
@@ -684,9 +690,6 @@ impl Rng {
 /// The four algorithms, as `ALGO` option strings.
 pub const ALGOS: [&str; 4] = ["sliding-window", "fixed-window", "gcra", "moving-window"];
 
-/// The algorithms the first release had (for tests against its module).
-pub const FIRST_RELEASE_ALGOS: [&str; 3] = ["sliding-window", "fixed-window", "gcra"];
-
 impl Conn {
     /// `RL.INSPECT key` as field → value text; `None` for a missing key.
     pub fn inspect(
@@ -768,7 +771,8 @@ pub fn make_dump(body: &[u8], version: [u8; 2]) -> Vec<u8> {
     out
 }
 
-/// The previous release's module, built by scripts/test from git history (never committed):
+/// The previous release's module (the one before this; see scripts/prev-module), built by
+/// scripts/test from git history (never committed):
 /// `RL_PREV_MODULE`, else `target/prev/release/libredis_ratelimit.so`.
 pub fn prev_module_path() -> PathBuf {
     let path = match std::env::var_os("RL_PREV_MODULE") {

@@ -22,7 +22,9 @@ from redis_ratelimit import (
     ModuleNotLoadedError,
     RateLimiter,
     RateLimitError,
+    Throttle,
     WrongTypeError,
+    format_seconds,
     format_window,
 )
 
@@ -230,3 +232,73 @@ def test_inspect_every_algorithm(rl: Either, prefix: str) -> None:
             assert before - 0.05 <= oldest <= time.time() + 0.05
         if algorithm == "gcra":
             assert got.state["tat_us"] > got.now_us
+
+
+def test_throttle_is_redis_cells_call(rl: Either, prefix: str) -> None:
+    # redis-cell's README example: 30 per minute, bursts of 16.
+    key = f"{prefix}:cell"
+    first = rl.cl_throttle(key, 15, 30, 60)
+    assert first == Throttle(False, 16, 15, -1, 2)
+    assert first.allowed
+    assert not first.never
+    replies = [rl.cl_throttle(key, 15, 30, 60) for _ in range(15)]
+    assert replies[-1] == Throttle(False, 16, 0, -1, 32)
+    assert rl.cl_throttle(key, 15, 30, 60) == Throttle(True, 16, 0, 2, 32)
+    # RL.THROTTLE, GCRA and RL.ALLOW read the same limiter.
+    assert rl.throttle(key, 15, 30, 60, quantity=0) == Throttle(False, 16, 0, -1, 32)
+    assert rl.gcra(key, 15, 30, 60.0).limited
+    peek = rl.peek(key, 30, 60, cost=0, algorithm="gcra", burst=16)
+    assert (peek.capacity, peek.remaining) == (16, 0)
+    got = rl.inspect(key)
+    assert got is not None
+    assert (got.algorithm, got.limit, got.window_us, got.burst) == (
+        Algorithm.GCRA,
+        30,
+        60_000_000,
+        16,
+    )
+    never = rl.throttle(key, 15, 30, 60, quantity=17)
+    assert never.never
+    assert (never.limited, never.retry_after) == (True, -1)
+
+
+def test_gcra_periods_and_tokens(rl: Either, prefix: str) -> None:
+    key = f"{prefix}:gcra"
+    assert rl.gcra(key, 1, 2, 0.5) == Throttle(False, 2, 1, -1, 1)
+    assert rl.gcra(key, 1, 2, timedelta(milliseconds=500)) == Throttle(False, 2, 0, -1, 1)
+    denied = rl.gcra(key, 1, 2, 0.5)
+    assert (denied.limited, denied.retry_after) == (True, 1)
+    assert rl.gcra(f"{prefix}:t", 9, 10, 1, tokens=4).remaining == 6
+    assert rl.throttle(f"{prefix}:w", 0, 10, "500ms").reset_after == 1
+
+
+def test_throttle_errors(rl: Either, prefix: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_burst must be"):
+        rl.throttle(f"{prefix}:e", -1, 1, 10)
+    with pytest.raises(InvalidArgumentError, match="count_per_period must be"):
+        rl.cl_throttle(f"{prefix}:e", 1, 0, 10)
+    with pytest.raises(InvalidArgumentError, match="TOKENS must be"):
+        rl.gcra(f"{prefix}:e", 1, 1, 10, tokens=0)
+    with pytest.raises(InvalidArgumentError, match="period must be"):
+        rl.gcra(f"{prefix}:e", 1, 1, 1e12)
+    assert rl.raw.exists(f"{prefix}:e") == 0
+    rl.raw.set(f"{prefix}:s", "x")
+    with pytest.raises(WrongTypeError):
+        rl.gcra(f"{prefix}:s", 1, 1, 10)
+
+
+def test_format_seconds() -> None:
+    assert format_seconds(60) == "60"
+    assert format_seconds(0.1) == "0.1"
+    assert format_seconds(1e-06) == "1e-06"
+    assert format_seconds(timedelta(minutes=1)) == "60.000000"
+    with pytest.raises(ValueError, match="positive"):
+        format_seconds(timedelta(0))
+    with pytest.raises(ValueError, match="finite"):
+        format_seconds(math.inf)
+    with pytest.raises(TypeError):
+        format_seconds(True)
+    with pytest.raises(TypeError):
+        format_seconds("60")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected 5 integers"):
+        Throttle.from_reply([0, 1])

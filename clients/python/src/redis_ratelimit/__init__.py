@@ -1,6 +1,7 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
-* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``.
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
+  and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
   registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
@@ -20,7 +21,16 @@ from .errors import (
     WrongTypeError,
 )
 from .headers import rate_limit_headers
-from .types import Algorithm, Decision, Inspection, Window, format_window
+from .types import (
+    Algorithm,
+    Decision,
+    Inspection,
+    Seconds,
+    Throttle,
+    Window,
+    format_seconds,
+    format_window,
+)
 
 __all__ = [
     "Algorithm",
@@ -32,8 +42,11 @@ __all__ = [
     "ModuleNotLoadedError",
     "RateLimitError",
     "RateLimiter",
+    "Seconds",
+    "Throttle",
     "Window",
     "WrongTypeError",
+    "format_seconds",
     "format_window",
     "rate_limit_headers",
 ]

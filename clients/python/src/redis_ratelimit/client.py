@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any, cast
 from redis.exceptions import ResponseError
 
 from .errors import from_response_error
-from .types import Algorithm, Decision, Inspection, Window, limit_args
+from .types import (
+    Algorithm,
+    Decision,
+    Inspection,
+    Seconds,
+    Throttle,
+    Window,
+    gcra_args,
+    limit_args,
+    throttle_args,
+)
 
 if TYPE_CHECKING:
     import redis
@@ -24,7 +34,7 @@ __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK`` and ``RL.INSPECT`` through a redis-py client.
+    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT`` and the GCRA drop-ins through redis-py.
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -79,6 +89,51 @@ class RateLimiter:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
         return Inspection.from_reply(self._call("RL.INSPECT", key))
 
+    def throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """redis-cell's call on the module's gcra limiter (``RL.THROTTLE``).
+
+        *count_per_period* requests per *period* with up to ``max_burst + 1`` at once: the
+        limiter ``allow(key, count_per_period, period, algorithm="gcra", burst=max_burst + 1)``
+        uses. *quantity* 0 only reports.
+        """
+        args = throttle_args("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        return Throttle.from_reply(self._call(*args))
+
+    def cl_throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """:meth:`throttle` under redis-cell's own name (``CL.THROTTLE``)."""
+        args = throttle_args("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        return Throttle.from_reply(self._call(*args))
+
+    def gcra(
+        self,
+        key: str,
+        max_burst: int,
+        tokens_per_period: int,
+        period: Seconds,
+        tokens: int = 1,
+    ) -> Throttle:
+        """Redis 8.8's ``GCRA`` command, served by the module on any server.
+
+        :param period: seconds (``60``, ``0.5``) or a :class:`~datetime.timedelta`.
+        :param tokens: the request's cost, at least 1.
+        """
+        args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
+        return Throttle.from_reply(self._call(*args))
+
     def reset(self, key: str) -> bool:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
         return bool(self.client.delete(key))
@@ -126,6 +181,42 @@ class AsyncRateLimiter:
     async def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
         return Inspection.from_reply(await self._call("RL.INSPECT", key))
+
+    async def throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """``RL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
+        args = throttle_args("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        return Throttle.from_reply(await self._call(*args))
+
+    async def cl_throttle(
+        self,
+        key: str,
+        max_burst: int,
+        count_per_period: int,
+        period: Window,
+        quantity: int = 1,
+    ) -> Throttle:
+        """``CL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
+        args = throttle_args("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        return Throttle.from_reply(await self._call(*args))
+
+    async def gcra(
+        self,
+        key: str,
+        max_burst: int,
+        tokens_per_period: int,
+        period: Seconds,
+        tokens: int = 1,
+    ) -> Throttle:
+        """``GCRA``; see :meth:`RateLimiter.gcra`."""
+        args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
+        return Throttle.from_reply(await self._call(*args))
 
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""

@@ -102,5 +102,13 @@ def _is_argument_error(message: str) -> bool:
         "unknown ALGO",
         "unknown option",
         "gcra ",
+        # RL.THROTTLE / CL.THROTTLE / GCRA
+        "max_burst must be",
+        "count_per_period must be",
+        "tokens_per_period must be",
+        "period must be",
+        "quantity must be",
+        "TOKENS ",
+        "(max_burst + 1)",
     )
     return message.startswith(prefixes)

@@ -13,7 +13,10 @@ __all__ = [
     "Algorithm",
     "Decision",
     "Inspection",
+    "Seconds",
+    "Throttle",
     "Window",
+    "format_seconds",
     "format_window",
 ]
 
@@ -21,6 +24,9 @@ __all__ = [
 #: ``"1d"``), whole seconds as an ``int``, or a :class:`datetime.timedelta` (microsecond
 #: precision, as the module's).
 Window: TypeAlias = "str | int | timedelta"
+
+#: GCRA's period: seconds as an ``int`` or ``float``, or a :class:`datetime.timedelta`.
+Seconds: TypeAlias = "int | float | timedelta"
 
 
 class Algorithm(str, enum.Enum):
@@ -66,6 +72,31 @@ def format_window(window: Window) -> str:
     raise TypeError(f"window must be a str, int or timedelta, not {type(window).__name__}")
 
 
+def format_seconds(period: Seconds) -> str:
+    """Return *period* as ``GCRA``'s argument: a number of seconds.
+
+    >>> format_seconds(60), format_seconds(0.5), format_seconds(1e-05)
+    ('60', '0.5', '1e-05')
+    >>> format_seconds(timedelta(milliseconds=1500))
+    '1.500000'
+    """
+    if isinstance(period, bool):
+        raise TypeError("period must be an int, float or timedelta, not bool")
+    if isinstance(period, timedelta):
+        micros = (period.days * 86_400 + period.seconds) * 1_000_000 + period.microseconds
+        if micros <= 0:
+            raise ValueError(f"period must be positive, got {period!r}")
+        whole, rest = divmod(micros, 1_000_000)
+        return f"{whole}.{rest:06d}"
+    if isinstance(period, int):
+        return str(period)
+    if isinstance(period, float):
+        if not math.isfinite(period):
+            raise ValueError(f"period must be finite, got {period!r}")
+        return repr(period)
+    raise TypeError(f"period must be an int, float or timedelta, not {type(period).__name__}")
+
+
 def _ms_to_seconds(ms: int) -> float:
     return ms / 1000.0
 
@@ -104,6 +135,44 @@ class Decision:
             retry_after=math.inf if retry_after_ms < 0 else _ms_to_seconds(retry_after_ms),
             reset_after=_ms_to_seconds(reset_after_ms),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """One ``RL.THROTTLE`` / ``CL.THROTTLE`` / ``GCRA`` reply: redis-cell's five integers.
+
+    Times are whole seconds, rounded up (waiting ``retry_after`` seconds is always enough).
+    """
+
+    #: Whether the request was denied (redis-cell's first field; the inverse of ``allowed``).
+    limited: bool
+    #: The most that can pass at once: ``max_burst + 1``.
+    limit: int
+    #: How many further requests of 1 would be admitted right now, after this call.
+    remaining: int
+    #: When denied, seconds after which the same request would pass; -1 when admitted, or when
+    #: it never can (a quantity above ``limit``).
+    retry_after: int
+    #: Seconds until the bucket is full again if nothing else arrives.
+    reset_after: int
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the request was admitted."""
+        return not self.limited
+
+    @property
+    def never(self) -> bool:
+        """Whether the request was denied for good (its quantity is above ``limit``)."""
+        return self.limited and self.retry_after < 0
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any]) -> Throttle:
+        """Build a result from the five-integer reply."""
+        if len(reply) != 5:
+            raise ValueError(f"expected 5 integers from a throttle command, got {reply!r}")
+        limited, limit, remaining, retry_after, reset_after = (int(v) for v in reply)
+        return cls(limited == 1, limit, remaining, retry_after, reset_after)
 
 
 def _text(value: Any) -> str:
@@ -187,4 +256,29 @@ def limit_args(
         args += ["ALGO", str(Algorithm(algorithm))]
     if burst is not None:
         args += ["BURST", burst]
+    return args
+
+
+def throttle_args(
+    command: str,
+    key: str,
+    max_burst: int,
+    count_per_period: int,
+    period: Window,
+    quantity: int,
+) -> list[str | int]:
+    """The arguments of ``RL.THROTTLE`` / ``CL.THROTTLE`` (quantity only when not 1)."""
+    args: list[str | int] = [command, key, max_burst, count_per_period, format_window(period)]
+    if quantity != 1:
+        args.append(quantity)
+    return args
+
+
+def gcra_args(
+    key: str, max_burst: int, tokens_per_period: int, period: Seconds, tokens: int
+) -> list[str | int]:
+    """The arguments of ``GCRA`` (``TOKENS`` only when not 1)."""
+    args: list[str | int] = ["GCRA", key, max_burst, tokens_per_period, format_seconds(period)]
+    if tokens != 1:
+        args += ["TOKENS", tokens]
     return args

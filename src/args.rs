@@ -1,4 +1,4 @@
-//! Parsing of command arguments into a typed [`Request`]: `limit window [COST n] [ALGO a] [BURST n]`.
+//! Command arguments → a typed [`Request`]: `limit window [COST n] [ALGO a] [BURST n]`.
 //!
 //! Pure code (no Redis import): arguments arrive as byte slices; errors carry the exact reply
 //! text, which is part of the public API (README "Errors").
@@ -64,7 +64,7 @@ impl ArgError {
     /// The error reply, with its `ERR` prefix.
     ///
     /// ```
-    /// use redis_ratelimit::rule::{parse_request, ArgError};
+    /// use redis_ratelimit::args::{parse_request, ArgError};
     /// let err = parse_request([&b"0"[..], b"1s"]).unwrap_err();
     /// assert_eq!(err, ArgError::Limit);
     /// assert!(err.message().starts_with("ERR limit must be"));
@@ -78,10 +78,13 @@ impl ArgError {
             ArgError::Cost => format!("ERR COST must be an integer from 0 to {MAX_COUNT}"),
             ArgError::Burst => format!("ERR BURST must be an integer from 1 to {MAX_COUNT}"),
             ArgError::BurstNotGcra => "ERR BURST applies only to ALGO gcra".to_string(),
-            ArgError::UnknownAlgo(name) => format!(
-                "ERR unknown ALGO '{}': use sliding-window, fixed-window, gcra or moving-window",
-                echo(name)
-            ),
+            ArgError::UnknownAlgo(name) => {
+                format!(
+                    "ERR unknown ALGO '{}': use {}",
+                    echo(name),
+                    algorithm_names()
+                )
+            }
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
             ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
             ArgError::UnknownOption(name) => format!(
@@ -107,6 +110,16 @@ impl From<RuleError> for ArgError {
     }
 }
 
+/// The algorithm names, as an error lists them: `a, b, c or d` (from the table of kinds).
+fn algorithm_names() -> String {
+    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_string(),
+        None => String::new(),
+    }
+}
+
 /// Longest part of a user's argument quoted back in an error reply.
 pub const ECHO_MAX: usize = 32;
 
@@ -114,7 +127,7 @@ pub const ECHO_MAX: usize = 32;
 /// [`ECHO_MAX`] bytes with `...` (error replies must stay short and on one line).
 ///
 /// ```
-/// use redis_ratelimit::rule::echo;
+/// use redis_ratelimit::args::echo;
 /// assert_eq!(echo(b"nope"), "nope");
 /// assert_eq!(echo(b"a\r\n\xff'"), "a\\x0d\\x0a\\xff\\x27");
 /// assert_eq!(echo(&[b'x'; 100]).len(), 32 + 3);
@@ -138,7 +151,7 @@ pub fn echo(arg: &[u8]) -> String {
 /// each at most once).
 ///
 /// ```
-/// use redis_ratelimit::rule::parse_request;
+/// use redis_ratelimit::args::parse_request;
 /// let req = parse_request([&b"10"[..], b"1m", b"cost", b"2"]).unwrap();
 /// assert_eq!((req.rule.limit(), req.rule.window_us(), req.cost), (10, 60_000_000, 2));
 /// ```
@@ -202,7 +215,7 @@ where
 /// leading zeros are allowed, at any length.
 ///
 /// ```
-/// use redis_ratelimit::rule::parse_count;
+/// use redis_ratelimit::args::parse_count;
 /// assert_eq!(parse_count(b"0000000000000000000001"), Some(1));
 /// assert_eq!(parse_count(b"+1"), None);
 /// ```
@@ -228,7 +241,7 @@ pub fn parse_count(s: &[u8]) -> Option<u64> {
 /// (leading zeros, long fractions); the result must be in `1..=MAX_WINDOW_US`.
 ///
 /// ```
-/// use redis_ratelimit::rule::parse_window;
+/// use redis_ratelimit::args::parse_window;
 /// assert_eq!(parse_window(b"500ms"), Some(500_000));
 /// assert_eq!(parse_window(b"1.5s"), Some(1_500_000));
 /// assert_eq!(parse_window(b"1.0000000000000000000s"), Some(1_000_000));

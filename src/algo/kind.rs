@@ -1,0 +1,320 @@
+//! One trait per state kind, and the one table that lists the kinds.
+//!
+//! A kind is a file with a state type that implements [`Kind`], plus one line in the
+//! `state_kinds!` table at the end of this file. The table generates [`Algorithm`] (names, tags,
+//! parsing) and [`State`] (one variant per kind) and every dispatch from a stored [`State`] to
+//! its kind: nothing else matches on algorithms. Dispatch goes by the *stored* state; the
+//! caller's rule only chooses the kind of a key that does not exist yet.
+
+use std::fmt::Debug;
+
+use super::{Decision, Rule};
+use crate::varint::{Reader, Sink};
+
+/// Fields of `RL.INSPECT` a kind adds after the rule: `(name, value)` in reply order.
+pub type Fields = Vec<(&'static str, u64)>;
+
+/// What a request did to a stored state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing to store.
+    Unchanged,
+    /// Changed in place: store it (expiry, replication, signal).
+    Updated,
+    /// Holds nothing any more: delete the key.
+    Emptied,
+}
+
+/// How a write reaches replicas and the AOF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// The whole new state (`RL.SETSTATE`): small states.
+    State,
+    /// The hit that changed it (`RL.APPLY`): the replica replays it ([`Kind::replay`]), so the
+    /// stream stays O(1) per write however large the state.
+    Hits,
+}
+
+/// Bounds that keep every call cheap whatever its arguments (configurable by the operator).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    /// Most runs a moving-window log keeps (see [`super::moving_window`]).
+    pub max_runs: usize,
+}
+
+impl Bounds {
+    /// The defaults.
+    pub const DEFAULT: Bounds = Bounds {
+        max_runs: super::moving_window::DEFAULT_MAX_RUNS,
+    };
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds::DEFAULT
+    }
+}
+
+/// A write replicated as a hit: everything a replica needs to replay it exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// The rule the master applied.
+    pub rule: Rule,
+    /// The master's time.
+    pub now_us: u64,
+    /// The cost charged (0: a conversion to a new rule or a clamp, nothing charged).
+    pub cost: u64,
+    /// The master's bounds for this key.
+    pub bounds: Bounds,
+    /// What the master's state looked like after the write, for the replica to check its own:
+    /// `(runs, total)` for a log. `None` when not sent.
+    pub after: Option<(u64, u64)>,
+    /// The write needs this release's replay (a reader of the previous payload version would
+    /// replay it differently): the payload must say so.
+    pub needs_current_replay: bool,
+}
+
+/// The state of one kind of limiter. Every method is pure: time is a parameter.
+///
+/// Semantics shared by every kind are in the [`super`] module docs; each kind's file documents
+/// its exact rule with a worked example.
+pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
+    /// Whether its rules take `BURST` (a capacity other than the limit).
+    const TAKES_BURST: bool = false;
+    /// How its writes reach replicas and the AOF.
+    const REPLICATION: Replication = Replication::State;
+    /// Whether a cost-0 request may change the state (a kind whose reads move it on, as
+    /// `limits`' sliding window shifts its counters on every access): then `RL.ALLOW … COST 0`
+    /// decides (and may store) instead of only peeking.
+    const COST_ZERO_WRITES: bool = false;
+
+    /// Decides a request against an absent key; `Some` is the state to create.
+    fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>);
+
+    /// Decides a request of `cost` at `now_us` under `rule` against this state (written under
+    /// `stored`), changing it in place when something must be stored.
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        bounds: &Bounds,
+    ) -> (Decision, Change);
+
+    /// The decision [`Kind::decide`] would make, changing nothing.
+    fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision;
+
+    /// The state as `rule` sees it at `now_us` (clamped, aged under `stored`, carried over);
+    /// `None` when it holds nothing any more.
+    fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self>;
+
+    /// Whether it lies ahead of anything possible at `now_us` (a clock step back).
+    fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool;
+
+    /// Absolute µs at which it becomes equivalent to an absent key (the key's expiry).
+    fn expires_at_us(&self, rule: &Rule) -> u64;
+
+    /// Whether a decoded state keeps every invariant under `rule`.
+    fn is_valid(&self, rule: &Rule) -> bool;
+
+    /// Appends the state's payload bytes (see `datatype::codec`).
+    fn encode(&self, out: &mut impl Sink);
+
+    /// Reads a state's payload bytes; `None` for anything malformed. May leave bytes unread
+    /// (fields of a later version, which the codec then ignores).
+    fn decode(bytes: &mut Reader<'_>, rule: &Rule) -> Option<Self>;
+
+    /// `RL.INSPECT`'s fields for the state as `RL.PEEK` sees it at `now_us` (`None`: absent).
+    fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields);
+
+    /// Replays a master's write on a replica ([`Replication::Hits`] kinds only).
+    fn replay(&mut self, _stored: &Rule, _hit: &Hit) -> Option<Change> {
+        None
+    }
+
+    /// The state a replayed hit creates on an absent key ([`Replication::Hits`] kinds only).
+    fn replay_absent(_hit: &Hit) -> Option<Self> {
+        None
+    }
+
+    /// Describes the write just made for replication ([`Replication::Hits`] kinds only).
+    fn hit(&self, _rule: &Rule, _now_us: u64, _cost: u64, _bounds: &Bounds) -> Option<Hit> {
+        None
+    }
+}
+
+/// Generates [`Algorithm`], [`State`] and the dispatch from the table of kinds.
+macro_rules! state_kinds {
+    ($($tag:literal => $variant:ident($ty:ty), $name:literal;)+) => {
+        /// Which algorithm a limiter runs (one per state kind). Names follow the Python `limits`
+        /// library.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Algorithm {
+            $(
+                #[doc = concat!("`", $name, "`: see [`", stringify!($ty), "`].")]
+                $variant,
+            )+
+        }
+
+        /// The state of one key: one variant per kind.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub enum State {
+            $(
+                #[doc = concat!("`", $name, "`.")]
+                $variant($ty),
+            )+
+        }
+
+        impl Algorithm {
+            /// Every algorithm, in tag order.
+            pub const ALL: &'static [Algorithm] = &[$(Algorithm::$variant),+];
+
+            /// The name used in commands, replies and errors.
+            pub fn name(self) -> &'static str {
+                match self { $(Algorithm::$variant => $name,)+ }
+            }
+
+            /// The payload tag (see `datatype::codec`).
+            pub fn tag(self) -> u8 {
+                match self { $(Algorithm::$variant => $tag,)+ }
+            }
+
+            /// The algorithm of a payload tag.
+            pub fn from_tag(tag: u8) -> Option<Algorithm> {
+                match tag { $($tag => Some(Algorithm::$variant),)+ _ => None }
+            }
+
+            /// Whether its rules take `BURST`.
+            pub fn takes_burst(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::TAKES_BURST,)+ }
+            }
+
+            /// Whether `COST 0` may write (see [`Kind::COST_ZERO_WRITES`]).
+            pub fn cost_zero_writes(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::COST_ZERO_WRITES,)+ }
+            }
+
+            /// How its writes reach replicas.
+            pub fn replication(self) -> Replication {
+                match self { $(Algorithm::$variant => <$ty as Kind>::REPLICATION,)+ }
+            }
+
+            /// Decides against an absent key (the caller's rule chooses the kind).
+            pub(crate) fn decide_absent(
+                self,
+                rule: &Rule,
+                cost: u64,
+                now_us: u64,
+            ) -> (Decision, Option<State>) {
+                match self {
+                    $(Algorithm::$variant => {
+                        let (d, s) = <$ty as Kind>::decide_absent(rule, cost, now_us);
+                        (d, s.map(State::$variant))
+                    })+
+                }
+            }
+
+            /// Reads a state of this kind.
+            pub(crate) fn decode_state(self, bytes: &mut Reader<'_>, rule: &Rule) -> Option<State> {
+                match self {
+                    $(Algorithm::$variant => <$ty as Kind>::decode(bytes, rule).map(State::$variant),)+
+                }
+            }
+
+            /// The state a replayed hit creates on an absent key.
+            pub(crate) fn replay_absent(self, hit: &Hit) -> Option<State> {
+                match self {
+                    $(Algorithm::$variant => <$ty as Kind>::replay_absent(hit).map(State::$variant),)+
+                }
+            }
+        }
+
+        impl State {
+            /// The algorithm this state belongs to.
+            pub fn algorithm(&self) -> Algorithm {
+                match self { $(State::$variant(_) => Algorithm::$variant,)+ }
+            }
+
+            pub(crate) fn decide(
+                &mut self,
+                stored: &Rule,
+                rule: &Rule,
+                cost: u64,
+                now_us: u64,
+                bounds: &Bounds,
+            ) -> (Decision, Change) {
+                match self { $(State::$variant(s) => <$ty as Kind>::decide(s, stored, rule, cost, now_us, bounds),)+ }
+            }
+
+            pub(crate) fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+                match self { $(State::$variant(s) => <$ty as Kind>::peek(s, stored, rule, cost, now_us),)+ }
+            }
+
+            pub(crate) fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<State> {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::carried_over(s, stored, rule, now_us).map(State::$variant),)+
+                }
+            }
+
+            pub(crate) fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
+                match self { $(State::$variant(s) => <$ty as Kind>::is_ahead(s, rule, now_us),)+ }
+            }
+
+            pub(crate) fn expires_at_us(&self, rule: &Rule) -> u64 {
+                match self { $(State::$variant(s) => <$ty as Kind>::expires_at_us(s, rule),)+ }
+            }
+
+            pub(crate) fn is_valid(&self, rule: &Rule) -> bool {
+                match self { $(State::$variant(s) => <$ty as Kind>::is_valid(s, rule),)+ }
+            }
+
+            /// Appends the state's payload bytes.
+            pub fn encode(&self, out: &mut impl Sink) {
+                match self { $(State::$variant(s) => <$ty as Kind>::encode(s, out),)+ }
+            }
+
+            pub(crate) fn inspect(&self, stored: &Rule, now_us: u64, out: &mut Fields) {
+                match self { $(State::$variant(s) => <$ty as Kind>::inspect(Some(s), stored, now_us, out),)+ }
+            }
+
+            pub(crate) fn replay(&mut self, stored: &Rule, hit: &Hit) -> Option<Change> {
+                match self { $(State::$variant(s) => <$ty as Kind>::replay(s, stored, hit),)+ }
+            }
+
+            pub(crate) fn hit(&self, rule: &Rule, now_us: u64, cost: u64, bounds: &Bounds) -> Option<Hit> {
+                match self { $(State::$variant(s) => <$ty as Kind>::hit(s, rule, now_us, cost, bounds),)+ }
+            }
+        }
+    };
+}
+
+use super::{
+    FixedWindowState, GcraState, LimitsSlidingState, MovingWindowState, SlidingWindowState,
+};
+
+// The table: tag (payload byte, never reused) => variant(state type), name. Tags are part of the
+// RDB format.
+state_kinds! {
+    1 => SlidingWindow(SlidingWindowState), "sliding-window";
+    2 => FixedWindow(FixedWindowState), "fixed-window";
+    3 => Gcra(GcraState), "gcra";
+    4 => MovingWindow(MovingWindowState), "moving-window";
+    5 => LimitsSlidingWindow(LimitsSlidingState), "limits-sliding-window";
+}
+
+impl Algorithm {
+    /// Parses a command-line name, case-insensitively.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::Algorithm;
+    /// assert_eq!(Algorithm::from_name(b"GCRA"), Some(Algorithm::Gcra));
+    /// assert_eq!(Algorithm::from_name(b"token-bucket"), None);
+    /// ```
+    pub fn from_name(name: &[u8]) -> Option<Algorithm> {
+        Algorithm::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
