@@ -6,7 +6,6 @@ use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Bounds, Decision, Limiter, Outcome, RetryAfter, Rule};
 use crate::args::parse_request;
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
 use crate::{clock, stats};
@@ -111,10 +110,8 @@ pub(crate) fn charge(
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
-        Outcome::Unchanged | Outcome::Emptied => {
-            // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-            expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
-        }
+        // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
+        Outcome::Unchanged | Outcome::Emptied => {}
     }
     Ok(d)
 }
