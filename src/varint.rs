@@ -80,6 +80,19 @@ impl<const N: usize> Default for StackBuf<N> {
 }
 
 impl<const N: usize> Sink for StackBuf<N> {
+    #[inline]
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        let end = self.len.saturating_add(bytes.len());
+        match (&mut self.heap, self.inline.get_mut(self.len..end)) {
+            (None, Some(slot)) => {
+                slot.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => bytes.iter().for_each(|&b| self.push_byte(b)),
+        }
+    }
+
+    #[inline]
     fn push_byte(&mut self, b: u8) {
         if let Some(v) = &mut self.heap {
             v.push(b);
@@ -98,21 +111,43 @@ impl<const N: usize> Sink for StackBuf<N> {
 }
 
 /// Appends `v`.
-pub fn put_u64(out: &mut impl Sink, v: u64) {
-    put_u128(out, u128::from(v));
-}
-
-/// Appends `v`.
-pub fn put_u128(out: &mut impl Sink, mut v: u128) {
-    loop {
+#[inline]
+pub fn put_u64(out: &mut impl Sink, mut v: u64) {
+    if v < 0x80 {
+        out.push_byte(v as u8);
+        return;
+    }
+    let mut bytes = [0u8; 10];
+    let mut n: usize = 0;
+    for slot in bytes.iter_mut() {
         let low = (v & 0x7f) as u8;
         v >>= 7;
+        n = n.saturating_add(1);
         if v == 0 {
-            out.push_byte(low);
-            return;
+            *slot = low;
+            break;
         }
-        out.push_byte(low | 0x80);
+        *slot = low | 0x80;
     }
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
+}
+
+/// Appends `v` (encoded on the stack, then appended in one go).
+#[inline]
+pub fn put_u128(out: &mut impl Sink, mut v: u128) {
+    let mut bytes = [0u8; 19];
+    let mut n: usize = 0;
+    for slot in bytes.iter_mut() {
+        let low = (v & 0x7f) as u8;
+        v >>= 7;
+        n = n.saturating_add(1);
+        if v == 0 {
+            *slot = low;
+            break;
+        }
+        *slot = low | 0x80;
+    }
+    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
 }
 
 /// Encoded length of `v` in bytes.

@@ -7,8 +7,8 @@ mod common;
 
 use common::Server;
 use redis_ratelimit::algo::{
-    Algorithm, FixedWindowState, GcraState, Limiter, MovingWindowState, Rule, SlidingWindowState,
-    State,
+    Algorithm, FixedWindowState, GcraState, Limiter, LimitsSlidingState, MovingWindowState, Rule,
+    SlidingWindowState, State,
 };
 use redis_ratelimit::datatype::codec::encode;
 
@@ -32,6 +32,9 @@ fn full_from_tomorrow(algorithm: Algorithm, now_us: u64) -> Limiter {
         Algorithm::Gcra => State::Gcra(GcraState::from_tat_us(&rule, t + 60_000_000)),
         Algorithm::MovingWindow => {
             State::MovingWindow(MovingWindowState::from_runs([(t - 1_000, 4), (t, 6)]).unwrap())
+        }
+        Algorithm::LimitsSlidingWindow => {
+            State::LimitsSlidingWindow(LimitsSlidingState::new(10, t / 1000 + 120_000, 0, 0))
         }
     };
     Limiter { rule, state }
@@ -98,6 +101,12 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
             State::MovingWindow(_) => {
                 State::MovingWindow(MovingWindowState::from_runs([(now + DAY_US, 5)]).unwrap())
             }
+            State::LimitsSlidingWindow(_) => State::LimitsSlidingWindow(LimitsSlidingState::new(
+                5,
+                (now + DAY_US) / 1000 + 120_000,
+                0,
+                0,
+            )),
             State::Blocked(_) => unreachable!("built unblocked"),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])

@@ -875,3 +875,35 @@ fn gcra_is_exact_at_high_rates() {
         assert_eq!((tat_us + 999) / 1000, pexpiretime, "{args}");
     }
 }
+
+/// After a write, `PTTL` is `reset_after_ms` or one more: the key expires at the exact instant
+/// rounded up to a ms, `reset_after_ms` is the duration rounded up (a fresh 1-minute window says
+/// 60000). Read in the same transaction; on Redis 7.0, whose `PTTL` reads the clock again, it may
+/// also fall in the next ms (one less).
+#[test]
+fn pttl_after_a_write_is_reset_after_or_one_more() {
+    let s = Server::start();
+    let mut c = s.conn();
+    let info = c.info("server");
+    let same_clock = info.contains("valkey_version");
+    for algo in common::ALGOS {
+        for i in 0..100 {
+            let key = format!("pttl:{algo}:{}", i % 7);
+            c.cmd(&["MULTI"]);
+            c.cmd_str(&format!("RL.ALLOW {key} 1000 1m ALGO {algo}"));
+            c.cmd(&["PTTL", &key]);
+            let Reply::Array(r) = c.cmd(&["EXEC"]) else {
+                panic!()
+            };
+            let reset = Rl::from_reply(&r[0]).reset_ms;
+            let Reply::Int(pttl) = r[1] else {
+                panic!("{r:?}")
+            };
+            let lo = if same_clock { reset } else { reset - 1 };
+            assert!(
+                (lo..=reset + 1).contains(&pttl),
+                "{algo}: reset_after_ms {reset}, PTTL {pttl}"
+            );
+        }
+    }
+}

@@ -518,7 +518,7 @@ fn error_replies_are_short_ascii_and_quote_arguments_safely() {
     let e = c.cmd(&args).expect_err().to_string();
     assert_eq!(
         e,
-        "ERR unknown ALGO 'x\\x0d\\x0ay\\xff\\x27': use sliding-window, fixed-window, gcra or moving-window"
+        "ERR unknown ALGO 'x\\x0d\\x0ay\\xff\\x27': use sliding-window, fixed-window, gcra, moving-window or limits-sliding-window"
     );
     // Every error text is ASCII.
     for line in [

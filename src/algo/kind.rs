@@ -88,6 +88,10 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     const TAKES_BURST: bool = false;
     /// How its writes reach replicas and the AOF.
     const REPLICATION: Replication = Replication::State;
+    /// Whether a cost-0 request may change the state (a kind whose reads move it on, as
+    /// `limits`' sliding window shifts its counters on every access): then `RL.ALLOW … COST 0`
+    /// decides (and may store) instead of only peeking.
+    const COST_ZERO_WRITES: bool = false;
 
     /// Decides a request against an absent key; `Some` is the state to create.
     fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>);
@@ -236,6 +240,11 @@ macro_rules! state_kinds {
             /// Whether its rules take `BURST`.
             pub fn takes_burst(self) -> bool {
                 match self { $(Algorithm::$variant => <$ty as Kind>::TAKES_BURST,)+ }
+            }
+
+            /// Whether `COST 0` may write (see [`Kind::COST_ZERO_WRITES`]).
+            pub fn cost_zero_writes(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::COST_ZERO_WRITES,)+ }
             }
 
             /// How its writes reach replicas.
@@ -432,7 +441,9 @@ macro_rules! state_kinds {
 }
 
 use super::block::{Block, Blocked};
-use super::{FixedWindowState, GcraState, MovingWindowState, SlidingWindowState};
+use super::{
+    FixedWindowState, GcraState, LimitsSlidingState, MovingWindowState, SlidingWindowState,
+};
 
 // The table: tag (payload byte, never reused) => variant(state type), name. Tags are part of the
 // RDB format.
@@ -441,6 +452,7 @@ state_kinds! {
     2 => FixedWindow(FixedWindowState), "fixed-window";
     3 => Gcra(GcraState), "gcra";
     4 => MovingWindow(MovingWindowState), "moving-window";
+    5 => LimitsSlidingWindow(LimitsSlidingState), "limits-sliding-window";
 }
 
 impl Algorithm {

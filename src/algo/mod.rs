@@ -9,7 +9,8 @@
 //! value and the dispatch), [`kind`] (the [`Kind`] trait every state kind implements, and the one
 //! table of kinds that generates [`Algorithm`] and [`State`]); then one file per kind:
 //! [`sliding_window`], [`fixed_window`], [`gcra`] (the counters, sharing `counter`) and
-//! [`moving_window`] (on [`run_log`]). Adding a kind = a file implementing [`Kind`] + a line in
+//! [`moving_window`] (on [`run_log`]), [`limits_sliding`] (the `limits` library's sliding window
+//! counter, reproduced exactly). Adding a kind = a file implementing [`Kind`] + a line in
 //! the table.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
@@ -17,7 +18,8 @@
 //! Semantics shared by every algorithm (see each module for its exact rule):
 //!
 //! * `cost == 0` is always allowed and never written: it reports the current `remaining` and
-//!   `reset_after_us` (this is also what a peek with cost 0 returns).
+//!   `reset_after_us` (this is also what a peek with cost 0 returns). The one exception is a
+//!   kind whose reads move its state on ([`Kind::COST_ZERO_WRITES`]: `limits-sliding-window`).
 //! * `cost > capacity` is denied with [`RetryAfter::Never`] and never written.
 //! * An allowed request with `cost >= 1` is charged and stored; the stored limiter's
 //!   [`Limiter::expires_at_us`] is exactly `now + reset_after_us`.
@@ -77,6 +79,7 @@ pub mod fixed_window;
 pub mod gcra;
 pub mod kind;
 pub mod limiter;
+pub mod limits_sliding;
 pub mod moving_window;
 pub mod multi;
 pub mod rule;
@@ -92,6 +95,7 @@ pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
 pub use kind::{Algorithm, Bounds, Hit, Kind, Replication, State};
 pub use limiter::{AlgorithmMismatch, Limiter, Outcome, Verdict};
+pub use limits_sliding::LimitsSlidingState;
 pub use moving_window::MovingWindowState;
 pub use rule::{Rule, RuleError};
 pub use sliding_window::SlidingWindowState;

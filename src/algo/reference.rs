@@ -559,3 +559,107 @@ impl Model for LogRef {
         take_newest(&mut self.entries, amount);
     }
 }
+
+/// `limits`' sliding window counter as its Lua scripts (`acquire_sliding_window.lua`,
+/// `sliding_window.lua`) run it on Redis: two keys with a value and an absolute expiry in ms,
+/// `PTTL` answering -2 for a missing (or expired) key, Lua's floating-point weighting. A line-by-
+/// line transliteration, not derived from the module's code.
+#[derive(Clone, Debug, Default)]
+pub struct LimitsLua {
+    /// The current window's key: (value, expires at ms).
+    pub current: Option<(u64, u64)>,
+    /// The previous window's key.
+    pub previous: Option<(u64, u64)>,
+}
+
+impl LimitsLua {
+    fn live(k: Option<(u64, u64)>, t: u64) -> Option<(u64, u64)> {
+        k.filter(|&(_, e)| e > t)
+    }
+
+    fn pttl(k: Option<(u64, u64)>, t: u64) -> i64 {
+        Self::live(k, t).map_or(-2, |(_, e)| (e - t) as i64)
+    }
+
+    /// The shift both scripts start with.
+    fn shift(&mut self, expiry_ms: u64, t: u64) {
+        let current_ttl = Self::pttl(self.current, t);
+        if current_ttl > 0 && (current_ttl as u64) < expiry_ms {
+            // rename current → previous; set current 0 PX current_ttl + expiry
+            self.previous = self.current;
+            self.current = Some((0, t + current_ttl as u64 + expiry_ms));
+        }
+    }
+
+    /// `acquire_sliding_window.lua` at `t` ms.
+    pub fn acquire(&mut self, limit: u64, expiry_ms: u64, amount: u64, t: u64) -> bool {
+        if amount > limit {
+            return false;
+        }
+        self.shift(expiry_ms, t);
+        let (previous_count, previous_ttl, current_count, _) = self.read(t);
+        let weighted = (previous_count as f64 * previous_ttl as f64 / expiry_ms as f64).floor()
+            as u64
+            + current_count;
+        if weighted + amount > limit {
+            return false;
+        }
+        match Self::live(self.current, t) {
+            Some((v, e)) => self.current = Some((v + amount, e)),
+            None => self.current = Some((amount, t + expiry_ms * 2)),
+        }
+        true
+    }
+
+    /// `RL.CHARGE` on these keys: the shift, then `INCRBY` (or a new key of `amount` for
+    /// `2 × expiry`) without the limit's check.
+    pub fn charge(&mut self, expiry_ms: u64, amount: u64, t: u64) {
+        self.shift(expiry_ms, t);
+        match Self::live(self.current, t) {
+            Some((v, e)) => self.current = Some((v + amount, e)),
+            None => self.current = Some((amount, t + expiry_ms * 2)),
+        }
+    }
+
+    /// `RL.REFUND` on these keys: the shift, then `DECRBY` on the current key and the rest on
+    /// the previous one, never below 0; both keys deleted when both are then 0. Nothing when both
+    /// already hold 0.
+    pub fn refund(&mut self, expiry_ms: u64, amount: u64, t: u64) {
+        self.shift(expiry_ms, t);
+        let (c, p) = (self.read(t).2, self.read(t).0);
+        if c == 0 && p == 0 {
+            return;
+        }
+        let from_current = amount.min(c);
+        let from_previous = (amount - from_current).min(p);
+        if c - from_current == 0 && p - from_previous == 0 {
+            self.current = None;
+            self.previous = None;
+            return;
+        }
+        if let Some((v, e)) = Self::live(self.current, t) {
+            self.current = Some((v - from_current, e));
+        }
+        if let Some((v, e)) = Self::live(self.previous, t) {
+            self.previous = Some((v - from_previous, e));
+        }
+    }
+
+    /// `sliding_window.lua` at `t`, as limits' storage reads it: (previous count, previous ttl
+    /// ms, current count, current ttl ms), missing keys as 0.
+    pub fn get(&mut self, expiry_ms: u64, t: u64) -> (u64, u64, u64, u64) {
+        self.shift(expiry_ms, t);
+        self.read(t)
+    }
+
+    fn read(&self, t: u64) -> (u64, u64, u64, u64) {
+        let count = |k: Option<(u64, u64)>| Self::live(k, t).map_or(0, |(v, _)| v);
+        let ttl = |k: Option<(u64, u64)>| Self::pttl(k, t).max(0) as u64;
+        (
+            count(self.previous),
+            ttl(self.previous),
+            count(self.current),
+            ttl(self.current),
+        )
+    }
+}

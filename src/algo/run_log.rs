@@ -145,6 +145,12 @@ impl RunLog {
     pub fn push(&mut self, ts: u64, count: u64) {
         let back_full = self.chunks.last().is_none_or(Chunk::is_full);
         if back_full {
+            // A sealed chunk keeps only its bytes (one small realloc per CHUNK_RUNS runs).
+            if let Some(back) = self.chunks.last_mut() {
+                if back.bytes.capacity().saturating_sub(back.bytes.len()) > 32 {
+                    back.bytes.shrink_to_fit();
+                }
+            }
             let mut bytes = self.retired.pop().unwrap_or_default();
             bytes.clear();
             self.chunks.push(Chunk {
@@ -176,9 +182,15 @@ impl RunLog {
             return;
         };
         if back.bytes.capacity().saturating_sub(back.bytes.len()) < 20 {
-            // Grow by half (at least 16 bytes, at most to the chunk's size): little slack in
-            // small logs, few reallocations in big ones.
-            let extra = (back.bytes.len() / 2).clamp(16, CHUNK_BYTES);
+            // Grow by half (at least 16 bytes): little slack in small logs, few reallocations
+            // in big ones.
+            // A chunk takes no run once at CHUNK_BYTES, and a run is at most 20 bytes: never
+            // grow it past that.
+            let len = back.bytes.len();
+            let extra = (len / 2)
+                .max(16)
+                .min(CHUNK_BYTES.saturating_add(20).saturating_sub(len))
+                .max(20);
             back.bytes.reserve_exact(extra);
         }
         put_u64(&mut back.bytes, gap);

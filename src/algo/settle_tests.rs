@@ -438,7 +438,9 @@ fn allow_all_is_all_or_nothing() {
                     },
                 })
                 .collect();
-            let context = || format!("seed {seed} step {step} now {now} groups {groups:?}");
+            let keys_before = format!("{keys:?}");
+            let context =
+                || format!("seed {seed} step {step} now {now} groups {groups:?} {keys_before}");
             match rng.range(0, 9) {
                 0..=5 => {
                     let before: Vec<Option<Limiter>> = keys.clone();
@@ -483,7 +485,12 @@ fn allow_all_is_all_or_nothing() {
                         if d.allowed && a.allowed && g.cost > 0 {
                             admitted[i] += g.cost;
                         }
-                        if !d.allowed && g.block_us == 0 {
+                        // (limits-sliding-window stores a rule change with the old rule's
+                        // expiries, which the new rule then clamps: its view may move.)
+                        let converts_its_view = g.rule.algorithm()
+                            == Algorithm::LimitsSlidingWindow
+                            && before[i].as_ref().is_some_and(|l| l.rule != g.rule);
+                        if !d.allowed && g.block_us == 0 && !converts_its_view {
                             // Denied: no key is charged. Same state, possibly converted.
                             let now_view = |l: &Option<Limiter>| {
                                 Limiter::peek_with(l.as_ref(), &g.rule, 0, now, 0).unwrap()
@@ -679,10 +686,84 @@ fn allow_all_matches_each_keys_reference_model() {
     }
 }
 
-/// Blocks and debts cost keys that never use them nothing: the value stays the size it was.
+/// Blocks and debts cost keys that never use them nothing: the value stays the size its kinds
+/// need.
 #[test]
 fn blocks_and_debts_do_not_grow_the_value() {
+    use super::LimitsSlidingState;
     assert_eq!(std::mem::size_of::<GcraState>(), 24);
-    assert_eq!(std::mem::size_of::<State>(), 32);
-    assert_eq!(std::mem::size_of::<Limiter>(), 64);
+    // The largest kind's state plus the tag: the block's box and the debt flag add nothing.
+    let largest = std::mem::size_of::<LimitsSlidingState>().max(24);
+    assert_eq!(std::mem::size_of::<State>(), largest + 8);
+}
+
+/// `limits-sliding-window` under `RL.CHARGE` / `RL.REFUND`, against limits' own scripts (the
+/// transliteration in `reference::LimitsLua`) extended by the definitions: a charge is limits'
+/// acquire without its check, a refund takes from the current key, then the previous one.
+#[test]
+fn limits_sliding_window_charge_and_refund_match_limits_keys() {
+    use super::reference::LimitsLua;
+    for seed in 0..seeds(60) {
+        let mut rng = Rng(40_000 + seed);
+        let limit = rng.range(1, 20);
+        let e = rng.pick(&[10u64, 100, 1_000, 60_000]);
+        let rule = Rule::new(Algorithm::LimitsSlidingWindow, limit, e * 1_000, None).unwrap();
+        let mut lua = LimitsLua::default();
+        let mut stored: Option<Limiter> = None;
+        let mut t = 1_700_000_000_000 + rng.range(0, 1 << 20);
+        let b = Bounds::DEFAULT;
+        for step in 0..200 {
+            t += rng.range(0, e / 2 + 1);
+            let now = t * 1_000 + rng.range(0, 999);
+            let n = rng.range(0, limit * 2);
+            let context = || format!("seed {seed} step {step} t {t} n {n} limit {limit} e {e}");
+            match rng.range(0, 3) {
+                0 => {
+                    let d = Limiter::decide_with(stored.as_mut(), &rule, n, now, &b, 0).unwrap();
+                    if let Outcome::Created(l) = d.outcome {
+                        stored = Some(l);
+                    }
+                    // COST 0 is limits' read, whose shift is kept (the kind's COST_ZERO_WRITES).
+                    let allowed = if n == 0 {
+                        lua.get(e, t);
+                        true
+                    } else {
+                        lua.acquire(limit, e, n, t)
+                    };
+                    assert_eq!(d.decision.allowed, allowed, "{}", context());
+                }
+                1 => {
+                    let v = Limiter::charge(stored.as_mut(), &rule, n, now, &b).unwrap();
+                    if let Outcome::Created(l) = v.outcome {
+                        stored = Some(l);
+                    }
+                    if n > 0 {
+                        lua.charge(e, n, t);
+                    }
+                }
+                _ => {
+                    let v = Limiter::refund(stored.as_mut(), &rule, n, now, &b).unwrap();
+                    if v.outcome == Outcome::Emptied {
+                        stored = None;
+                    }
+                    if n > 0 {
+                        lua.refund(e, n, t);
+                    }
+                }
+            }
+            // Both read the same counters (after the shift a read makes).
+            let (p, pt, c, ct) = lua.clone().get(e, t); // a look: its shift is not kept
+            let got = stored.as_ref().map(|l| l.inspect(now));
+            let want = [
+                ("current", c),
+                ("current_ttl_ms", ct),
+                ("previous", p),
+                ("previous_ttl_ms", pt),
+            ];
+            match got {
+                Some(f) => assert_eq!(f[..4], want, "{}", context()),
+                None => assert_eq!((c, p), (0, 0), "{}", context()),
+            }
+        }
+    }
 }

@@ -7,7 +7,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::reference::{self, BucketRef, FixedRef, LogRef, Model, SlidingRef};
+use super::reference::{self, BucketRef, FixedRef, LimitsLua, LogRef, Model, SlidingRef};
 use super::*;
 
 /// splitmix64: small, deterministic, good enough for test inputs.
@@ -44,7 +44,15 @@ impl Rng {
     }
 }
 
-const ALGORITHMS: &[Algorithm] = Algorithm::ALL;
+/// The kinds whose whole generic contract holds (a cost of 0 never writes; `reset_after` is when
+/// the full capacity is back). `limits-sliding-window` reproduces another library's semantics
+/// instead and has its own comparison below; it joins the tests that hold for every kind.
+const ALGORITHMS: &[Algorithm] = &[
+    Algorithm::SlidingWindow,
+    Algorithm::FixedWindow,
+    Algorithm::Gcra,
+    Algorithm::MovingWindow,
+];
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
 pub(super) const BASE_US: u64 = 1_700_000_000_000_000;
@@ -276,6 +284,20 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
                 debt: rng.chance(20),
             })
         }
+        Algorithm::LimitsSlidingWindow => {
+            let t = now / 1000;
+            let e = (w / 1000).max(1);
+            let expire = |rng: &mut Rng| match rng.range(0, 4) {
+                0 => 0,
+                1 => t.saturating_sub(rng.range(0, e)),
+                2 => t + rng.range(1, 2 * e),
+                _ => t + rng.range(0, 4 * e), // sometimes ahead: a clock step back
+            };
+            let (ce, pe) = (expire(rng), expire(rng));
+            let c = if ce == 0 { 0 } else { count(rng) };
+            let p = if pe == 0 { 0 } else { count(rng) };
+            State::LimitsSlidingWindow(LimitsSlidingState::new(c, ce, p, pe))
+        }
         Algorithm::MovingWindow => loop {
             let n = rng.range(1, 6);
             let mut t = now.saturating_sub(rng.range(0, 2 * w));
@@ -472,7 +494,7 @@ fn extreme(rng: &mut Rng) -> u64 {
 }
 
 fn extreme_rule(rng: &mut Rng) -> Rule {
-    let algorithm = rng.pick(ALGORITHMS);
+    let algorithm = rng.pick(Algorithm::ALL);
     loop {
         let e = extreme(rng);
         let limit = rng.pick(&[1, 2, MAX_COUNT, e]);
@@ -1020,4 +1042,102 @@ fn moving_window_log_is_compact() {
     let mut log = MovingWindowState::new(BASE_US, 1);
     log.commit(&rule, &rule, BASE_US + 1, 1_000_000 - 1, &Bounds::DEFAULT);
     assert_eq!((log.run_count(), log.total()), (2, 1_000_000));
+}
+
+/// `limits-sliding-window` against a transliteration of `limits`' own Lua scripts: the same
+/// admissions, the same counters and TTLs after every hit and every read (reads shift as the
+/// scripts do), `remaining` as limits' `get_window_stats` computes it, and `retry_after` the
+/// first ms at which the script would admit the same hit.
+#[test]
+fn limits_sliding_window_matches_limits_scripts() {
+    let mut rng = Rng(21);
+    let mut admitted = 0;
+    for _ in 0..300 {
+        let limit = rng.pick(&[1, 2, 3, 5, 10, 100, 1_000]);
+        let secs = rng.pick(&[1, 2, 10, 60, 3_600]);
+        let rule = Rule::new(
+            Algorithm::LimitsSlidingWindow,
+            limit,
+            secs * 1_000_000,
+            None,
+        )
+        .unwrap();
+        let e = secs * 1_000;
+        let mut lua = LimitsLua::default();
+        let mut stored: Option<Limiter> = None;
+        let mut now = BASE_US + rng.range(0, 999);
+        for _ in 0..300 {
+            now += match rng.range(0, 5) {
+                0 => 0,
+                1 => rng.range(0, 1_000),
+                2 => rng.range(0, e * 1_000 / 4),
+                3 => rng.range(0, e * 1_000),
+                _ => rng.range(0, 3 * e * 1_000),
+            };
+            let t = now / 1_000;
+            if rng.chance(70) {
+                let cost = match rng.range(0, 3) {
+                    0 => 1,
+                    1 => rng.range(0, limit + 1),
+                    _ => rng.range(1, 3),
+                };
+                // The model refuses a cost of 0 nowhere; limits never sends one for a hit.
+                if cost == 0 {
+                    continue;
+                }
+                let mut probe = lua.clone();
+                let want = lua.acquire(limit, e, cost, t);
+                let (d, outcome) = Limiter::decide(stored.as_mut(), &rule, cost, now).unwrap();
+                if let Outcome::Created(l) = outcome {
+                    stored = Some(l);
+                }
+                assert_eq!(d.allowed, want, "{rule:?} cost {cost} at {t}");
+                admitted += usize::from(want);
+                if let RetryAfter::After(us) = d.retry_after {
+                    let at = (now + us) / 1_000;
+                    assert!(probe.clone().acquire(limit, e, cost, at), "retry at {at}");
+                    assert!(
+                        !probe.acquire(limit, e, cost, at - 1),
+                        "retry not at {}",
+                        at - 1
+                    );
+                }
+            } else {
+                // limits' read path (test / get_window_stats): RL.ALLOW … COST 0 stores the shift.
+                let (pc, pt, cc, ct) = lua.get(e, t);
+                let (d, outcome) = Limiter::decide(stored.as_mut(), &rule, 0, now).unwrap();
+                assert_ne!(outcome, Outcome::Emptied);
+                let fields = stored.as_ref().map_or_else(Vec::new, |l| l.inspect(now));
+                let field = |n: &str| fields.iter().find(|f| f.0 == n).map_or(0, |f| f.1);
+                assert_eq!(
+                    (
+                        field("previous"),
+                        field("previous_ttl_ms"),
+                        field("current"),
+                        field("current_ttl_ms")
+                    ),
+                    (pc, pt, cc, ct),
+                    "fields at {t}"
+                );
+                let weighted = (pc as f64 * pt as f64 / e as f64 + cc as f64).floor() as u64;
+                assert_eq!(d.remaining, limit.saturating_sub(weighted));
+            }
+            // The key lives exactly as long as limits' last key.
+            if let Some(l) = &stored {
+                let last = [lua.current, lua.previous]
+                    .iter()
+                    .flatten()
+                    .map(|k| k.1)
+                    .max()
+                    .unwrap_or(0);
+                if last > t {
+                    assert_eq!(l.expires_at_us(), last * 1_000);
+                } else {
+                    stored = None; // the server's expiry would have removed it
+                    lua = LimitsLua::default();
+                }
+            }
+        }
+    }
+    assert!(admitted > 1_000, "{admitted}");
 }

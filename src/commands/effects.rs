@@ -7,7 +7,6 @@ use std::ffi::CStr;
 use super::{CmdError, WRONGTYPE};
 use crate::algo::{Bounds, Outcome};
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
 use crate::ffi::{ceil_ms, wrote, Arg, Ctx};
 use crate::replication::{replicate_del, replicate_refund, replicate_write};
 
@@ -22,8 +21,7 @@ pub(crate) enum Effect {
 
 /// Makes `outcome` real at `key` (open for writing): a created or updated limiter is stored
 /// (it already is, when updated in place), given the expiry its state implies, replicated and
-/// signalled as `event`; an emptied key is deleted (replicated as `DEL`); an unchanged one gets
-/// back a TTL it lost.
+/// signalled as `event`; an emptied key is deleted (replicated as `DEL`).
 pub(crate) fn apply(
     ctx: Ctx,
     key: &mut LimiterKey,
@@ -58,9 +56,8 @@ pub(crate) fn apply(
             replicate_del(ctx, key_name);
             wrote(ctx, key_name, event);
         }
-        Outcome::Unchanged => {
-            expiry::repair(ctx, key, key_name, now_us, Propagation::Replicate);
-        }
+        // Nothing written: the TTL is the TTL guard's business (`expiry`, `sweep`).
+        Outcome::Unchanged => {}
     }
     Ok(())
 }

@@ -6,7 +6,6 @@ use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Bounds, Decision, Limiter, Outcome, RetryAfter, Rule};
 use crate::args::parse_group;
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
 use crate::{clock, stats};
@@ -60,11 +59,13 @@ pub(crate) fn peek_with(
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
 /// writes, stores the state, sets the expiry, replicates the effect and signals the write.
-/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled).
+/// `cost` 0 only looks (the key is opened read-only: nothing is created or signalled), except
+/// for a kind whose reads move its state on (`limits-sliding-window`).
 ///
 /// The hot path: the key is opened once and its value looked up once; the expiry of a write is
 /// `now + reset_after` (equal to the state's by the algorithms' contract) and is set only when
-/// its ms value changes; a counter's replicated payload is built on the stack.
+/// its ms value changes (a write that keeps it just checks the key still has it); a counter's
+/// replicated payload is built on the stack.
 pub(crate) fn charge(
     ctx: Ctx,
     key_name: Arg,
@@ -84,13 +85,16 @@ pub(crate) fn charge_with(
     now_us: u64,
     block_us: u64,
 ) -> Result<Decision, CmdError> {
-    if cost == 0 {
+    if cost == 0 && !rule.algorithm().cost_zero_writes() {
         return peek_with(ctx, key_name, rule, cost, now_us, 0);
     }
     // The operator's bounds become configurable with the module configs; the defaults until then.
     let bounds = Bounds::DEFAULT;
     let mut key = LimiterKey::open(ctx, key_name, true);
     let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
+    // keeps it (a counter inside its window) only checks that the key still has it.
+    let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
     let verdict =
         Limiter::decide_with(stored.as_deref_mut(), rule, cost, now_us, &bounds, block_us)
             .map_err(mismatch_error)?;
@@ -110,7 +114,7 @@ pub(crate) fn charge_with(
             if let Some(limiter) = stored {
                 replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
             }
-            if key.expire_at_ms() != Some(expire_at_ms) {
+            if old_expire_at_ms != Some(expire_at_ms) || key.expire_at_ms() != Some(expire_at_ms) {
                 key.set_expire_at_ms(expire_at_ms);
             }
             wrote(ctx, key_name, c"rl.allow");
@@ -121,10 +125,8 @@ pub(crate) fn charge_with(
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
-        Outcome::Unchanged | Outcome::Emptied => {
-            // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-            expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
-        }
+        // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
+        Outcome::Unchanged | Outcome::Emptied => {}
     }
     Ok(d)
 }

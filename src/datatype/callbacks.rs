@@ -42,9 +42,22 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// Moves a limiter to the heap as a module value (freed by [`free`]).
+/// Moves a limiter to the heap as a module value (freed by [`free`], or [`drop_value`] when the
+/// server never took it). Counted in `INFO ratelimit` `keys`.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
+    stats::KEYS.add_shared(1);
     Box::into_raw(Box::new(limiter)).cast()
+}
+
+/// Frees a value made by [`into_value`].
+///
+/// # Safety
+/// `value` is null or a pointer made by [`into_value`], not freed yet and not used afterwards.
+pub(crate) unsafe fn drop_value(value: *mut c_void) {
+    if !value.is_null() {
+        stats::KEYS.sub_shared(1);
+        drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
+    }
 }
 
 /// Reads a module value. `None` for a null pointer.
@@ -86,7 +99,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         let header = [bytes.first().copied(), bytes.get(1).copied()];
         unsafe { free(buf.cast()) };
         match limiter {
-            Some(l) => into_value(l),
+            Some(l) => {
+                // A RESTORE may have created a key without TTL: have it checked after the command.
+                crate::expiry::value_restored(rdb);
+                into_value(l)
+            }
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
                 log_warning(&format!(
@@ -206,11 +223,8 @@ extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_voi
 }
 
 extern "C" fn free(value: *mut c_void) {
-    guard((), || {
-        if !value.is_null() {
-            drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
-        }
-    })
+    // SAFETY: the server frees each value it holds once.
+    guard((), || unsafe { drop_value(value) })
 }
 
 extern "C" fn copy(
@@ -220,7 +234,10 @@ extern "C" fn copy(
 ) -> *mut c_void {
     guard(ptr::null_mut(), || {
         match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => into_value(l.clone()),
+            Some(l) => {
+                crate::expiry::value_copied();
+                into_value(l.clone())
+            }
             None => ptr::null_mut(),
         }
     })

@@ -433,6 +433,15 @@ mod tests {
                     MovingWindowState::from_runs([(t, 3), (t + 1, 1), (t + 70_000, 96)]).unwrap(),
                 ),
             },
+            Limiter {
+                rule: Rule::new(Algorithm::LimitsSlidingWindow, 10, 60_000_000, None).unwrap(),
+                state: State::LimitsSlidingWindow(crate::algo::LimitsSlidingState::new(
+                    4,
+                    t / 1000 + 90_000,
+                    7,
+                    t / 1000 + 30_000,
+                )),
+            },
         ]
     }
 

@@ -4,7 +4,9 @@
   several limits at once with ``RL.ALLOWALL`` / ``RL.PEEKALL`` (:class:`Limit`,
   :class:`MultiDecision`); costs settled after the work with ``RL.CHARGE`` / ``RL.REFUND``;
   and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
-* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
+* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
+  :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
+  Flask-Limiter / slowapi on one request.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
   registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
   Flask-Limiter app needs only ``storage_uri="rl://localhost:6379"`` and this import.
@@ -22,7 +24,7 @@ from .errors import (
     RateLimitError,
     WrongTypeError,
 )
-from .headers import rate_limit_headers
+from .headers import decision_from_window_stats, merge_headers, rate_limit_headers
 from .types import (
     Algorithm,
     Decision,
@@ -52,8 +54,10 @@ __all__ = [
     "Throttle",
     "Window",
     "WrongTypeError",
+    "decision_from_window_stats",
     "format_seconds",
     "format_window",
+    "merge_headers",
     "rate_limit_headers",
 ]
 

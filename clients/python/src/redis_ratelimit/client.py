@@ -15,8 +15,9 @@ Several limits at once, all or nothing, and the cost settled after the work:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from redis.exceptions import ResponseError
 
@@ -43,6 +44,70 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncRateLimiter", "RateLimiter"]
 
+T = TypeVar("T")
+
+
+# One request per method, built and parsed here for both clients: a fix lands once.
+@dataclass(frozen=True)
+class _Request(Generic[T]):
+    """A command's arguments and how to read its reply."""
+
+    args: tuple[str | int, ...]
+    parse: Callable[[Any], T]
+
+
+def _decision(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    cost: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+    block: Window | None = None,
+) -> _Request[Decision]:
+    args = limit_args(command, key, limit, window, cost, algorithm, burst, block)
+    return _Request(tuple(args), Decision.from_reply)
+
+
+def _all(command: str, limits: Sequence[Limit]) -> _Request[MultiDecision]:
+    return _Request(tuple(all_args(command, limits)), MultiDecision.from_reply)
+
+
+def _settle(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    amount: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+) -> _Request[Decision]:
+    args = settle_args(command, key, limit, window, amount, algorithm, burst)
+    return _Request(tuple(args), Decision.from_reply)
+
+
+def _inspect(key: str) -> _Request[Inspection | None]:
+    return _Request(("RL.INSPECT", key), Inspection.from_reply)
+
+
+def _throttle(
+    command: str, key: str, max_burst: int, count_per_period: int, period: Window, quantity: int
+) -> _Request[Throttle]:
+    args = throttle_args(command, key, max_burst, count_per_period, period, quantity)
+    return _Request(tuple(args), Throttle.from_reply)
+
+
+def _gcra(
+    key: str, max_burst: int, tokens_per_period: int, period: Seconds, tokens: int
+) -> _Request[Throttle]:
+    args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
+    return _Request(tuple(args), Throttle.from_reply)
+
+
+def _reset(key: str) -> _Request[bool]:
+    return _Request(("DEL", key), lambda reply: bool(int(reply)))
+
 
 class RateLimiter:
     """Calls the module's commands through redis-py.
@@ -59,11 +124,12 @@ class RateLimiter:
         #: The redis-py client the commands go through.
         self.client = client
 
-    def _call(self, *args: str | int) -> Any:
+    def _call(self, request: _Request[T]) -> T:
         try:
-            return cast(Any, self.client).execute_command(*args)
+            reply = cast(Any, self.client).execute_command(*request.args)
         except ResponseError as exc:
             raise from_response_error(exc) from exc
+        return request.parse(reply)
 
     def allow(
         self,
@@ -86,8 +152,8 @@ class RateLimiter:
         :param block: a penalty: once a request is denied the key stays denied this long
             (``BLOCK``; the window syntax).
         """
-        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
-        return Decision.from_reply(self._call(*args))
+        request = _decision("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
+        return self._call(request)
 
     def peek(
         self,
@@ -100,8 +166,8 @@ class RateLimiter:
         block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
-        return Decision.from_reply(self._call(*args))
+        request = _decision("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return self._call(request)
 
     def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
         """Admit a request only if every limit allows it, then charge them all (``RL.ALLOWALL``).
@@ -109,11 +175,11 @@ class RateLimiter:
         One round trip, atomic: either every key is charged its :attr:`Limit.cost` or none is.
         In a cluster the keys must share a hash tag (``{key42}:rpm``, ``{key42}:tpm``).
         """
-        return MultiDecision.from_reply(self._call(*all_args("RL.ALLOWALL", limits)))
+        return self._call(_all("RL.ALLOWALL", limits))
 
     def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
         """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
-        return MultiDecision.from_reply(self._call(*all_args("RL.PEEKALL", limits)))
+        return self._call(_all("RL.PEEKALL", limits))
 
     def charge(
         self,
@@ -130,8 +196,7 @@ class RateLimiter:
         describes the key after the call: ``allowed`` whether a request of 1 would pass now,
         ``retry_after`` when one will.
         """
-        args = settle_args("RL.CHARGE", key, limit, window, amount, algorithm, burst)
-        return Decision.from_reply(self._call(*args))
+        return self._call(_settle("RL.CHARGE", key, limit, window, amount, algorithm, burst))
 
     def refund(
         self,
@@ -143,12 +208,11 @@ class RateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """Give back up to *amount* of what was charged, never below empty (``RL.REFUND``)."""
-        args = settle_args("RL.REFUND", key, limit, window, amount, algorithm, burst)
-        return Decision.from_reply(self._call(*args))
+        return self._call(_settle("RL.REFUND", key, limit, window, amount, algorithm, burst))
 
     def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
-        return Inspection.from_reply(self._call("RL.INSPECT", key))
+        return self._call(_inspect(key))
 
     def throttle(
         self,
@@ -164,8 +228,9 @@ class RateLimiter:
         limiter ``allow(key, count_per_period, period, algorithm="gcra", burst=max_burst + 1)``
         uses. *quantity* 0 only reports.
         """
-        args = throttle_args("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
-        return Throttle.from_reply(self._call(*args))
+        return self._call(
+            _throttle("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
 
     def cl_throttle(
         self,
@@ -176,8 +241,9 @@ class RateLimiter:
         quantity: int = 1,
     ) -> Throttle:
         """:meth:`throttle` under redis-cell's own name (``CL.THROTTLE``)."""
-        args = throttle_args("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
-        return Throttle.from_reply(self._call(*args))
+        return self._call(
+            _throttle("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
 
     def gcra(
         self,
@@ -192,12 +258,11 @@ class RateLimiter:
         :param period: seconds (``60``, ``0.5``) or a :class:`~datetime.timedelta`.
         :param tokens: the request's cost, at least 1.
         """
-        args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
-        return Throttle.from_reply(self._call(*args))
+        return self._call(_gcra(key, max_burst, tokens_per_period, period, tokens))
 
     def reset(self, key: str) -> bool:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
-        return bool(self.client.delete(key))
+        return self._call(_reset(key))
 
 
 class AsyncRateLimiter:
@@ -207,11 +272,12 @@ class AsyncRateLimiter:
         #: The redis.asyncio client the commands go through.
         self.client = client
 
-    async def _call(self, *args: str | int) -> Any:
+    async def _call(self, request: _Request[T]) -> T:
         try:
-            return await cast(Any, self.client).execute_command(*args)
+            reply = await cast(Any, self.client).execute_command(*request.args)
         except ResponseError as exc:
             raise from_response_error(exc) from exc
+        return request.parse(reply)
 
     async def allow(
         self,
@@ -224,8 +290,8 @@ class AsyncRateLimiter:
         block: Window | None = None,
     ) -> Decision:
         """Admit and charge a request (``RL.ALLOW``); see :meth:`RateLimiter.allow`."""
-        args = limit_args("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
-        return Decision.from_reply(await self._call(*args))
+        request = _decision("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
+        return await self._call(request)
 
     async def peek(
         self,
@@ -238,16 +304,16 @@ class AsyncRateLimiter:
         block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        args = limit_args("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
-        return Decision.from_reply(await self._call(*args))
+        request = _decision("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return await self._call(request)
 
     async def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
         """All limits or none (``RL.ALLOWALL``); see :meth:`RateLimiter.allow_all`."""
-        return MultiDecision.from_reply(await self._call(*all_args("RL.ALLOWALL", limits)))
+        return await self._call(_all("RL.ALLOWALL", limits))
 
     async def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
         """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
-        return MultiDecision.from_reply(await self._call(*all_args("RL.PEEKALL", limits)))
+        return await self._call(_all("RL.PEEKALL", limits))
 
     async def charge(
         self,
@@ -259,8 +325,8 @@ class AsyncRateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """Charge unconditionally (``RL.CHARGE``); see :meth:`RateLimiter.charge`."""
-        args = settle_args("RL.CHARGE", key, limit, window, amount, algorithm, burst)
-        return Decision.from_reply(await self._call(*args))
+        request = _settle("RL.CHARGE", key, limit, window, amount, algorithm, burst)
+        return await self._call(request)
 
     async def refund(
         self,
@@ -272,12 +338,12 @@ class AsyncRateLimiter:
         burst: int | None = None,
     ) -> Decision:
         """Give back what was charged (``RL.REFUND``); see :meth:`RateLimiter.refund`."""
-        args = settle_args("RL.REFUND", key, limit, window, amount, algorithm, burst)
-        return Decision.from_reply(await self._call(*args))
+        request = _settle("RL.REFUND", key, limit, window, amount, algorithm, burst)
+        return await self._call(request)
 
     async def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
-        return Inspection.from_reply(await self._call("RL.INSPECT", key))
+        return await self._call(_inspect(key))
 
     async def throttle(
         self,
@@ -288,8 +354,9 @@ class AsyncRateLimiter:
         quantity: int = 1,
     ) -> Throttle:
         """``RL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
-        args = throttle_args("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
-        return Throttle.from_reply(await self._call(*args))
+        return await self._call(
+            _throttle("RL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
 
     async def cl_throttle(
         self,
@@ -300,8 +367,9 @@ class AsyncRateLimiter:
         quantity: int = 1,
     ) -> Throttle:
         """``CL.THROTTLE``; see :meth:`RateLimiter.throttle`."""
-        args = throttle_args("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
-        return Throttle.from_reply(await self._call(*args))
+        return await self._call(
+            _throttle("CL.THROTTLE", key, max_burst, count_per_period, period, quantity)
+        )
 
     async def gcra(
         self,
@@ -312,9 +380,8 @@ class AsyncRateLimiter:
         tokens: int = 1,
     ) -> Throttle:
         """``GCRA``; see :meth:`RateLimiter.gcra`."""
-        args = gcra_args(key, max_burst, tokens_per_period, period, tokens)
-        return Throttle.from_reply(await self._call(*args))
+        return await self._call(_gcra(key, max_burst, tokens_per_period, period, tokens))
 
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""
-        return bool(await self.client.delete(key))
+        return await self._call(_reset(key))

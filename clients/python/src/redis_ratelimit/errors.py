@@ -50,19 +50,19 @@ _UNKNOWN_ALGO = re.compile(r"^unknown ALGO '([^']*)'")
 _MISMATCH = re.compile(r"^key holds a \S+ limiter, not ")
 
 
-def unknown_command(exc: ResponseError) -> str | None:
+def unknown_command(exc: BaseException | str) -> str | None:
     """Return the command name if *exc* is the server's "unknown command" error, else None."""
     match = _UNKNOWN_COMMAND.search(str(exc))
     return match.group(1).upper() if match else None
 
 
-def unknown_algorithm(exc: ResponseError) -> str | None:
+def unknown_algorithm(exc: BaseException | str) -> str | None:
     """Return the algorithm name if *exc* is the module's "unknown ALGO" error, else None."""
     match = _UNKNOWN_ALGO.match(str(exc))
     return match.group(1) if match else None
 
 
-def is_wrong_type(exc: ResponseError) -> bool:
+def is_wrong_type(exc: BaseException | str) -> bool:
     """Whether *exc* is a ``WRONGTYPE`` reply (redis-py strips the ``ERR`` but keeps others)."""
     return str(exc).startswith("WRONGTYPE")
 

@@ -42,6 +42,8 @@ class Algorithm(str, enum.Enum):
     GCRA = "gcra"
     #: An exact log of admitted requests over the last ``window``.
     MOVING_WINDOW = "moving-window"
+    #: limits' sliding window counter, exactly (windows from the first hit, weight rounded down).
+    LIMITS_SLIDING_WINDOW = "limits-sliding-window"
 
     def __str__(self) -> str:
         return self.value
