@@ -107,6 +107,7 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
                 0,
                 0,
             )),
+            State::Blocked(_) => unreachable!("built unblocked"),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])
             .ok();

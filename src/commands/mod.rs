@@ -12,10 +12,13 @@
 
 mod apply;
 mod debug;
+mod effects;
 mod inspect;
 mod limit;
+mod multi;
 mod registry;
 mod setstate;
+mod settle;
 mod throttle;
 
 use std::ffi::{c_int, CStr, CString};

@@ -173,7 +173,12 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
             return 0;
         };
         let mut total = unsafe { size(value.cast_mut()) };
-        if let State::MovingWindow(log) = &l.state {
+        // A block lives in a box of its own.
+        if let State::Blocked(b) = &l.state {
+            let boxed: *const crate::algo::block::Blocked = &**b;
+            total = total.saturating_add(unsafe { size(boxed.cast_mut().cast()) });
+        }
+        if let State::MovingWindow(log) = l.state.kind() {
             if let Some(older) = log.older() {
                 let header: *const RunLog = older;
                 total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
@@ -207,14 +212,13 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
 /// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    guard(1, || match unsafe { limiter_ref(value.cast_mut()) } {
-        Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) => log
-            .older()
-            .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
-        _ => 1,
+    guard(1, || {
+        match unsafe { limiter_ref(value.cast_mut()) }.map(|l| l.state.kind()) {
+            Some(State::MovingWindow(log)) => log
+                .older()
+                .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+            _ => 1,
+        }
     })
 }
 
@@ -261,11 +265,9 @@ extern "C" fn defrag(
             stats::DEFRAG_MOVES.add(1);
         }
         // A moving-window log with older runs has more blocks: its run log, the chunk array and
-        // each chunk's bytes.
-        if let Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) = unsafe { limiter_ref(*slot) }
+        // each chunk's bytes. (A block's box is left where it is: blocks are few and short-lived.)
+        if let Some(State::MovingWindow(log)) =
+            unsafe { limiter_ref(*slot) }.map(|l| l.state.kind_mut())
         {
             if let Some(older) = log.older_mut() {
                 let header: *mut RunLog = &mut **older;

@@ -1,6 +1,8 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
-* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``;
+  several limits at once with ``RL.ALLOWALL`` / ``RL.PEEKALL`` (:class:`Limit`,
+  :class:`MultiDecision`); costs settled after the work with ``RL.CHARGE`` / ``RL.REFUND``;
   and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
   :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
@@ -27,6 +29,8 @@ from .types import (
     Algorithm,
     Decision,
     Inspection,
+    Limit,
+    MultiDecision,
     Seconds,
     Throttle,
     Window,
@@ -41,7 +45,9 @@ __all__ = [
     "Decision",
     "Inspection",
     "InvalidArgumentError",
+    "Limit",
     "ModuleNotLoadedError",
+    "MultiDecision",
     "RateLimitError",
     "RateLimiter",
     "Seconds",

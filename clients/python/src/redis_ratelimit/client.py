@@ -5,11 +5,17 @@
 >>> decision = limiter.allow("user:42", 10, "1m")  # doctest: +SKIP
 >>> decision.allowed, decision.remaining  # doctest: +SKIP
 (True, 9)
+
+Several limits at once, all or nothing, and the cost settled after the work:
+
+>>> both = limiter.allow_all([Limit("rpm:k42", 60, "1m"),
+...                           Limit("tpm:k42", 100_000, "1m", cost=1500)])  # doctest: +SKIP
+>>> limiter.charge("tpm:k42", 100_000, "1m", 2600 - 1500)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -20,11 +26,15 @@ from .types import (
     Algorithm,
     Decision,
     Inspection,
+    Limit,
+    MultiDecision,
     Seconds,
     Throttle,
     Window,
+    all_args,
     gcra_args,
     limit_args,
+    settle_args,
     throttle_args,
 )
 
@@ -54,8 +64,26 @@ def _decision(
     cost: int,
     algorithm: Algorithm | str | None,
     burst: int | None,
+    block: Window | None = None,
 ) -> _Request[Decision]:
-    args = limit_args(command, key, limit, window, cost, algorithm, burst)
+    args = limit_args(command, key, limit, window, cost, algorithm, burst, block)
+    return _Request(tuple(args), Decision.from_reply)
+
+
+def _all(command: str, limits: Sequence[Limit]) -> _Request[MultiDecision]:
+    return _Request(tuple(all_args(command, limits)), MultiDecision.from_reply)
+
+
+def _settle(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    amount: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+) -> _Request[Decision]:
+    args = settle_args(command, key, limit, window, amount, algorithm, burst)
     return _Request(tuple(args), Decision.from_reply)
 
 
@@ -82,7 +110,10 @@ def _reset(key: str) -> _Request[bool]:
 
 
 class RateLimiter:
-    """Calls ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT`` and the GCRA drop-ins through redis-py.
+    """Calls the module's commands through redis-py.
+
+    ``RL.ALLOW``, ``RL.PEEK``, ``RL.ALLOWALL``, ``RL.PEEKALL``, ``RL.CHARGE``, ``RL.REFUND``,
+    ``RL.INSPECT`` and the GCRA drop-ins.
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -108,6 +139,7 @@ class RateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """Admit and charge a request of *cost* if the limiter at *key* allows it (``RL.ALLOW``).
 
@@ -117,8 +149,11 @@ class RateLimiter:
         :param cost: the request's weight; 0 only reports.
         :param algorithm: an :class:`Algorithm` (default: the module's, sliding-window).
         :param burst: gcra only: the capacity (default *limit*).
+        :param block: a penalty: once a request is denied the key stays denied this long
+            (``BLOCK``; the window syntax).
         """
-        return self._call(_decision("RL.ALLOW", key, limit, window, cost, algorithm, burst))
+        request = _decision("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
+        return self._call(request)
 
     def peek(
         self,
@@ -128,9 +163,52 @@ class RateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        return self._call(_decision("RL.PEEK", key, limit, window, cost, algorithm, burst))
+        request = _decision("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return self._call(request)
+
+    def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """Admit a request only if every limit allows it, then charge them all (``RL.ALLOWALL``).
+
+        One round trip, atomic: either every key is charged its :attr:`Limit.cost` or none is.
+        In a cluster the keys must share a hash tag (``{key42}:rpm``, ``{key42}:tpm``).
+        """
+        return self._call(_all("RL.ALLOWALL", limits))
+
+    def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
+        return self._call(_all("RL.PEEKALL", limits))
+
+    def charge(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Charge *amount* whatever the limit says (``RL.CHARGE``): settle a cost after the work.
+
+        Past the capacity the excess is a debt that later requests wait out. The decision
+        describes the key after the call: ``allowed`` whether a request of 1 would pass now,
+        ``retry_after`` when one will.
+        """
+        return self._call(_settle("RL.CHARGE", key, limit, window, amount, algorithm, burst))
+
+    def refund(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Give back up to *amount* of what was charged, never below empty (``RL.REFUND``)."""
+        return self._call(_settle("RL.REFUND", key, limit, window, amount, algorithm, burst))
 
     def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""
@@ -209,9 +287,11 @@ class AsyncRateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """Admit and charge a request (``RL.ALLOW``); see :meth:`RateLimiter.allow`."""
-        return await self._call(_decision("RL.ALLOW", key, limit, window, cost, algorithm, burst))
+        request = _decision("RL.ALLOW", key, limit, window, cost, algorithm, burst, block)
+        return await self._call(request)
 
     async def peek(
         self,
@@ -221,9 +301,45 @@ class AsyncRateLimiter:
         cost: int = 1,
         algorithm: Algorithm | str | None = None,
         burst: int | None = None,
+        block: Window | None = None,
     ) -> Decision:
         """The decision :meth:`allow` would give now, without charging (``RL.PEEK``)."""
-        return await self._call(_decision("RL.PEEK", key, limit, window, cost, algorithm, burst))
+        request = _decision("RL.PEEK", key, limit, window, cost, algorithm, burst, block)
+        return await self._call(request)
+
+    async def allow_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """All limits or none (``RL.ALLOWALL``); see :meth:`RateLimiter.allow_all`."""
+        return await self._call(_all("RL.ALLOWALL", limits))
+
+    async def peek_all(self, limits: Sequence[Limit]) -> MultiDecision:
+        """What :meth:`allow_all` would reply now, without charging (``RL.PEEKALL``)."""
+        return await self._call(_all("RL.PEEKALL", limits))
+
+    async def charge(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Charge unconditionally (``RL.CHARGE``); see :meth:`RateLimiter.charge`."""
+        request = _settle("RL.CHARGE", key, limit, window, amount, algorithm, burst)
+        return await self._call(request)
+
+    async def refund(
+        self,
+        key: str,
+        limit: int,
+        window: Window,
+        amount: int,
+        algorithm: Algorithm | str | None = None,
+        burst: int | None = None,
+    ) -> Decision:
+        """Give back what was charged (``RL.REFUND``); see :meth:`RateLimiter.refund`."""
+        request = _settle("RL.REFUND", key, limit, window, amount, algorithm, burst)
+        return await self._call(request)
 
     async def inspect(self, key: str) -> Inspection | None:
         """The limiter's rule and state (``RL.INSPECT``); None when the key does not exist."""

@@ -92,6 +92,10 @@ def from_response_error(exc: ResponseError) -> ResponseError:
     return exc
 
 
+# RL.ALLOWALL: "2 keys need 2 rule groups (...), got 3".
+_GROUP_COUNT = re.compile(r"\d+ keys need \d+ rule groups")
+
+
 def _is_argument_error(message: str) -> bool:
     prefixes = (
         "limit must be",
@@ -102,6 +106,12 @@ def _is_argument_error(message: str) -> bool:
         "unknown ALGO",
         "unknown option",
         "gcra ",
+        # RL.ALLOWALL / RL.PEEKALL / RL.CHARGE / RL.REFUND / BLOCK
+        "numkeys ",
+        "group ",
+        "key '",
+        "the amount must be",
+        "BLOCK ",
         # RL.THROTTLE / CL.THROTTLE / GCRA
         "max_burst must be",
         "count_per_period must be",
@@ -111,4 +121,4 @@ def _is_argument_error(message: str) -> bool:
         "TOKENS ",
         "(max_burst + 1)",
     )
-    return message.startswith(prefixes)
+    return message.startswith(prefixes) or _GROUP_COUNT.match(message) is not None
