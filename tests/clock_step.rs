@@ -109,6 +109,7 @@ fn a_promoted_replica_behind_the_old_master_keeps_limiting() {
                 0,
             )),
             State::Leases(_) => unreachable!("leases: tests/leases.rs"),
+            State::Blocked(_) => unreachable!("built unblocked"),
         };
         c.cmd(&[b"RL.SETSTATE".as_slice(), key.as_bytes(), &encode(&limiter)])
             .ok();

@@ -863,6 +863,41 @@ impl Kind for LeasesState {
         )
     }
 
+    /// Leases are never charged: `RL.CHARGE` refuses `ALGO leases` while parsing; a charge that
+    /// reached here anyway changes nothing.
+    fn charge(
+        &mut self,
+        _stored: &Rule,
+        _rule: &Rule,
+        _cost: u64,
+        _now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        Change::Unchanged
+    }
+
+    /// No leases (see [`Kind::charge`]: never reached from a command).
+    fn charge_absent(_rule: &Rule, _cost: u64, _now_us: u64) -> Self {
+        LeasesState(Box::new(Table::empty()))
+    }
+
+    /// Leases are given back with `RL.RELEASE`, never refunded: changes nothing.
+    fn refund(
+        &mut self,
+        _stored: &Rule,
+        _rule: &Rule,
+        _amount: u64,
+        _now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        Change::Unchanged
+    }
+
+    /// No leases held (leases take no `BLOCK`, so no key lives on for a block alone).
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        LeasesState(Box::new(Table::empty()))
+    }
+
     fn carried_over(&self, _stored: &Rule, _rule: &Rule, now_us: u64) -> Option<Self> {
         let mut t = (*self.0).clone();
         t.drop_ended(now_us);

@@ -39,6 +39,12 @@
 //! * When the stored state had to be converted (rule change) or clamped (clock step), a denied
 //!   `RL.ALLOW` still stores the converted state ([`Outcome::Updated`]), so that the key's TTL
 //!   and every later reply follow from what the reply said.
+//! * **Debts and refunds** ([`Limiter::charge`], [`Limiter::refund`]): each kind charges past
+//!   its capacity and gives back in its own way, with a bounded debt ([`Kind::charge`],
+//!   [`Kind::refund`]); a gcra debt is the one state "ahead" that is not a clock step.
+//! * **Blocks** ([`block`]): a penalty laid over any kind ([`Limiter::decide_with`]), stored in
+//!   the `State::Blocked` box only by keys that have one.
+//! * **Several keys** ([`multi`]): every group decided first, then all charged or none.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
@@ -68,6 +74,7 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod block;
 pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
@@ -76,6 +83,7 @@ pub mod leases;
 pub mod limiter;
 pub mod limits_sliding;
 pub mod moving_window;
+pub mod multi;
 pub mod rule;
 pub mod run_log;
 pub mod sliding_window;
@@ -83,6 +91,7 @@ pub mod sliding_window;
 mod counter;
 mod math;
 
+pub use block::{Block, MAX_BLOCK_US};
 pub use decision::{Decision, RetryAfter};
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
@@ -96,6 +105,8 @@ pub use sliding_window::SlidingWindowState;
 
 #[cfg(test)]
 mod reference;
+#[cfg(test)]
+mod settle_tests;
 #[cfg(test)]
 mod tests;
 

@@ -16,7 +16,7 @@ use crate::algo::leases::{self, decode_effect, encode_effect, Effect, Grant, Lea
 use crate::algo::{Limiter, Outcome, State};
 use crate::args::{parse_acquire, parse_lease_id};
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
+use crate::expiry;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, wrote_generic, Arg, Ctx};
 use crate::logging::log_warning_limited;
 use crate::replication::replicate_apply;
@@ -132,7 +132,7 @@ fn store(
     }
     match outcome {
         Outcome::Unchanged => {
-            expiry::repair(ctx, key, key_name, now_us, Propagation::Replicate);
+            expiry::repair(ctx, key, key_name, now_us);
             return Ok(());
         }
         Outcome::Emptied => {
