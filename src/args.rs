@@ -5,6 +5,7 @@
 //! Pure code (no Redis import): arguments arrive as byte slices; errors carry the exact reply
 //! text, which is part of the public API (README "Errors").
 
+use crate::algo::leases::{Acquire, LeaseError, LeaseId, MAX_ID_LEN, MAX_LEASES};
 use crate::algo::multi::{Group, MAX_KEYS};
 use crate::algo::{Algorithm, Rule, RuleError, MAX_BLOCK_US, MAX_COUNT, MAX_WINDOW_US};
 
@@ -77,6 +78,8 @@ pub enum ArgError {
     BurstNotGcra,
     /// `ALGO` names no algorithm.
     UnknownAlgo(Vec<u8>),
+    /// `ALGO` names a kind that is not a rate limit (leases).
+    NotARateLimit(Algorithm),
     /// An option at the end with no value.
     MissingValue(Opt),
     /// The same option twice.
@@ -127,6 +130,11 @@ impl ArgError {
                     algorithm_names()
                 )
             }
+            ArgError::NotARateLimit(a) => format!(
+                "ERR ALGO {} is not a rate limit: leases are taken with RL.ACQUIRE and given \
+                 back with RL.RELEASE",
+                a.name()
+            ),
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
             ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
             ArgError::UnknownOption(name, allowed) => format!(
@@ -174,7 +182,7 @@ impl From<RuleError> for ArgError {
 
 /// The algorithm names, as an error lists them: `a, b, c or d` (from the table of kinds).
 fn algorithm_names() -> String {
-    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+    let names: Vec<&str> = Algorithm::rate_limits().map(|a| a.name()).collect();
     match names.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         Some((last, _)) => (*last).to_string(),
@@ -331,7 +339,14 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
             Opt::Algo => algo
                 .replace(
                     Algorithm::from_name(value)
-                        .ok_or_else(|| ArgError::UnknownAlgo(value.to_vec()))?,
+                        .ok_or_else(|| ArgError::UnknownAlgo(value.to_vec()))
+                        .and_then(|a| {
+                            if a.is_rate_limit() {
+                                Ok(a)
+                            } else {
+                                Err(ArgError::NotARateLimit(a))
+                            }
+                        })?,
                 )
                 .is_some(),
             Opt::Burst => burst
@@ -361,6 +376,99 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
         block_us: block.unwrap_or(0),
     };
     Ok((group, amount))
+}
+
+/// Why `RL.ACQUIRE` / `RL.RELEASE` arguments were refused. [`LeaseArgError::message`] gives
+/// the reply text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseArgError {
+    /// `limit` is not an integer from 1 to [`MAX_LEASES`].
+    Limit,
+    /// `lease` is not a valid duration.
+    Lease,
+    /// An id that is empty or longer than [`MAX_ID_LEN`] bytes.
+    Id,
+    /// `ID` at the end with no value.
+    MissingId,
+    /// `ID` twice.
+    RepeatedId,
+    /// Something that is not an option.
+    UnknownOption(Vec<u8>),
+}
+
+impl LeaseArgError {
+    /// The error reply, with its `ERR` prefix.
+    ///
+    /// ```
+    /// use redis_ratelimit::args::{parse_acquire, LeaseArgError};
+    /// let err = parse_acquire([&b"10001"[..], b"30s"]).unwrap_err();
+    /// assert_eq!(err, LeaseArgError::Limit);
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)"
+    /// );
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            LeaseArgError::Limit => format!(
+                "ERR limit must be an integer from 1 to {MAX_LEASES} (the most leases one key \
+                 holds)"
+            ),
+            LeaseArgError::Lease => "ERR lease must be a duration from 1 microsecond to 365d: \
+                 whole seconds (30) or a number with a unit ms, s, m, h or d (500ms, 1.5s, 1m)"
+                .to_string(),
+            LeaseArgError::Id => format!("ERR id must be 1 to {MAX_ID_LEN} bytes"),
+            LeaseArgError::MissingId => "ERR ID needs a value".to_string(),
+            LeaseArgError::RepeatedId => "ERR ID given more than once".to_string(),
+            LeaseArgError::UnknownOption(name) => {
+                format!("ERR unknown option '{}': expected ID", echo(name))
+            }
+        }
+    }
+}
+
+/// Parses `RL.ACQUIRE`'s `limit lease [ID id]` (`ID` case-insensitive, at most once).
+///
+/// ```
+/// use redis_ratelimit::algo::leases::LeaseId;
+/// use redis_ratelimit::args::parse_acquire;
+/// let req = parse_acquire([&b"10"[..], b"30s", b"id", b"worker-1"]).unwrap();
+/// assert_eq!((req.rule.limit(), req.rule.window_us()), (10, 30_000_000));
+/// assert_eq!(req.id, LeaseId::parse(b"worker-1"));
+/// ```
+pub fn parse_acquire<'a, I>(args: I) -> Result<Acquire, LeaseArgError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = args.into_iter();
+    let limit = args
+        .next()
+        .and_then(parse_count)
+        .filter(|l| (1..=MAX_LEASES).contains(l))
+        .ok_or(LeaseArgError::Limit)?;
+    let lease_us = args
+        .next()
+        .and_then(parse_window)
+        .ok_or(LeaseArgError::Lease)?;
+    let mut id = None;
+    while let Some(name) = args.next() {
+        if !name.eq_ignore_ascii_case(b"ID") {
+            return Err(LeaseArgError::UnknownOption(name.to_vec()));
+        }
+        let value = args.next().ok_or(LeaseArgError::MissingId)?;
+        if id.replace(parse_lease_id(value)?).is_some() {
+            return Err(LeaseArgError::RepeatedId);
+        }
+    }
+    Acquire::new(limit, lease_us, id).map_err(|e| match e {
+        LeaseError::Limit => LeaseArgError::Limit,
+        _ => LeaseArgError::Lease,
+    })
+}
+
+/// A lease id: 1 to [`MAX_ID_LEN`] bytes.
+pub fn parse_lease_id(arg: &[u8]) -> Result<LeaseId, LeaseArgError> {
+    LeaseId::parse(arg).ok_or(LeaseArgError::Id)
 }
 
 /// A non-negative decimal integer up to [`MAX_COUNT`]: ASCII digits only (no sign, no spaces);
@@ -577,6 +685,10 @@ mod tests {
                 ArgError::UnknownAlgo(b"x".to_vec()),
             ),
             (&["1", "1", "BURST", "2"], ArgError::BurstNotGcra),
+            (
+                &["1", "1", "ALGO", "leases"],
+                ArgError::NotARateLimit(Algorithm::Leases),
+            ),
             (&["1", "1", "BURST", "0", "ALGO", "gcra"], ArgError::Burst),
             (
                 &["1", "1", "NOPE", "1"],
@@ -591,6 +703,44 @@ mod tests {
             (
                 &["1", "365d", "ALGO", "gcra", "BURST", "101"],
                 ArgError::Tolerance,
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(args).unwrap_err(), *want, "{args:?}");
+            assert!(want.message().starts_with("ERR "));
+        }
+    }
+
+    #[test]
+    fn acquire_requests() {
+        let parse = |args: &[&str]| parse_acquire(args.iter().map(|a| a.as_bytes()));
+        let r = parse(&["10", "500ms"]).unwrap();
+        assert_eq!(
+            (r.rule.limit(), r.rule.window_us(), r.id),
+            (10, 500_000, None)
+        );
+        assert_eq!(r.rule.algorithm(), Algorithm::Leases);
+        let r = parse(&["10000", "365d", "Id", "0042"]).unwrap();
+        assert_eq!(r.id, LeaseId::parse(b"0042"));
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        let cases: &[(&[&str], LeaseArgError)] = &[
+            (&[], LeaseArgError::Limit),
+            (&["0", "1s"], LeaseArgError::Limit),
+            (&["10001", "1s"], LeaseArgError::Limit),
+            (&["-1", "1s"], LeaseArgError::Limit),
+            (&["1"], LeaseArgError::Lease),
+            (&["1", "0"], LeaseArgError::Lease),
+            (&["1", "366d"], LeaseArgError::Lease),
+            (&["1", "1s", "ID"], LeaseArgError::MissingId),
+            (&["1", "1s", "ID", ""], LeaseArgError::Id),
+            (&["1", "1s", "ID", &long], LeaseArgError::Id),
+            (
+                &["1", "1s", "ID", "a", "ID", "b"],
+                LeaseArgError::RepeatedId,
+            ),
+            (
+                &["1", "1s", "COST", "1"],
+                LeaseArgError::UnknownOption(b"COST".to_vec()),
             ),
         ];
         for (args, want) in cases {

@@ -62,6 +62,11 @@ fn replicate_hit(ctx: Ctx, key: Arg, hit: &Hit) {
     replicate_payload(ctx, c"RL.APPLY", key, payload.as_slice());
 }
 
+/// Replicates `RL.APPLY key payload` (a kind's own effect, e.g. a lease acquired).
+pub(crate) fn replicate_apply(ctx: Ctx, key: Arg, payload: &[u8]) {
+    replicate_payload(ctx, c"RL.APPLY", key, payload);
+}
+
 /// Replicates the new state of `key` (`RL.SETSTATE key payload`).
 pub(crate) fn replicate_state(ctx: Ctx, key: Arg, limiter: &Limiter) {
     let mut payload = StackBuf::<64>::new();

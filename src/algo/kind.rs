@@ -33,6 +33,9 @@ pub enum Replication {
     /// The hit that changed it (`RL.APPLY`): the replica replays it ([`Kind::replay`]), so the
     /// stream stays O(1) per write however large the state.
     Hits,
+    /// Effects of the kind's own commands (`RL.APPLY` with the kind's own payload, e.g. a lease
+    /// acquired or released with the master's time and the id): see that kind's file.
+    Effects,
 }
 
 /// Bounds that keep every call cheap whatever its arguments (configurable by the operator).
@@ -88,6 +91,10 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     const TAKES_BURST: bool = false;
     /// How its writes reach replicas and the AOF.
     const REPLICATION: Replication = Replication::State;
+    /// Whether it is a rate limit, served by `RL.ALLOW` / `RL.PEEK` / `RL.THROTTLE` and named by
+    /// `ALGO` (false: leases, served by their own commands; those commands answer a clear error
+    /// on the other kinds, and the rate-limit commands on this one).
+    const RATE_LIMIT: bool = true;
     /// Whether a cost-0 request may change the state (a kind whose reads move it on, as
     /// `limits`' sliding window shifts its counters on every access): then `RL.ALLOW … COST 0`
     /// decides (and may store) instead of only peeking.
@@ -250,6 +257,11 @@ macro_rules! state_kinds {
             /// How its writes reach replicas.
             pub fn replication(self) -> Replication {
                 match self { $(Algorithm::$variant => <$ty as Kind>::REPLICATION,)+ }
+            }
+
+            /// Whether it is a rate limit (`RL.ALLOW`, `ALGO`), not leases.
+            pub fn is_rate_limit(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::RATE_LIMIT,)+ }
             }
 
             /// Decides against an absent key (the caller's rule chooses the kind).
@@ -442,7 +454,8 @@ macro_rules! state_kinds {
 
 use super::block::{Block, Blocked};
 use super::{
-    FixedWindowState, GcraState, LimitsSlidingState, MovingWindowState, SlidingWindowState,
+    FixedWindowState, GcraState, LeasesState, LimitsSlidingState, MovingWindowState,
+    SlidingWindowState,
 };
 
 // The table: tag (payload byte, never reused) => variant(state type), name. Tags are part of the
@@ -453,9 +466,15 @@ state_kinds! {
     3 => Gcra(GcraState), "gcra";
     4 => MovingWindow(MovingWindowState), "moving-window";
     5 => LimitsSlidingWindow(LimitsSlidingState), "limits-sliding-window";
+    6 => Leases(LeasesState), "leases";
 }
 
 impl Algorithm {
+    /// The rate limits (every kind but leases), in tag order.
+    pub fn rate_limits() -> impl Iterator<Item = Algorithm> {
+        Algorithm::ALL.iter().copied().filter(|a| a.is_rate_limit())
+    }
+
     /// Parses a command-line name, case-insensitively.
     ///
     /// ```

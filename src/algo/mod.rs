@@ -10,8 +10,9 @@
 //! table of kinds that generates [`Algorithm`] and [`State`]); then one file per kind:
 //! [`sliding_window`], [`fixed_window`], [`gcra`] (the counters, sharing `counter`) and
 //! [`moving_window`] (on [`run_log`]), [`limits_sliding`] (the `limits` library's sliding window
-//! counter, reproduced exactly). Adding a kind = a file implementing [`Kind`] + a line in
-//! the table.
+//! counter, reproduced exactly); and [`leases`], concurrency leases rather than a rate
+//! (`RL.ACQUIRE` / `RL.RELEASE`). Adding a kind = a file implementing [`Kind`] + a line in the
+//! table.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
 //!
@@ -78,6 +79,7 @@ pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
 pub mod kind;
+pub mod leases;
 pub mod limiter;
 pub mod limits_sliding;
 pub mod moving_window;
@@ -94,6 +96,7 @@ pub use decision::{Decision, RetryAfter};
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
 pub use kind::{Algorithm, Bounds, Hit, Kind, Replication, State};
+pub use leases::LeasesState;
 pub use limiter::{AlgorithmMismatch, Limiter, Outcome, Verdict};
 pub use limits_sliding::LimitsSlidingState;
 pub use moving_window::MovingWindowState;

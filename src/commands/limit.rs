@@ -131,9 +131,16 @@ pub(crate) fn charge_with(
     Ok(d)
 }
 
+/// The error for a key of another kind: `DEL` it to change algorithms, or for leases, use
+/// their commands.
 pub(crate) fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
+    let hint = if m.stored.is_rate_limit() {
+        "DEL it to change algorithms"
+    } else {
+        "use RL.ACQUIRE and RL.RELEASE on it, or DEL it"
+    };
     CmdError::Owned(format!(
-        "ERR key holds a {} limiter, not {}: DEL it to change algorithms",
+        "ERR key holds a {} limiter, not {}: {hint}",
         m.stored.name(),
         m.requested.name()
     ))

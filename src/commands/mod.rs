@@ -14,6 +14,7 @@ mod apply;
 mod debug;
 mod effects;
 mod inspect;
+mod lease;
 mod limit;
 mod multi;
 mod registry;

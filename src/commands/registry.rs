@@ -11,6 +11,7 @@ use redis_module::raw;
 use super::apply::rl_apply;
 use super::debug::rl_debug;
 use super::inspect::rl_inspect;
+use super::lease::{rl_acquire, rl_release};
 use super::limit::{rl_allow, rl_peek};
 use super::multi::{rl_allowall, rl_peekall};
 use super::setstate::rl_setstate;
@@ -51,6 +52,11 @@ const PER_KEY: &CStr = c"O(1) for sliding-window, fixed-window and gcra; O(log N
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
+/// The cost of a lease command: the leases are one array sorted by end (see `algo::leases`).
+const LEASES: &CStr = c"O(N) worst case, N the leases the key holds (at most 10000, the \
+    limit's bound): a binary search for what is held, a scan for the id, one array shift; the \
+    replicated effect is O(1)";
+
 /// A key a command reads and updates.
 const RW_KEY: u32 =
     raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_UPDATE;
@@ -59,7 +65,7 @@ const RW_KEY: u32 =
 const PER_CALL: &CStr = c"O(K) for K keys (at most 16) of sliding-window, fixed-window and gcra; \
     O(K log N) with moving-window keys, N the runs a key stores";
 
-const COMMANDS: [CommandSpec; 10] = [
+const COMMANDS: [CommandSpec; 12] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
@@ -90,7 +96,8 @@ const COMMANDS: [CommandSpec; 10] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Shows a limiter's rule and its state as it stands now",
-        complexity: PER_KEY,
+        complexity: c"O(1) for sliding-window, fixed-window and gcra; O(log N) for \
+            moving-window and leases, N the runs or leases the key stores",
     },
     CommandSpec {
         name: c"rl.setstate",
@@ -100,7 +107,7 @@ const COMMANDS: [CommandSpec; 10] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
-        complexity: c"O(N), N the runs in the payload (1 for the counters)",
+        complexity: c"O(N), N the runs or leases in the payload (1 for the counters)",
     },
     CommandSpec {
         name: c"rl.apply",
@@ -110,7 +117,8 @@ const COMMANDS: [CommandSpec; 10] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
-        complexity: c"O(log N), N the runs the key stores",
+        complexity: c"O(log N), N the runs the key stores; a lease effect O(N), N the leases \
+            (at most 10000)",
     },
     CommandSpec {
         name: c"rl.allowall",
@@ -164,6 +172,29 @@ const COMMANDS: [CommandSpec; 10] = [
         summary: c"redis-cell's CL.THROTTLE on the module's gcra limiter: \
             key max_burst count_per_period period [quantity]",
         complexity: c"O(1)",
+    },
+    CommandSpec {
+        name: c"rl.acquire",
+        handler: rl_acquire,
+        flags: c"write deny-oom",
+        arity: -4,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Takes (or renews) one of limit concurrency leases of the key for lease: \
+            key limit lease [ID id]",
+        complexity: LEASES,
+    },
+    CommandSpec {
+        name: c"rl.release",
+        handler: rl_release,
+        flags: c"write",
+        arity: 3,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_DELETE,
+        summary: c"Gives a concurrency lease back before it ends: key id",
+        complexity: LEASES,
     },
 ];
 

@@ -187,6 +187,12 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
                 }
             }
         }
+        // Leases: the table, its array and each text id.
+        if let State::Leases(leases) = &l.state {
+            for block in leases.heap_blocks() {
+                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
+            }
+        }
         total
     })
 }
@@ -208,7 +214,8 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     })
 }
 
-/// How many blocks freeing the value releases: a long moving-window log is many chunks, so with
+/// How many blocks freeing the value releases: a long moving-window log is many chunks (a key of
+/// leases one block per text id), so with
 /// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
@@ -217,6 +224,7 @@ extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_voi
             Some(State::MovingWindow(log)) => log
                 .older()
                 .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+            Some(State::Leases(leases)) => leases.heap_blocks().count().saturating_add(1),
             _ => 1,
         }
     })
@@ -282,6 +290,15 @@ extern "C" fn defrag(
                 // server's allocator (our global allocator) and frees the old one.
                 unsafe { older.relocate_chunks(|block| defrag_alloc(ctx, block.cast()).cast()) };
             }
+        }
+        // Leases: the table, its array and each text id.
+        if let Some(Limiter {
+            state: State::Leases(leases),
+            ..
+        }) = unsafe { limiter_ref(*slot) }
+        {
+            // SAFETY: as for the chunks above.
+            unsafe { leases.relocate(|block| defrag_alloc(ctx, block.cast()).cast()) };
         }
         0
     })

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | format version ([`PAYLOAD_VERSION`], or [`EXTENDED_VERSION`]) | 1 byte |
 //! | oldest reader version that can read it (the same) | 1 byte |
-//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra, 4 moving-window | 1 byte |
+//! | algorithm tag: 1 sliding-window, 2 fixed-window, 3 gcra, 4 moving-window, 5 limits-sliding-window, 6 leases | 1 byte |
 //! | limit, window (µs) | varints |
 //! | burst | varint, gcra only |
 //! | state length, then the state | varint, bytes |
@@ -17,8 +17,12 @@
 //! States (each kind's `encode`): sliding `window_start_us current previous`; fixed
 //! `window_start_us count`; gcra `tat × limit` (a varint of up to 128 bits), then flags `1`
 //! after a debt (version 3 only); moving-window the number of runs, then each run's timestamp
-//! (the first absolute, then the gap to the previous one) and count. All integers are LEB128
-//! varints ([`crate::varint`]).
+//! (the first absolute, then the gap to the previous one) and count; leases `longest_us last_id
+//! n`, then each lease's end (the first absolute, then the gap) and id (a length, 0 for a number
+//! followed by the number, else the bytes); for leases `limit window` are the last
+//! `RL.ACQUIRE`'s limit and lease. All integers are LEB128 varints ([`crate::varint`]). A
+//! release that does not know a tag refuses the payload (the previous release refuses leases
+//! this way).
 //!
 //! A key with neither a penalty block nor a gcra debt is written in version 2, byte for byte
 //! what the previous release wrote (so its replicas and RDB files keep up during a rolling
@@ -45,6 +49,9 @@
 //! beyond what was read (a declared length or count reserves nothing).
 //!
 //! ## Hits (`RL.APPLY`)
+//!
+//! (A lease write replicates its own effect through `RL.APPLY`, tag 6: see
+//! `algo::leases::encode_effect`.)
 //!
 //! A hit is what a moving-window write changed, in O(1) bytes whatever the log's size: header
 //! `version, oldest reader, tag`, then varints `limit window now_us cost` (cost 0 = a conversion

@@ -3,7 +3,8 @@
 * :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``;
   several limits at once with ``RL.ALLOWALL`` / ``RL.PEEKALL`` (:class:`Limit`,
   :class:`MultiDecision`); costs settled after the work with ``RL.CHARGE`` / ``RL.REFUND``;
-  and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
+  the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8);
+  and concurrency leases: ``acquire`` / ``release`` and ``with limiter.lease(key, limit, "30s")``.
 * :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
   :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
   Flask-Limiter / slowapi on one request.
@@ -25,6 +26,7 @@ from .errors import (
     WrongTypeError,
 )
 from .headers import decision_from_window_stats, merge_headers, rate_limit_headers
+from .leases import AsyncLeaseHolder, Lease, LeaseHolder, LeaseUnavailableError
 from .types import (
     Algorithm,
     Decision,
@@ -41,10 +43,14 @@ from .types import (
 __all__ = [
     "Algorithm",
     "AlgorithmMismatchError",
+    "AsyncLeaseHolder",
     "AsyncRateLimiter",
     "Decision",
     "Inspection",
     "InvalidArgumentError",
+    "Lease",
+    "LeaseHolder",
+    "LeaseUnavailableError",
     "Limit",
     "ModuleNotLoadedError",
     "MultiDecision",

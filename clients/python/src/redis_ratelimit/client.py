@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from redis.exceptions import ResponseError
 
 from .errors import from_response_error
+from .leases import AsyncLeaseHolder, Lease, LeaseHolder, acquire_args
 from .types import (
     Algorithm,
     Decision,
@@ -109,11 +110,20 @@ def _reset(key: str) -> _Request[bool]:
     return _Request(("DEL", key), lambda reply: bool(int(reply)))
 
 
+def _raw(reply: Any) -> Any:
+    return reply
+
+
+def _acquire(key: str, limit: int, lease: Window, lease_id: str | None) -> _Request[Lease]:
+    return _Request(tuple(acquire_args(key, limit, lease, lease_id)), Lease.from_reply)
+
+
 class RateLimiter:
     """Calls the module's commands through redis-py.
 
     ``RL.ALLOW``, ``RL.PEEK``, ``RL.ALLOWALL``, ``RL.PEEKALL``, ``RL.CHARGE``, ``RL.REFUND``,
-    ``RL.INSPECT`` and the GCRA drop-ins.
+    ``RL.INSPECT``, the GCRA drop-ins, and the concurrency leases (``RL.ACQUIRE`` /
+    ``RL.RELEASE``, :meth:`lease` for a ``with`` block).
 
     Any client works: :class:`redis.Redis`, a sentinel's ``master_for(...)``,
     :class:`redis.cluster.RedisCluster`. Error replies become the typed exceptions of
@@ -130,6 +140,10 @@ class RateLimiter:
         except ResponseError as exc:
             raise from_response_error(exc) from exc
         return request.parse(reply)
+
+    def _command(self, *args: str | int) -> Any:
+        """One command's raw reply, errors typed (what a lease holder sends)."""
+        return self._call(_Request(args, _raw))
 
     def allow(
         self,
@@ -264,6 +278,42 @@ class RateLimiter:
         """Delete the limiter (the next request starts from full capacity); True if it existed."""
         return self._call(_reset(key))
 
+    def acquire(self, key: str, limit: int, lease: Window, id: str | None = None) -> Lease:
+        """Take one of *limit* leases of *key* for *lease*, or renew the one *id* holds.
+
+        :param lease: the longest the holder may keep it: ``"30s"``, ``30``, a timedelta.
+        :param id: the caller's id (1 to 128 bytes); by default the server makes one.
+        :returns: the reply; ``allowed`` False when *limit* leases are held (nothing taken).
+        """
+        return self._call(_acquire(key, limit, lease, id))
+
+    def release(self, key: str, id: str) -> bool:
+        """Give the lease *id* holds back (``RL.RELEASE``); True if it was still held."""
+        return bool(self._call(_Request(("RL.RELEASE", key, id), _raw)))
+
+    def lease(
+        self,
+        key: str,
+        limit: int,
+        lease: Window,
+        *,
+        id: str | None = None,
+        timeout: float | None = 0.0,
+        poll: float = 0.05,
+    ) -> LeaseHolder:
+        """A lease held for a ``with`` block and released on exit, exceptions included.
+
+        Entering waits up to *timeout* seconds for a slot (0: one try; None: until one frees),
+        polling at most every *poll* seconds, then raises
+        :class:`~redis_ratelimit.leases.LeaseUnavailableError`. A holder that dies inside the
+        block keeps its slot until the lease ends.
+
+        >>> with limiter.lease("db:pool", 20, "30s") as held:  # doctest: +SKIP
+        ...     held.id, held.lease.in_flight
+        ('1796292359863784', 1)
+        """
+        return LeaseHolder(self._command, key, limit, lease, id, timeout, poll)
+
 
 class AsyncRateLimiter:
     """The asyncio flavour of :class:`RateLimiter`, over :mod:`redis.asyncio` clients."""
@@ -278,6 +328,10 @@ class AsyncRateLimiter:
         except ResponseError as exc:
             raise from_response_error(exc) from exc
         return request.parse(reply)
+
+    async def _command(self, *args: str | int) -> Any:
+        """One command's raw reply, errors typed (what a lease holder sends)."""
+        return await self._call(_Request(args, _raw))
 
     async def allow(
         self,
@@ -385,3 +439,24 @@ class AsyncRateLimiter:
     async def reset(self, key: str) -> bool:
         """Delete the limiter; True if it existed."""
         return await self._call(_reset(key))
+
+    async def acquire(self, key: str, limit: int, lease: Window, id: str | None = None) -> Lease:
+        """Take or renew a lease (``RL.ACQUIRE``); see :meth:`RateLimiter.acquire`."""
+        return await self._call(_acquire(key, limit, lease, id))
+
+    async def release(self, key: str, id: str) -> bool:
+        """Give a lease back (``RL.RELEASE``); True if it was still held."""
+        return bool(await self._call(_Request(("RL.RELEASE", key, id), _raw)))
+
+    def lease(
+        self,
+        key: str,
+        limit: int,
+        lease: Window,
+        *,
+        id: str | None = None,
+        timeout: float | None = 0.0,
+        poll: float = 0.05,
+    ) -> AsyncLeaseHolder:
+        """``async with limiter.lease(key, limit, "30s") as held:``; see ``RateLimiter.lease``."""
+        return AsyncLeaseHolder(self._command, key, limit, lease, id, timeout, poll)

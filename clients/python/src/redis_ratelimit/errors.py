@@ -120,5 +120,9 @@ def _is_argument_error(message: str) -> bool:
         "quantity must be",
         "TOKENS ",
         "(max_burst + 1)",
+        # RL.ACQUIRE / RL.RELEASE
+        "lease must be",
+        "id must be",
+        "ID ",
     )
     return message.startswith(prefixes) or _GROUP_COUNT.match(message) is not None

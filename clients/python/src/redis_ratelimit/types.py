@@ -44,6 +44,9 @@ class Algorithm(str, enum.Enum):
     MOVING_WINDOW = "moving-window"
     #: limits' sliding window counter, exactly (windows from the first hit, weight rounded down).
     LIMITS_SLIDING_WINDOW = "limits-sliding-window"
+    #: Concurrency leases (``RL.ACQUIRE``): what ``RL.INSPECT`` reports for such a key. Not an
+    #: ``ALGO`` value: ``RL.ALLOW`` refuses it.
+    LEASES = "leases"
 
     def __str__(self) -> str:
         return self.value
@@ -270,7 +273,8 @@ class Inspection:
     now_us: int
     #: The algorithm's own fields (``window_start_us``, ``current``, ``previous`` for
     #: sliding-window; ``window_start_us``, ``count`` for fixed-window; ``tat_us`` for gcra;
-    #: ``count``, ``oldest_us``, ``newest_us``, ``runs`` for moving-window).
+    #: ``count``, ``oldest_us``, ``newest_us``, ``runs`` for moving-window; ``in_flight``,
+    #: ``next_end_us``, ``last_end_us``, ``stored``, ``longest_us``, ``last_id`` for leases).
     state: Mapping[str, int] = field(default_factory=dict)
     #: When the key's penalty block (``BLOCK``) ends, server µs; 0 when it is not blocked.
     blocked_until_us: int = 0
