@@ -66,7 +66,22 @@ ROWS: list[tuple[str, str, str]] = [
     ("hot_log", "hot", "RL.ALLOW hot:log 1000000 {hot_window} ALGO moving-window"),
     # limits' moving window on one list of 10,000 entries (its LTRIM keeps `limit` of them).
     ("limits_moving_hot", "hot", "EVALSHA {moving_lua} 1 hot:list {now} 10000 3600 1"),
+    # Concurrency leases: a new lease (the server makes the id), and one id's lease taken then
+    # renewed on every hit.
+    ("acquire", "fresh existing p1 replica", "RL.ACQUIRE a:{r} 1000 1h"),
+    ("renew", "fresh existing p1 replica", "RL.ACQUIRE r:{r} 1000 1h ID w"),
+    # RL.ACQUIRE + RL.RELEASE of the lease just taken, in one script (the key is created and
+    # deleted every time), against INCR + INCR in one script: the scripts' own cost cancels.
+    ("lease_pair", "fresh", "EVALSHA {lease_pair} 1 lp:{r}"),
+    ("incr_pair", "fresh", "EVALSHA {incr_pair} 1 ip:{r}"),
 ]
+
+# Scripts of the bench's own (`{name}`: their SHA), loaded at bench time.
+OWN_SCRIPTS: dict[str, str] = {
+    "lease_pair": "local g = redis.call('RL.ACQUIRE', KEYS[1], 10, '1h') "
+                  "return redis.call('RL.RELEASE', KEYS[1], g[2])",
+    "incr_pair": "redis.call('INCR', KEYS[1]) return redis.call('INCR', KEYS[1])",
+}
 
 # Ratios of two rows of the same setup, per round: (label, numerator, denominator).
 COMPARE: list[tuple[str, str, str]] = [
@@ -75,6 +90,8 @@ COMPARE: list[tuple[str, str, str]] = [
     ("moving-window ÷ limits' moving window (Lua)", "moving", "limits_moving"),
     ("gcra ÷ redis-cell CL.THROTTLE", "gcra", "cell"),
     ("hot moving-window log ÷ limits' hot list", "hot_log", "limits_moving_hot"),
+    ("RL.ACQUIRE + RL.RELEASE ÷ INCR + INCR (each pair in one script)", "lease_pair",
+     "incr_pair"),
 ]
 
 # Unrelated traffic: the same command on a server with the module and on one without it, -P 16.
@@ -103,6 +120,8 @@ MEMORY_ROWS: list[tuple[str, str, bool]] = [
     ("limits-sliding-window 100 1h", "RL.ALLOW {k} 100 1h ALGO limits-sliding-window", False),
     ("fixed-window 10000 1d (a 16-byte block)", "RL.ALLOW {k} 10000 1d ALGO fixed-window", False),
     ("moving-window 100 1h, one entry", "RL.ALLOW {k} 100 1h ALGO moving-window", False),
+    ("leases, one lease (server id)", "RL.ACQUIRE {k} 10 1h", False),
+    ("leases, 10 leases (server ids)", ";".join(["RL.ACQUIRE {k} 10 1h"] * 10), False),
     ("limits' fixed window: INCRBY + EXPIRE", "INCRBY {k} 1; EXPIRE {k} 3600", False),
     ("a string with a TTL: SET … PX", "SET {k} 1 PX 3600000", False),
     ("redis-cell: CL.THROTTLE 100/h", "CL.THROTTLE {k} 99 100 3600 1", True),
@@ -396,7 +415,8 @@ class Run:
 
 
 SCRIPT_NAMES = {"fixed_lua": "<incr_expire.lua>", "sliding_lua": "<acquire_sliding_window.lua>",
-                "moving_lua": "<acquire_moving_window.lua>"}
+                "moving_lua": "<acquire_moving_window.lua>",
+                "lease_pair": "<RL.ACQUIRE + RL.RELEASE>", "incr_pair": "<INCR + INCR>"}
 
 
 def expand(template: str, subst: dict[str, str]) -> str:
@@ -436,6 +456,9 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
                         ("moving_lua", "acquire_moving_window.lua")):
         for s in servers:
             subst[key] = lua_sha(s, script)  # the same SHA on every server
+    for key, text in OWN_SCRIPTS.items():
+        for s in servers:
+            subst[key] = str(s.r.script_load(text))
     # The hot log's window: 10,000 runs at the rate one key is hit (measured here).
     calib, _ = rps(main, "RL.ALLOW calib 1000000 20ms ALGO moving-window", 16, N)
     subst["hot_window"] = f"{10_000 / calib * 1000:.3f}ms"
@@ -561,6 +584,8 @@ def instruction_counts(root: str) -> tuple[dict[Key, float], dict[Key, str],
                         ("sliding_lua", "acquire_sliding_window.lua"),
                         ("moving_lua", "acquire_moving_window.lua")):
         subst[key] = lua_sha(rl, script)
+    for key, text in OWN_SCRIPTS.items():
+        subst[key] = str(rl.r.script_load(text))
     todo: list[tuple[str, str, str, str]] = []  # (kind, row, command, shown)
     for name, tags, template in ROWS:
         tagset = set(tags.split())
@@ -781,6 +806,25 @@ def logs(root: str, result: dict[str, Any]) -> list[dict[str, Any]]:
                   ["RL.ALLOW", key, 1000000, "1h", "ALGO", "moving-window"], repeat=1,
                   expect=lambda r: r[0] == 1)
             log(f"  after the commit: {inspect(s, key, 'runs')} runs")
+
+    # Leases: one key at the bound, 10,000 leases with 12-byte text ids.
+    ids = [f"worker-{i:05d}" for i in range(10_000)]
+    pipe(s, b"".join(resp(["RL.ACQUIRE", "leases", "10000", "1h", "ID", i]) for i in ids))
+    runs_now = "10,000 leases"
+    worst("`RL.ACQUIRE` renewing the lease found last (a scan of all 10,000)",
+          ["RL.ACQUIRE", "leases", 10000, "1h", "ID", ids[-1]], expect=lambda r: r[0] == 1)
+    worst("`RL.ACQUIRE` denied, an id the key does not hold (a scan of all 10,000)",
+          ["RL.ACQUIRE", "leases", 10000, "1h", "ID", "nobody"], expect=lambda r: r[0] == 0)
+    worst("`RL.ACQUIRE` renewing the earliest-ending (the whole array shifts)",
+          ["RL.ACQUIRE", "leases", 10000, "1h", "ID", ids[0]], expect=lambda r: r[0] == 1)
+    # 9,999 leases of 1 s and one of 1 h: once the short ones ended, one write drops them all.
+    pipe(s, resp(["RL.ACQUIRE", "ended", "10000", "1h", "ID", "keeper"])
+         + b"".join(resp(["RL.ACQUIRE", "ended", "10000", "1s", "ID", i]) for i in ids[1:]))
+    while inspect(s, "ended", "in_flight") > 1:
+        time.sleep(0.1)
+    runs_now = "9,999 ended + 1"
+    worst("`RL.ACQUIRE` dropping 9,999 ended leases at once", ["RL.ACQUIRE", "ended", 10000,
+          "1h", "ID", "x"], repeat=1, expect=lambda r: r[0] == 1)
     s.stop()
     return rows
 

@@ -173,6 +173,12 @@ impl Unpacker {
         }
     }
 
+    /// Bits not read yet.
+    #[inline]
+    pub fn left(&self) -> u32 {
+        self.cap.saturating_sub(self.used)
+    }
+
     /// The next field of `width` bits.
     #[inline]
     pub fn uint(&mut self, width: u32) -> Option<u64> {

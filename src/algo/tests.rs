@@ -12,10 +12,10 @@ use super::*;
 use crate::bits::{Packer, Unpacker};
 
 /// splitmix64: small, deterministic, good enough for test inputs.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -23,16 +23,16 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         match (hi - lo).checked_add(1) {
             Some(span) => lo + self.next() % span,
             None => self.next(),
         }
     }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.range(0, items.len() as u64 - 1) as usize]
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.range(1, 100) <= percent
     }
     /// Uniform-ish in `lo..=hi` for wide ranges.
@@ -56,9 +56,9 @@ const ALGORITHMS: &[Algorithm] = &[
 ];
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
-const BASE_US: u64 = 1_700_000_000_000_000;
+pub(super) const BASE_US: u64 = 1_700_000_000_000_000;
 
-fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
+pub(super) fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
     loop {
         let limit = match rng.range(0, 9) {
             0..=4 => rng.pick(&[1, 2, 3, 4, 5, 7, 10]),
@@ -90,7 +90,7 @@ fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
 }
 
 /// A rule of the same algorithm, changing limit, window or both (or burst for gcra).
-fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
+pub(super) fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
     loop {
         let fresh = random_rule(rng, rule.algorithm());
         let (limit, window) = match rng.range(0, 3) {
@@ -110,7 +110,7 @@ fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
     }
 }
 
-fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
+pub(super) fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
     let cap = rule.capacity();
     match rng.range(0, 19) {
         0..=1 => 0,
@@ -123,7 +123,7 @@ fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
     }
 }
 
-fn next_time(
+pub(super) fn next_time(
     rng: &mut Rng,
     now: u64,
     rule: &Rule,
@@ -282,7 +282,10 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
                 2 => now_s + tau + rng.range128(0, w), // ahead: a clock step back
                 _ => now_s + rng.range128(0, 2 * tau + 5),
             };
-            State::Gcra(GcraState { tat_scaled: tat })
+            State::Gcra(GcraState {
+                tat_scaled: tat,
+                debt: rng.chance(20),
+            })
         }
         Algorithm::LimitsSlidingWindow => {
             let t = now / 1000;
@@ -313,6 +316,7 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
                 break State::MovingWindow(log);
             }
         },
+        Algorithm::Leases => unreachable!("leases have their own tests (leases::tests)"),
     }
 }
 
@@ -531,6 +535,7 @@ fn never_panics_on_arbitrary_input() {
             }),
             _ => State::Gcra(GcraState {
                 tat_scaled: u128::from(extreme(&mut rng)) * u128::from(extreme(&mut rng)),
+                debt: rng.chance(50),
             }),
         };
         let l = Limiter {
@@ -673,7 +678,8 @@ fn is_valid_checks_every_invariant() {
     assert!(!ok(
         gcra,
         State::Gcra(GcraState {
-            tat_scaled: u128::from(MAX_TIMESTAMP_US) * 5 + 1
+            tat_scaled: u128::from(MAX_TIMESTAMP_US) * 5 + 1,
+            debt: false,
         })
     ));
     // Variant must match the rule's algorithm.
@@ -780,7 +786,7 @@ fn gcra_never_admits_more_than_burst_plus_rate() {
 #[test]
 fn a_clock_step_back_never_freezes_a_limiter() {
     const DAY: u64 = 86_400_000_000;
-    for &algorithm in Algorithm::ALL {
+    for algorithm in Algorithm::rate_limits() {
         let rule = Rule::new(algorithm, 10, 60_000_000, None).unwrap();
         let now = BASE_US - BASE_US % 60_000_000 + 1_000;
         // Fill it up "tomorrow".
@@ -1093,9 +1099,25 @@ fn packed_states_unpack_to_themselves() {
             }),
             Algorithm::Gcra => State::Gcra(GcraState {
                 tat_scaled: u128::from(extreme(&mut rng)) * u128::from(extreme(&mut rng)),
+                debt: rng.chance(50),
             }),
             Algorithm::MovingWindow => {
                 State::MovingWindow(MovingWindowState::new(extreme(&mut rng), extreme(&mut rng)))
+            }
+            Algorithm::Leases => {
+                let lease = super::leases::Lease::new(
+                    extreme(&mut rng),
+                    super::leases::LeaseId::Num(extreme(&mut rng)),
+                );
+                let state = super::leases::LeasesState::from_parts(vec![lease], 1, 0);
+                let Some(state) = state else { continue };
+                // Leases stay boxed (see `datatype::value`).
+                let l = Limiter {
+                    rule,
+                    state: State::Leases(state),
+                };
+                assert_eq!(pack_round_trip(&l), None);
+                continue;
             }
             Algorithm::LimitsSlidingWindow => {
                 let current_expire = extreme(&mut rng);
@@ -1113,6 +1135,64 @@ fn packed_states_unpack_to_themselves() {
             }
         };
         pack_round_trip(&Limiter { rule, state });
+    }
+    // A state under a penalty block stays boxed, whatever its kind's state.
+    for _ in 0..1_000 {
+        let (mut l, now) = random_limiter(&mut rng);
+        l.state
+            .set_block(Some(super::Block::new(now, rng.range(1, 1 << 30)).unwrap()));
+        assert_eq!(pack_round_trip(&l), None, "{l:?}");
+    }
+}
+
+/// gcra debts (`RL.CHARGE` past the capacity) pack too: into the value word where it has room
+/// for a debt's depth (a bucket of `100/1h`), else into a block (`1000/1d` fills the word's 47
+/// bits with its depth alone). Paying the debt off keeps the state packed.
+#[test]
+fn gcra_debts_pack() {
+    const S: u64 = 1_000_000;
+    let mut rng = Rng(23);
+    for (limit, window, burst, debt_size) in [
+        (100, 3_600 * S, None, 47),
+        (100, 3_600 * S, Some(10), 47),
+        (10, S, None, 47),
+        (1_000, 86_400 * S, None, 112),
+    ] {
+        let rule = Rule::new(Algorithm::Gcra, limit, window, burst).unwrap();
+        let mut now = 1_780_000_000_000_000 + rng.range(0, 1 << 40);
+        let mut stored: Option<Limiter> = None;
+        let (mut debts, mut plain) = (0, 0);
+        for _ in 0..2_000 {
+            now += rng.range(0, rule.window_us() / 4 + 2);
+            let mut copy = stored.clone();
+            let cost = rng.range(1, rule.capacity() + rule.capacity() / 2 + 2);
+            let outcome = if rng.chance(10) {
+                Limiter::charge(copy.as_mut(), &rule, cost, now, &Bounds::DEFAULT)
+                    .unwrap()
+                    .outcome
+            } else {
+                Limiter::decide(copy.as_mut(), &rule, cost.min(3), now)
+                    .unwrap()
+                    .1
+            };
+            let written = match outcome {
+                Outcome::Unchanged | Outcome::Emptied => continue,
+                Outcome::Updated => copy.unwrap(),
+                Outcome::Created(l) => l,
+            };
+            let State::Gcra(g) = &written.state else {
+                panic!("{written:?}")
+            };
+            if g.debt {
+                debts += 1;
+                assert_eq!(pack_round_trip(&written), Some(debt_size), "{written:?}");
+            } else {
+                plain += 1;
+                assert_eq!(pack_round_trip(&written), Some(47), "{written:?}");
+            }
+            stored = Some(written);
+        }
+        assert!(debts > 50 && plain > 50, "{debts} {plain}");
     }
 }
 

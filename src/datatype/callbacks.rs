@@ -85,7 +85,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         let header = [bytes.first().copied(), bytes.get(1).copied()];
         unsafe { free(buf.cast()) };
         match limiter {
-            Some(l) => value::into_value(l),
+            Some(l) => {
+                // A RESTORE may have created a key without TTL: have it checked after the command.
+                crate::expiry::value_restored(rdb);
+                value::into_value(l)
+            }
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
                 log_warning(&format!(
@@ -161,13 +165,24 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
             },
         };
         let mut total = unsafe { size(value.cast_mut()) };
-        if let State::MovingWindow(log) = &l.state {
+        // A block lives in a box of its own.
+        if let State::Blocked(b) = &l.state {
+            let boxed: *const crate::algo::block::Blocked = &**b;
+            total = total.saturating_add(unsafe { size(boxed.cast_mut().cast()) });
+        }
+        if let State::MovingWindow(log) = l.state.kind() {
             if let Some(older) = log.older() {
                 let header: *const RunLog = older;
                 total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
                 for block in older.heap_blocks() {
                     total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
                 }
+            }
+        }
+        // Leases: the table, its array and each text id.
+        if let State::Leases(leases) = &l.state {
+            for block in leases.heap_blocks() {
+                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
             }
         }
         total
@@ -191,18 +206,19 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     })
 }
 
-/// How many blocks freeing the value releases: a long moving-window log is many chunks, so with
+/// How many blocks freeing the value releases: a long moving-window log is many chunks (a key of
+/// leases one block per text id), so with
 /// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    guard(1, || match unsafe { boxed(value.cast_mut()) } {
-        Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) => log
-            .older()
-            .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
-        _ => 1,
+    guard(1, || {
+        match unsafe { boxed(value.cast_mut()) }.map(|l| l.state.kind()) {
+            Some(State::MovingWindow(log)) => log
+                .older()
+                .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+            Some(State::Leases(leases)) => leases.heap_blocks().count().saturating_add(1),
+            _ => 1,
+        }
     })
 }
 
@@ -216,8 +232,12 @@ extern "C" fn copy(
     _to: *mut raw::RedisModuleString,
     value: *const c_void,
 ) -> *mut c_void {
-    guard(ptr::null_mut(), || unsafe {
-        value::duplicate(value.cast_mut())
+    guard(ptr::null_mut(), || {
+        let copy = unsafe { value::duplicate(value.cast_mut()) };
+        if !copy.is_null() {
+            crate::expiry::value_copied();
+        }
+        copy
     })
 }
 
@@ -256,11 +276,9 @@ extern "C" fn defrag(
             stats::DEFRAG_MOVES.add(1);
         }
         // A moving-window log with older runs has more blocks: its run log, the chunk array and
-        // each chunk's bytes.
-        if let Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) = unsafe { boxed(*slot) }
+        // each chunk's bytes. (A penalty block's box is left where it is: blocks are few and
+        // short-lived.)
+        if let Some(State::MovingWindow(log)) = unsafe { boxed(*slot) }.map(|l| l.state.kind_mut())
         {
             if let Some(older) = log.older_mut() {
                 let header: *mut RunLog = &mut **older;
@@ -275,6 +293,15 @@ extern "C" fn defrag(
                 // server's allocator (our global allocator) and frees the old one.
                 unsafe { older.relocate_chunks(|block| defrag_alloc(ctx, block.cast()).cast()) };
             }
+        }
+        // Leases: the table, its array and each text id.
+        if let Some(Limiter {
+            state: State::Leases(leases),
+            ..
+        }) = unsafe { boxed(*slot) }
+        {
+            // SAFETY: as for the chunks above.
+            unsafe { leases.relocate(|block| defrag_alloc(ctx, block.cast()).cast()) };
         }
         0
     })

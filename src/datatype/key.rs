@@ -63,6 +63,12 @@ impl LimiterKey {
         }
     }
 
+    /// Whether the key holds a limiter (`false`: it does not exist), without reading it.
+    #[inline]
+    pub(crate) fn holds_limiter(&self) -> Result<bool, WrongType> {
+        Ok(!self.value_ptr()?.is_null())
+    }
+
     /// The stored limiter; `None` when the key does not exist. Change it through the handle and
     /// [`Held::store`] it (a key opened for writing). One handle per key at a time.
     #[inline]
@@ -225,6 +231,14 @@ impl DerefMut for Held<'_> {
         self.dirty = true;
         self.opened.limiter_mut()
     }
+}
+
+/// Whether `key`, a handle the server opened and lends (a scan callback's), holds a limiter that
+/// has no TTL.
+pub(crate) fn is_limiter_without_ttl(key: *mut raw::RedisModuleKey) -> bool {
+    // Borrowed: the server closes it, so this view must never run `Drop`.
+    let view = std::mem::ManuallyDrop::new(LimiterKey { key });
+    matches!(view.holds_limiter(), Ok(true)) && view.expire_at_ms().is_none()
 }
 
 impl Drop for LimiterKey {

@@ -26,6 +26,7 @@ use std::ffi::c_void;
 use super::rules::{self, ID_BITS};
 use crate::algo::{GcraState, Limiter, State};
 use crate::bits::{Packer, Unpacker};
+use crate::stats;
 
 /// Bits of a state packed into the value word.
 pub(crate) const WORD_BITS: u32 = 64 - 1 - ID_BITS;
@@ -226,8 +227,10 @@ impl Retired {
     }
 }
 
-/// Makes the value word for a new key holding `limiter` (freed by [`free`]).
+/// Makes the value word for a new key holding `limiter` (freed by [`free`]). Counted in
+/// `INFO ratelimit` `keys` until then.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
+    stats::KEYS.add_shared(1);
     if PACKING {
         if let Some((bits, id)) = pack(&limiter, WORD_BITS, None) {
             let bits = u64::try_from(bits).unwrap_or(0);
@@ -291,7 +294,10 @@ pub(crate) fn restore(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_vo
     retired.block = block;
     // Moved, not cloned: a log that just grew a second run has heap blocks of its own. The
     // handle is done with it.
-    let placeholder = State::Gcra(GcraState { tat_scaled: 0 });
+    let placeholder = State::Gcra(GcraState {
+        tat_scaled: 0,
+        debt: false,
+    });
     let limiter = opened.limiter_mut();
     let state = std::mem::replace(&mut limiter.state, placeholder);
     let boxed = Limiter {
@@ -301,11 +307,23 @@ pub(crate) fn restore(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_vo
     (Word::Boxed(Box::into_raw(Box::new(boxed))).value(), retired)
 }
 
-/// Frees a value word (any thread: the server may free on its lazyfree thread).
+/// Frees a value word made by [`into_value`] or [`duplicate`] (any thread: the server may free
+/// on its lazyfree thread).
 ///
 /// # Safety
 /// `value` is null or a live value word made by this module, not used afterwards.
 pub(crate) unsafe fn free(value: *mut c_void) {
+    if !value.is_null() {
+        stats::KEYS.sub_shared(1);
+    }
+    unsafe { free_word(value) }
+}
+
+/// Frees what a value word holds, whatever made it.
+///
+/// # Safety
+/// As for [`free`].
+unsafe fn free_word(value: *mut c_void) {
     match Word::of(value) {
         None => {}
         Some(Word::Packed { id, .. }) => rules::release(id),
@@ -334,15 +352,27 @@ pub(crate) unsafe fn discard(new: *mut c_void, kept: Option<u32>) {
                 _ => {}
             }
         }
-        _ => unsafe { free(new) },
+        _ => unsafe { free_word(new) },
     }
 }
 
-/// A second value word equal to `value` (`COPY`).
+/// A second value word equal to `value` (`COPY`), counted as [`into_value`] counts.
 ///
 /// # Safety
 /// As for [`open`].
 pub(crate) unsafe fn duplicate(value: *mut c_void) -> *mut c_void {
+    let copy = unsafe { copy_word(value) };
+    if !copy.is_null() {
+        stats::KEYS.add_shared(1);
+    }
+    copy
+}
+
+/// A second value word equal to `value`.
+///
+/// # Safety
+/// As for [`open`].
+unsafe fn copy_word(value: *mut c_void) -> *mut c_void {
     match Word::of(value) {
         None => std::ptr::null_mut(),
         Some(Word::Packed { id, .. }) => {
@@ -422,6 +452,57 @@ mod tests {
             let rule = Rule::new(algo, limit, window, burst).unwrap();
             check_round_trip(&created(&rule, 3, now), expected);
         }
+    }
+
+    /// The state forms of `RL.CHARGE` / `BLOCK` / `RL.ACQUIRE`: a gcra debt packs (the word
+    /// under `100 1h`, a block under `1000 1d`), a counter's debt (a count above the limit), a
+    /// penalty block and leases stay boxed; each form comes back whole and moves back to the
+    /// word when the debt or the block is gone.
+    #[test]
+    fn debts_blocks_and_leases() {
+        let now = 1_780_000_000_123_456;
+        const H: u64 = 3_600_000_000;
+        const D: u64 = 86_400_000_000;
+        let bounds = crate::algo::Bounds::DEFAULT;
+        let charged = |rule: &Rule, cost: u64| match Limiter::charge(None, rule, cost, now, &bounds)
+            .unwrap()
+            .outcome
+        {
+            Outcome::Created(l) => l,
+            o => panic!("{o:?}"),
+        };
+        for (limit, window, expected) in [(100, H, "word"), (1000, D, "block")] {
+            let rule = Rule::new(Algorithm::Gcra, limit, window, None).unwrap();
+            let l = charged(&rule, limit + limit / 2);
+            assert!(matches!(l.state, State::Gcra(g) if g.debt));
+            check_round_trip(&l, expected);
+        }
+        let fixed = Rule::new(Algorithm::FixedWindow, 100, H, None).unwrap();
+        check_round_trip(&charged(&fixed, 150), "box");
+        check_round_trip(&charged(&fixed, 50), "word");
+
+        // A penalty block: boxed while stored, the word again once a write drops it.
+        let mut l = created(&fixed, 1, now);
+        l.state
+            .set_block(Some(crate::algo::Block::new(now, 1_000_000).unwrap()));
+        check_round_trip(&l, "box");
+        let v = into_value(l);
+        let mut opened = unsafe { open(v) }.unwrap();
+        opened.limiter_mut().state.set_block(None);
+        let expected = opened.limiter().clone();
+        let (w, retired) = restore(v, &mut opened);
+        retired.free();
+        assert_eq!(form(w), "word");
+        assert_eq!(unsafe { open(w) }.unwrap().limiter(), &expected);
+        unsafe { free(w) };
+
+        let lease = crate::algo::leases::Lease::new(now + H, crate::algo::leases::LeaseId::Num(7));
+        let leases = crate::algo::LeasesState::from_parts(vec![lease], H, 7).unwrap();
+        let l = Limiter {
+            rule: Rule::new(Algorithm::Leases, 10, H, None).unwrap(),
+            state: State::Leases(leases),
+        };
+        check_round_trip(&l, "box");
     }
 
     #[test]
