@@ -270,3 +270,141 @@ fn a_full_rule_table_falls_back_to_the_heap() {
     assert_eq!(c.stat("rule_table_entries"), 1);
     s.assert_alive();
 }
+
+/// The forms of the newer commands: a gcra debt (`RL.CHARGE` past the capacity) packs like any
+/// gcra state; a counter in debt (its count above the limit), a key under a penalty block
+/// (`BLOCK`) and a key of leases are boxed. `MEMORY USAGE` reports what each allocates, and a
+/// key whose debt or block is over is back in the value word after its next write.
+#[test]
+fn debts_blocks_and_leases_report_what_they_allocate() {
+    // Key names of one length: MEMORY USAGE counts the name too.
+    let s = Server::start();
+    let mut c = s.conn();
+    c.allow("plain0", "100 1h ALGO fixed-window");
+    let word = memory_usage(&mut c, "plain0");
+    c.allow("gcra00", "100 1h ALGO gcra");
+    assert_eq!(memory_usage(&mut c, "gcra00"), word);
+
+    // A gcra debt: still in the word (100/1h leaves room for a debt's depth), or a block.
+    c.cmd_str("RL.CHARGE gdebt0 100 1h 150 ALGO gcra").ok();
+    assert!(!c.allow("gdebt0", "100 1h ALGO gcra").allowed);
+    assert_eq!(
+        memory_usage(&mut c, "gdebt0"),
+        word,
+        "a gcra debt in the word"
+    );
+    c.cmd_str("RL.CHARGE gdebtd 1000 1d 1500 ALGO gcra").ok();
+    let block = memory_usage(&mut c, "gdebtd") - word;
+    assert!(
+        block == 16 || block == 24,
+        "a gcra debt under 1000/1d: {block}"
+    );
+
+    // A counter in debt: boxed (at least the 64-byte limiter) until the window is over.
+    c.cmd_str("RL.CHARGE fdebt0 10 200ms 15 ALGO fixed-window")
+        .ok();
+    assert_eq!(c.inspect_int("fdebt0", "count"), 15);
+    assert!(memory_usage(&mut c, "fdebt0") - word >= 64);
+
+    // A penalty block: the limiter boxed, the block in a box of its own.
+    c.allow("block0", "2 1h ALGO fixed-window COST 2");
+    assert!(
+        !c.allow("block0", "2 1h ALGO fixed-window BLOCK 200ms")
+            .allowed
+    );
+    assert!(memory_usage(&mut c, "block0") - word >= 64 + 32);
+
+    // Leases: the limiter, the table, its array.
+    c.cmd_str("RL.ACQUIRE lease0 10 1h ID worker-a").ok();
+    assert!(memory_usage(&mut c, "lease0") - word >= 64 + 32);
+
+    // After the debt's window and the block, one write each: back in the word, same decisions
+    // as keys that were never indebted or blocked.
+    std::thread::sleep(Duration::from_millis(250));
+    let r = c.allow("fdebt0", "10 200ms ALGO fixed-window");
+    assert_eq!(
+        c.allow("fresh0", "10 200ms ALGO fixed-window").remaining,
+        r.remaining
+    );
+    assert_eq!(memory_usage(&mut c, "fdebt0"), word);
+    assert_eq!(c.inspect_int("block0", "blocked_until_us"), 0);
+    assert!(
+        memory_usage(&mut c, "block0") - word >= 64 + 32,
+        "kept until a write"
+    );
+    c.cmd_str("RL.REFUND block0 2 1h 1 ALGO fixed-window").ok();
+    assert_eq!(c.inspect_int("block0", "count"), 1);
+    assert_eq!(memory_usage(&mut c, "block0"), word);
+    s.assert_alive();
+}
+
+/// Decisions of two keys with the same state read a few µs apart: equal but for the delays'
+/// last ms.
+fn assert_same(a: &common::Rl, b: &common::Rl, what: &str) {
+    assert_eq!(
+        (a.allowed, a.capacity, a.remaining),
+        (b.allowed, b.capacity, b.remaining),
+        "{what}"
+    );
+    assert_between(a.retry_ms, b.retry_ms - 2, b.retry_ms + 2, what);
+    assert_between(a.reset_ms, b.reset_ms - 2, b.reset_ms + 2, what);
+}
+
+/// The same state held packed and boxed (a copy of the key given a 1 ms penalty block: a
+/// denial stores the block and leaves the kind's state as it was, and an ended block stays
+/// stored until the key's next write): the same state read back, the same decisions, and the
+/// same again after a write on each, which drops the block and packs the copy again.
+/// `MEMORY USAGE` reports the box, then the word.
+#[test]
+fn a_packed_key_and_a_boxed_key_decide_the_same() {
+    let s = Server::start();
+    let mut c = s.conn();
+    for opts in [
+        "",
+        "ALGO fixed-window",
+        "ALGO gcra",
+        "ALGO gcra BURST 2",
+        "ALGO moving-window",
+        "ALGO limits-sliding-window",
+    ] {
+        let rule = format!("3 1h {opts}");
+        c.cmd_str("FLUSHALL SYNC").ok();
+        // One entry (a moving-window log of one run packs).
+        let full = if opts.contains("BURST 2") { 2 } else { 3 };
+        assert!(c.allow("packed", &format!("{rule} COST {full}")).allowed);
+        assert_eq!(c.cmd(&["COPY", "packed", "boxed"]).int(), 1);
+        assert!(!c.allow("boxed", &format!("{rule} BLOCK 1ms")).allowed);
+        std::thread::sleep(Duration::from_millis(5));
+        let word = memory_usage(&mut c, "packed");
+        assert!(
+            memory_usage(&mut c, "boxed") >= word + 64,
+            "{rule}: the boxed key reports its box"
+        );
+        let state = |c: &mut Conn, key: &str| {
+            let mut m = c.inspect(key).unwrap();
+            // Read µs apart: what is relative to the reading goes.
+            m.retain(|k, _| {
+                !matches!(k.as_str(), "now_us" | "blocked_until_us") && !k.ends_with("ttl_ms")
+            });
+            m
+        };
+        assert_eq!(state(&mut c, "packed"), state(&mut c, "boxed"), "{rule}");
+        for cost in ["0", "1", "2"] {
+            let peek = |c: &mut Conn, key: &str| {
+                common::Rl::from_reply(&c.cmd_str(&format!("RL.PEEK {key} {rule} COST {cost}")))
+            };
+            let (p, b) = (peek(&mut c, "packed"), peek(&mut c, "boxed"));
+            assert_same(&p, &b, &format!("{rule} COST {cost}"));
+        }
+        // A write on each (a refund of 1): the ended block goes, the copy packs again.
+        for key in ["packed", "boxed"] {
+            let cmd = format!("RL.REFUND {key} 3 1h 1 {opts}");
+            assert!(c.cmd_str(&cmd).error().is_none(), "{cmd}");
+        }
+        assert_eq!(state(&mut c, "packed"), state(&mut c, "boxed"), "{rule}");
+        assert_eq!(memory_usage(&mut c, "boxed"), word, "{rule}: packed again");
+        let (p, b) = (c.allow("packed", &rule), c.allow("boxed", &rule));
+        assert_same(&p, &b, &rule);
+    }
+    s.assert_alive();
+}
