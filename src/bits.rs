@@ -56,7 +56,7 @@ pub struct Packer {
 
 impl Packer {
     /// An empty packer of `cap` bits (at most [`MAX_BITS`]).
-    #[inline]
+    #[inline(always)]
     pub fn new(cap: u32) -> Packer {
         Packer {
             bits: 0,
@@ -68,13 +68,13 @@ impl Packer {
     }
 
     /// Bits still free.
-    #[inline]
+    #[inline(always)]
     pub fn left(&self) -> u32 {
         self.cap.saturating_sub(self.used)
     }
 
     /// Appends `v` in `width` bits; `false` when it does not fit them or the packer.
-    #[inline]
+    #[inline(always)]
     pub fn uint(&mut self, v: u64, width: u32) -> bool {
         if self.closed || width > 64 || width > self.left() || width64(v) > width {
             self.closed = true;
@@ -92,14 +92,14 @@ impl Packer {
     }
 
     /// Appends a count from `0..=max`, in as many bits as `max` needs.
-    #[inline]
+    #[inline(always)]
     pub fn count(&mut self, v: u64, max: u64) -> bool {
         v <= max && self.uint(v, width64(max))
     }
 
     /// Appends the anchor, the last field: its low bits fill every bit left (at least
     /// `min_bits`), its high bits must fit a `u64`.
-    #[inline]
+    #[inline(always)]
     pub fn anchor(&mut self, v: u128, min_bits: u32) -> bool {
         let rest = self.left();
         if self.closed || rest < min_bits.max(1) {
@@ -133,7 +133,7 @@ impl Packer {
     }
 
     /// The packed bits and anchor.
-    #[inline]
+    #[inline(always)]
     pub fn finish(self) -> Packed {
         Packed {
             bits: self.bits,
@@ -143,7 +143,7 @@ impl Packer {
 }
 
 /// `(v mod 2^rest, v >> rest)`.
-#[inline]
+#[inline(always)]
 fn split(v: u128, rest: u32) -> (u128, u128) {
     if rest >= MAX_BITS {
         return (v, 0);
@@ -163,7 +163,7 @@ pub struct Unpacker {
 
 impl Unpacker {
     /// Reads `bits` (of a packer of `cap` bits) whose anchor's high part is `high`.
-    #[inline]
+    #[inline(always)]
     pub fn new(bits: u128, cap: u32, high: u64) -> Unpacker {
         Unpacker {
             bits,
@@ -174,13 +174,13 @@ impl Unpacker {
     }
 
     /// Bits not read yet.
-    #[inline]
+    #[inline(always)]
     pub fn left(&self) -> u32 {
         self.cap.saturating_sub(self.used)
     }
 
     /// The next field of `width` bits.
-    #[inline]
+    #[inline(always)]
     pub fn uint(&mut self, width: u32) -> Option<u64> {
         let end = self.used.checked_add(width)?;
         if width > 64 || end > self.cap {
@@ -198,13 +198,13 @@ impl Unpacker {
     }
 
     /// The next count from `0..=max`.
-    #[inline]
+    #[inline(always)]
     pub fn count(&mut self, max: u64) -> Option<u64> {
         self.uint(width64(max))
     }
 
     /// The anchor: the bits left, below the high part.
-    #[inline]
+    #[inline(always)]
     pub fn anchor(&mut self) -> Option<u128> {
         let rest = self.cap.saturating_sub(self.used);
         if self.cap <= 64 {
@@ -233,13 +233,13 @@ impl Unpacker {
 }
 
 /// The number of bits needed to write `max` (0 for 0).
-#[inline]
+#[inline(always)]
 fn width64(max: u64) -> u32 {
     64u32.saturating_sub(max.leading_zeros())
 }
 
 /// The low `width` bits set (`width` ≤ 64).
-#[inline]
+#[inline(always)]
 fn mask64(width: u32) -> u64 {
     u64::MAX
         .checked_shr(64u32.saturating_sub(width))
@@ -247,7 +247,7 @@ fn mask64(width: u32) -> u64 {
 }
 
 /// The low `width` bits set (`width` ≤ 128).
-#[inline]
+#[inline(always)]
 fn mask128(width: u32) -> u128 {
     u128::MAX
         .checked_shr(128u32.saturating_sub(width))

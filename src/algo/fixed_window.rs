@@ -310,7 +310,7 @@ impl Kind for FixedWindowState {
 
     /// `count` (up to the limit), then the window's start as the anchor: the windows of keys
     /// alive together started less than one window apart.
-    #[inline]
+    #[inline(always)]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         out.count(self.count, rule.limit())
             && out.anchor(
@@ -319,7 +319,13 @@ impl Kind for FixedWindowState {
             )
     }
 
-    #[inline]
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let count = bits.count(rule.limit())?;
         let window_start_us = u64::try_from(bits.anchor()?).ok()?;

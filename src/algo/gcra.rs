@@ -417,7 +417,7 @@ impl Kind for GcraState {
     /// packer has room for a debt's depth and one bit more, the debt flag goes first; where it
     /// has not (a deep bucket in the 47-bit value word), the flag is not stored and a state in
     /// debt does not pack there (the data type then tries the 16-byte block).
-    #[inline]
+    #[inline(always)]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         let (flagged, min_bits) = debt_layout(rule, out.left());
         if flagged {
@@ -427,7 +427,13 @@ impl Kind for GcraState {
         }
     }
 
-    #[inline]
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let (flagged, _) = debt_layout(rule, bits.left());
         let debt = flagged && bits.uint(1)? == 1;
@@ -440,7 +446,7 @@ impl Kind for GcraState {
 
 /// The packed layout of a gcra state under `rule` in `left` bits: whether the debt flag is
 /// stored, and the anchor's least width (a bucket's depth, a debt's depth with the flag).
-#[inline]
+#[inline(always)]
 fn debt_layout(rule: &Rule, left: u32) -> (bool, u32) {
     let tau = mul(rule.burst(), rule.window_us());
     let deep = bit_width(tau.saturating_add(u128::from(rule.window_us())));

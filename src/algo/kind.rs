@@ -180,6 +180,14 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
         false
     }
 
+    /// Whether [`Kind::pack`] may succeed, from the state's shape alone: a cheap check that lets
+    /// a boxed state that cannot pack skip every packing attempt on a write. `false` must imply
+    /// that `pack` fails; the default is `false` exactly when `pack` is not implemented.
+    #[inline]
+    fn may_pack(&self) -> bool {
+        false
+    }
+
     /// Reads what [`Kind::pack`] wrote under the same `rule`: exactly the state packed.
     fn unpack(_rule: &Rule, _bits: &mut Unpacker) -> Option<Self> {
         None
@@ -329,7 +337,7 @@ macro_rules! state_kinds {
             }
 
             /// Reads a packed state of this kind (see [`Kind::unpack`]).
-            #[inline]
+            #[inline(always)]
             pub fn unpack_state(self, rule: &Rule, bits: &mut Unpacker) -> Option<State> {
                 match self {
                     $(Algorithm::$variant => <$ty as Kind>::unpack(rule, bits).map(State::$variant),)+
@@ -484,10 +492,19 @@ macro_rules! state_kinds {
             /// Packs the state stored under `rule` (see [`Kind::pack`]); `false`: it does not fit.
             /// A state under a penalty block stays boxed (blocks are rare and short-lived; the
             /// key is compact again from the write that drops its ended block).
-            #[inline]
+            #[inline(always)]
             pub fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
                 match self {
                     $(State::$variant(s) => <$ty as Kind>::pack(s, rule, out),)+
+                    State::Blocked(_) => false,
+                }
+            }
+
+            /// Whether [`State::pack`] may succeed (see [`Kind::may_pack`]).
+            #[inline(always)]
+            pub fn may_pack(&self) -> bool {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::may_pack(s),)+
                     State::Blocked(_) => false,
                 }
             }
@@ -526,10 +543,15 @@ impl Algorithm {
     /// assert_eq!(Algorithm::from_name(b"token-bucket"), None);
     /// ```
     pub fn from_name(name: &[u8]) -> Option<Algorithm> {
-        Algorithm::ALL
-            .iter()
-            .copied()
-            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+        // The name as written first (one compare per name; clients send it in lower case), any
+        // case after.
+        let all = Algorithm::ALL.iter().copied();
+        all.clone()
+            .find(|a| a.name().as_bytes() == name)
+            .or_else(|| {
+                all.into_iter()
+                    .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+            })
     }
 }
 

@@ -394,6 +394,7 @@ impl Kind for LimitsSlidingState {
     /// alone, or both with the previous one expiring one window before the current one, as the
     /// shift leaves them; any other state stays on the heap), then the current counter's expiry
     /// (ms) as the anchor: keys alive together expire within two windows of each other.
+    #[inline(always)]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         let e = window_ms(rule);
         let form = match (self.current_expire_ms, self.previous_expire_ms) {
@@ -411,6 +412,13 @@ impl Kind for LimitsSlidingState {
             )
     }
 
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let current = bits.count(rule.limit())?;
         let previous = bits.count(rule.limit())?;

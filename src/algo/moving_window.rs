@@ -702,7 +702,7 @@ impl Kind for MovingWindowState {
     /// A log of one run only: its count (up to the limit), then its time as the anchor (the
     /// newest runs of keys alive together are less than one window apart). Longer logs stay on
     /// the heap.
-    #[inline]
+    #[inline(always)]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         self.older.is_none()
             && out.count(self.newest_count, rule.limit())
@@ -712,7 +712,13 @@ impl Kind for MovingWindowState {
             )
     }
 
-    #[inline]
+    /// A log of one run only.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        self.older.is_none()
+    }
+
+    #[inline(always)]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let count = bits.count(rule.limit())?;
         let ts = u64::try_from(bits.anchor()?).ok()?;

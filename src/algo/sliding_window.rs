@@ -485,7 +485,7 @@ impl Kind for SlidingWindowState {
     /// `current previous` (each up to the limit), then the window's index
     /// (`window_start / window`) as the anchor: keys alive together are at most two windows
     /// apart.
-    #[inline]
+    #[inline(always)]
     fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
         let w = rule.window_us();
         self.window_start_us.checked_rem(w) == Some(0)
@@ -497,7 +497,13 @@ impl Kind for SlidingWindowState {
             )
     }
 
-    #[inline]
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
     fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
         let current = bits.count(rule.limit())?;
         let previous = bits.count(rule.limit())?;

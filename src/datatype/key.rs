@@ -40,7 +40,7 @@ impl LimiterKey {
         LimiterKey { key }
     }
 
-    #[inline]
+    #[inline(always)]
     fn value_ptr(&self) -> Result<*mut c_void, WrongType> {
         if self.key.is_null() {
             return Ok(std::ptr::null_mut());
@@ -71,7 +71,7 @@ impl LimiterKey {
 
     /// The stored limiter; `None` when the key does not exist. Change it through the handle and
     /// [`Held::store`] it (a key opened for writing). One handle per key at a time.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self) -> Result<Option<Held<'_>>, WrongType> {
         let value = self.value_ptr()?;
         // SAFETY: a value of our type was made by `value`; it lives while the key is open, and
@@ -189,6 +189,7 @@ impl Held<'_> {
         self.dirty = false;
     }
 
+    #[inline(always)]
     fn commit(&mut self) -> Result<(), WrongType> {
         self.dirty = false;
         let old_entry = self.opened.entry_id();
@@ -209,11 +210,22 @@ impl Held<'_> {
 }
 
 impl Drop for Held<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
         if self.dirty {
-            // Nothing to report to: a failure leaves the old value in place.
-            let _ = self.commit();
+            self.commit_on_drop();
         }
+    }
+}
+
+impl Held<'_> {
+    /// A handle dropped with changes not stored (the hot path stores, or says nothing changed,
+    /// so that dropping a handle stays a few instructions inline).
+    #[cold]
+    #[inline(never)]
+    fn commit_on_drop(&mut self) {
+        // Nothing to report to: a failure leaves the old value in place.
+        let _ = self.commit();
     }
 }
 

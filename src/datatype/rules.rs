@@ -184,7 +184,7 @@ impl Interner {
 }
 
 /// The entry `id`, if its chunk exists.
-#[inline]
+#[inline(always)]
 fn entry(id: u32) -> Option<&'static Entry> {
     let chunk = CHUNK_PTRS.get(usize::try_from(id >> CHUNK_BITS).ok()?)?;
     let base = chunk.load(Ordering::Acquire);
@@ -253,21 +253,11 @@ pub(crate) fn release(id: u32) {
 }
 
 /// The rule and anchor high part of entry `id`, which the caller holds a reference to.
-#[inline]
+#[inline(always)]
 pub(crate) fn get(id: u32) -> Option<(Rule, u64)> {
     let e = entry(id)?;
     // SAFETY: the caller's reference keeps the entry from being rewritten (refs > 0).
     unsafe { *e.slot.get() }
-}
-
-/// Whether entry `id` (which the caller holds a reference to) is for `rule`.
-#[inline]
-pub(crate) fn names(id: u32, rule: &Rule) -> bool {
-    let Some(e) = entry(id) else {
-        return false;
-    };
-    // SAFETY: as for `get`.
-    matches!(unsafe { &*e.slot.get() }, Some((r, _)) if r == rule)
 }
 
 /// `(entries in use, bytes the table takes)` for `INFO`.

@@ -22,9 +22,10 @@
 //! `codec`), so the form is invisible outside this process.
 
 use std::ffi::c_void;
+use std::mem::ManuallyDrop;
 
 use super::rules::{self, ID_BITS};
-use crate::algo::{GcraState, Limiter, State};
+use crate::algo::{GcraState, Limiter, Rule, State};
 use crate::bits::{Packer, Unpacker};
 use crate::stats;
 
@@ -89,12 +90,14 @@ impl Word {
     }
 }
 
-/// The rule table entry a packed state names: its id and anchor high part (its rule is the
-/// one the state was unpacked with, until a write changes it).
+/// The rule table entry a packed state names: its id, and its rule and anchor high part as read
+/// when the state was unpacked (an entry is not rewritten while a key names it), so that a write
+/// under the same rule and high part keeps the entry without reading the table again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     id: u32,
     high: u64,
+    rule: Rule,
 }
 
 /// Packs `limiter` into `cap` bits if its kind can: the bits and the entry to name, which is
@@ -108,19 +111,21 @@ fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u
     }
     let packed = packer.finish();
     let id = match current {
-        Some(e) if e.high == packed.high && rules::names(e.id, &limiter.rule) => e.id,
+        Some(e) if e.high == packed.high && e.rule == limiter.rule => e.id,
         _ => rules::acquire(&limiter.rule, packed.high)?,
     };
     Some((packed.bits, id))
 }
 
 /// The limiter of a packed state naming entry `id` (which the caller holds a reference to).
-#[inline]
+/// (Always inlined: the hot path opens a key once per command, and a call would move the
+/// unpacked limiter through several temporaries.)
+#[inline(always)]
 fn unpack(id: u32, bits: u128, cap: u32) -> Option<(Limiter, Entry)> {
     let (rule, high) = rules::get(id)?;
     let mut unpacker = Unpacker::new(bits, cap, high);
     let state = rule.algorithm().unpack_state(&rule, &mut unpacker)?;
-    Some((Limiter { rule, state }, Entry { id, high }))
+    Some((Limiter { rule, state }, Entry { id, high, rule }))
 }
 
 fn new_block(id: u32, bits: u128) -> *mut Block {
@@ -135,10 +140,13 @@ fn block_bits(id: u32, bits: u128) -> Block {
 #[derive(Debug)]
 pub(crate) enum Opened<'a> {
     /// A copy of a state packed into the word, and the entry it named.
-    Packed { limiter: Limiter, entry: Entry },
+    Packed {
+        limiter: ManuallyDrop<Limiter>,
+        entry: Entry,
+    },
     /// A copy of a state packed into a block, the entry it named, and the block.
     Block {
-        limiter: Limiter,
+        limiter: ManuallyDrop<Limiter>,
         entry: Entry,
         block: *mut Block,
     },
@@ -146,7 +154,40 @@ pub(crate) enum Opened<'a> {
     Boxed(&'a mut Limiter),
 }
 
+impl Drop for Opened<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.release_copy();
+    }
+}
+
 impl Opened<'_> {
+    /// Drops an unpacked copy that may own heap data (a state that grew while the handle was
+    /// open and was not stored: a packed state owns none, and [`restore`] moves one that does
+    /// to the heap). The copies of the plain kinds skip the out-of-line drop: this is on every
+    /// command's path.
+    #[inline(always)]
+    pub(crate) fn release_copy(&mut self) {
+        if let Opened::Packed { limiter, .. } | Opened::Block { limiter, .. } = self {
+            if !matches!(
+                limiter.state,
+                State::SlidingWindow(_)
+                    | State::FixedWindow(_)
+                    | State::Gcra(_)
+                    | State::LimitsSlidingWindow(_)
+            ) {
+                // The rule is `Copy`: the state is all there is to drop.
+                drop(std::mem::replace(
+                    &mut limiter.state,
+                    State::Gcra(GcraState {
+                        tat_scaled: 0,
+                        debt: false,
+                    }),
+                ));
+            }
+        }
+    }
+
     /// The limiter.
     #[inline]
     pub(crate) fn limiter(&self) -> &Limiter {
@@ -180,19 +221,22 @@ impl Opened<'_> {
 /// # Safety
 /// `value` is null or a value word made by this module that is still alive; for a boxed one,
 /// no other reference to its limiter is in use while the result lives.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn open<'a>(value: *mut c_void) -> Option<Opened<'a>> {
     match Word::of(value)? {
         Word::Packed { id, bits } => {
             let (limiter, entry) = unpack(id, u128::from(bits), WORD_BITS)?;
-            Some(Opened::Packed { limiter, entry })
+            Some(Opened::Packed {
+                limiter: ManuallyDrop::new(limiter),
+                entry,
+            })
         }
         Word::Block(block) => {
             let raw = unsafe { *block };
             let id = u32::try_from(raw & u128::from(ID_MASK)).ok()?;
             let (limiter, entry) = unpack(id, raw >> ID_BITS, BLOCK_BITS)?;
             Some(Opened::Block {
-                limiter,
+                limiter: ManuallyDrop::new(limiter),
                 entry,
                 block,
             })
@@ -212,6 +256,7 @@ pub(crate) struct Retired {
 
 impl Retired {
     /// Frees it.
+    #[inline]
     pub(crate) fn free(self) {
         if let Some(id) = self.entry {
             rules::release(id);
@@ -247,15 +292,39 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 /// itself when the form did not change (a boxed limiter or a block changed in place, the same
 /// packed word) — and what to free once the server holds it. A packed limiter that has to go to
 /// the heap is moved there: `opened` is done afterwards.
-#[inline]
+#[inline(always)]
 pub(crate) fn restore(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_void, Retired) {
+    // The usual write, without the general case's work: a state in the word that packs there
+    // again under the same entry (what `restore_forms` decides too), or a boxed state that
+    // cannot pack.
+    match &*opened {
+        Opened::Packed { limiter, entry } if PACKING && limiter.rule == entry.rule => {
+            let mut packer = Packer::new(WORD_BITS);
+            if limiter.state.pack(&limiter.rule, &mut packer) {
+                let packed = packer.finish();
+                if packed.high == entry.high {
+                    let bits = u64::try_from(packed.bits).unwrap_or(0);
+                    let word = Word::Packed { id: entry.id, bits }.value();
+                    return (word, Retired::default());
+                }
+            }
+        }
+        Opened::Boxed(l) if !l.state.may_pack() => return (value, Retired::default()),
+        _ => {}
+    }
+    restore_forms(value, opened)
+}
+
+/// [`restore`] in general: from every form to every form.
+#[inline(never)]
+fn restore_forms(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_void, Retired) {
     let (limiter, entry, block, boxed) = match &*opened {
-        Opened::Packed { limiter, entry } => (limiter, Some(*entry), None, None),
+        Opened::Packed { limiter, entry } => (&**limiter, Some(*entry), None, None),
         Opened::Block {
             limiter,
             entry,
             block,
-        } => (limiter, Some(*entry), Some(*block), None),
+        } => (&**limiter, Some(*entry), Some(*block), None),
         Opened::Boxed(l) => (&**l, None, None, Some(value.cast::<Limiter>())),
     };
     let mut retired = Retired::default();
