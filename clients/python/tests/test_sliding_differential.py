@@ -346,6 +346,7 @@ async def _drive(
         if op == "window" and answers[0][0] > 0 and answers[0][1] > 0:
             counts["weighted"] = counts.get("weighted", 0) + 1
         _advance(rng, clock)
+    assert sum(counts[op] for op in ("hit", "test", "stats", "window", "clear")) == steps
     return counts
 
 
