@@ -18,8 +18,11 @@
 //! Unlike the module's epoch-aligned `sliding-window`, windows start at the first hit, the
 //! previous window's weight is its remaining TTL and the weighted count is rounded down — which
 //! is why this is a kind of its own. Because the shift happens on *access*, a read changes the
-//! state as in `limits`: `RL.ALLOW … COST 0` stores a shift (it is a write command), `RL.PEEK`
-//! only reports it.
+//! state as in `limits`: `RL.ALLOW … COST 0` is limits' acquire of 0 — it stores a shift and, on a
+//! limiter without a current counter (an absent key), starts one at 0 for `2E`, as limits'
+//! script does (it is a write command); `RL.PEEK` only reports. limits' read path
+//! (`get_sliding_window`) is `RL.INSPECT`, then `COST 0` only when the key exists (its current
+//! counter is then alive, so `COST 0` stores just the shift, as the read does).
 //!
 //! Reply fields: `remaining` = `limit − weighted` after the call (limits' `get_window_stats`
 //! remaining); `retry_after` = the first ms at which the same hit would pass if nothing else
@@ -165,6 +168,15 @@ impl LimitsSlidingState {
         }
         let store_shift = shifted.then_some(s);
         if cost == 0 {
+            // limits' acquire of 0: `INCRBY current 0` keeps only the shift; with no current
+            // counter (an absent limiter) it starts one at 0 for 2E, which anchors the next
+            // windows — when the weighted count is within the limit, as for any hit.
+            if s.current_expire_ms <= t && s.weighted(rule, t) <= u128::from(limit) {
+                let mut w = s;
+                w.current = 0;
+                w.current_expire_ms = t.saturating_add(window_ms(rule).saturating_mul(2));
+                return (Decision::look(limit, remaining(&w), reset(&w)), Some(w));
+            }
             return (Decision::look(limit, remaining(&s), reset(&s)), store_shift);
         }
         if s.admits_at(rule, cost, t) {

@@ -10,9 +10,9 @@ real waits that cross window boundaries.
 
 Two pairs: limits' own Lua scripts against themselves under two key prefixes (the harness is
 deterministic), and limits' scripts against the module's ``ALGO limits-sliding-window``
-(:class:`Module`): the same answers over ``RL_DIFF_STEPS`` steps (default 10,000). The module
-pair is an expected failure for now (``xfail(strict=True)``: it turns red once they agree, to drop
-the mark): a cost-0 hit on an absent limiter diverges.
+(:class:`Module`): the same answers over ``RL_DIFF_STEPS`` steps (default 10,000), a cost-0 hit
+on an absent limiter included (the module's ``COST 0`` is limits' acquire of 0 for this
+algorithm).
 
 Redis 7.0 does not freeze the clock within a transaction (``PTTL`` reads the live clock: the
 two sides' TTLs differ by a millisecond now and then), so the exact comparison runs on Valkey.
@@ -107,8 +107,16 @@ class LimitsLua:
 
 
 class Module:
-    """The module's ``ALGO limits-sliding-window``: one key; a read is ``RL.ALLOW … COST 0``
-    (which stores the shift limits' read makes) and ``RL.INSPECT``."""
+    """The module's ``ALGO limits-sliding-window``: one key; a hit is ``RL.ALLOW … COST n`` (0
+    included: limits' acquire of 0), a read is what ``rl://`` sends — ``RL.INSPECT`` and, when the
+    key exists, ``RL.ALLOW … COST 0`` (which stores the shift limits' read makes) — run as one
+    script here so that it stays inside the transaction (the storage sends the two commands)."""
+
+    READ = (
+        "if redis.call('EXISTS', KEYS[1]) == 1 then "
+        "redis.call('RL.ALLOW', KEYS[1], ARGV[1], ARGV[2], 'COST', 0, 'ALGO', ARGV[3]) end "
+        "return redis.call('RL.INSPECT', KEYS[1])"
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -119,10 +127,8 @@ class Module:
         return 1, lambda replies: int(replies[0][0]) == 1
 
     def window(self, pipe: Any, key: str, limit: int, expiry: int) -> Reader:
-        name = f"{self.prefix}:{key}"
-        pipe.execute_command("RL.ALLOW", name, limit, expiry, "COST", 0, "ALGO", LIMITS_ALGO)
-        pipe.execute_command("RL.INSPECT", name)
-        return 2, lambda replies: _inspect_window(replies[1])
+        pipe.eval(self.READ, 1, f"{self.prefix}:{key}", limit, expiry, LIMITS_ALGO)
+        return 1, lambda replies: _inspect_window(replies[0])
 
     def clear(self, pipe: Any, key: str) -> Reader:
         pipe.delete(f"{self.prefix}:{key}")
@@ -154,15 +160,7 @@ def weighted(limit_expiry: int, window: tuple[int, float, int, float]) -> float:
 @pytest.fixture(
     params=[
         "lua",
-        pytest.param(
-            "module",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a cost-0 hit on an absent limiter: limits' script starts a current counter "
-                "of 0 for 2 windows (SET … PX), the module writes nothing, so later windows "
-                "anchor differently (seed 16, step 42 on LIMITER/c/1/1)",
-            ),
-        ),
+        "module",
     ]
 )
 def sides(request: pytest.FixtureRequest, module_server: Server) -> Iterator[tuple[Side, Side]]:

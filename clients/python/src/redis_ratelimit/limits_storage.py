@@ -39,10 +39,9 @@ What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
   limits-sliding-window``; ``get_sliding_window`` reads the two counters and their TTLs from
   ``RL.INSPECT K`` and, when the key exists, stores the shift limits' read makes with ``RL.ALLOW
   … COST 0`` (2 commands; 1 when the key does not exist); ``clear_sliding_window`` is one
-  ``DEL`` of the module's key and limits' previous-window key. A hit of cost 0 on a limiter that
-  does not exist runs limits' script (it starts a current counter of 0, which anchors the next
-  windows, where ``COST 0`` writes nothing); that plain counter is served by limits' scripts
-  until it expires, as after a switch from ``redis://``.
+  ``DEL`` of the module's key and limits' previous-window key. A hit of cost 0 is ``RL.ALLOW …
+  COST 0`` too: for this algorithm it is limits' acquire of 0 (on a limiter without a current
+  counter it starts one at 0, which anchors the next windows).
 * ``reset()``: ``SCAN MATCH <prefix>:*`` and ``DEL`` (never ``KEYS``).
 
 Limits the module does not take run limits' own Lua scripts, decided by the limit alone so a
@@ -102,7 +101,8 @@ MAX_LIMIT = (1 << 63) - 1
 MAX_MODULE_WINDOW = 365 * 24 * 3600
 #: Seconds between probes while the module is missing (or lacks a command the storage uses).
 DEFAULT_PROBE_INTERVAL = 10.0
-#: The key the capability probe names; ``COST 0`` and ``RL.INSPECT`` never create it.
+#: The key the capability probe names; its commands (``COST 0`` of moving-window, ``RL.PEEK``,
+#: ``RL.INSPECT``) never create it.
 PROBE_KEY = "__redis_ratelimit_probe__"
 #: The module's ALGO for limits' sliding window counter.
 LIMITS_SLIDING = "limits-sliding-window"
@@ -313,7 +313,8 @@ class _Operations:
                 raise
             moving = False
         try:
-            yield _Command(("RL.ALLOW", key, 1, 1, "COST", 0, "ALGO", LIMITS_SLIDING))
+            # RL.PEEK: for this algorithm RL.ALLOW … COST 0 writes (limits' acquire of 0).
+            yield _Command(("RL.PEEK", key, 1, 1, "ALGO", LIMITS_SLIDING))
         except _ReplyError as err:
             if not err.unknown_algorithm:
                 raise
@@ -416,29 +417,17 @@ class _Operations:
         self, key: str, limit: int, expiry: int, amount: int
     ) -> _Op[bool]:
         support = yield from self._support_op()
-        module = support.limits_sliding and limit > 0 and _module_window(expiry)
-        for _attempt in range(2):
-            if module:
-                args = ("RL.ALLOW", self._sliding_key(key), limit, expiry, "COST", amount)
-                try:
-                    reply = yield _Command((*args, "ALGO", LIMITS_SLIDING))
-                except _ReplyError as err:
-                    self._module_refused(err)
-                else:
-                    # limits' script starts a current counter of 0 for a hit of cost 0 on a
-                    # limiter without one (it anchors the next windows), where COST 0 writes
-                    # nothing (reset_after 0: no counter): limits' script then writes its plain
-                    # counter, left to limits' scripts until it expires (as after a switch).
-                    if amount > 0 or int(reply[4]) > 0:
-                        return int(reply[0]) == 1
+        if support.limits_sliding and limit > 0 and _module_window(expiry):
+            # COST 0 included: the module's COST 0 is limits' acquire of 0 for this algorithm
+            # (on a limiter without a current counter it starts one at 0, as limits' script).
+            args = ("RL.ALLOW", self._sliding_key(key), limit, expiry, "COST", amount)
             try:
-                lua_args = (key, limit, expiry, amount)
-                return bool((yield _Limits("acquire_sliding_window_entry", lua_args)))
+                reply = yield _Command((*args, "ALGO", LIMITS_SLIDING))
             except _ReplyError as err:
-                # Another client's hit made the module's key in between: the module serves it.
-                if not (module and amount == 0 and err.wrong_type):
-                    raise
-        raise RuntimeError("unreachable: the module's key and limits' keys alternated")
+                self._module_refused(err)
+            else:
+                return int(reply[0]) == 1
+        return bool((yield _Limits("acquire_sliding_window_entry", (key, limit, expiry, amount))))
 
     def _get_sliding_window_op(self, key: str, expiry: int) -> _Op[tuple[int, float, int, float]]:
         support = yield from self._support_op()
