@@ -64,7 +64,10 @@ fn reads_shift_as_limits_does_and_replicate() {
     let f = c.inspect("fresh").unwrap();
     assert_eq!((f["current"].as_str(), f["previous"].as_str()), ("0", "0"));
     let pttl = c.pttl("fresh");
-    assert!((1_001..=2_000).contains(&pttl), "a counter for 2 windows: {pttl}");
+    assert!(
+        (1_001..=2_000).contains(&pttl),
+        "a counter for 2 windows: {pttl}"
+    );
     master.wait_replicas(&mut c, 1);
     assert_eq!(replica.digest(), master.digest());
     assert_eq!(replica.conn().pexpiretime("r"), c.pexpiretime("r"));
