@@ -17,9 +17,10 @@ pub(crate) struct WrongType;
 /// An open key.
 pub(crate) struct LimiterKey {
     key: *mut raw::RedisModuleKey,
-    /// The value's footprint (`callbacks::footprint`) when it was lent for writing: the INFO
-    /// gauges move by the difference when the key is closed or deleted.
-    lent: Option<(u64, u64)>,
+    /// The value lent for writing and its footprint (`callbacks::footprint`) then: the INFO
+    /// gauges move by the difference when the key is closed or deleted. (Changes in place keep
+    /// the pointer; only `delete`, which settles first, removes the value.)
+    lent: Option<(*mut std::ffi::c_void, (u64, u64))>,
 }
 
 impl LimiterKey {
@@ -79,7 +80,7 @@ impl LimiterKey {
         let limiter = unsafe { limiter_ref(value) };
         if self.lent.is_none() {
             if let Some(l) = limiter.as_deref() {
-                self.lent = Some(footprint(Some(l)));
+                self.lent = Some((value, footprint(Some(l))));
             }
         }
         Ok(limiter)
@@ -87,11 +88,11 @@ impl LimiterKey {
 
     /// Moves the INFO gauges by what changed in the value since [`LimiterKey::get_mut`] lent it.
     fn settle_gauges(&mut self) {
-        let Some((runs, leases)) = self.lent.take() else {
+        let Some((value, (runs, leases))) = self.lent.take() else {
             return;
         };
-        let value = self.value_ptr().unwrap_or(std::ptr::null_mut());
-        // SAFETY: as for `get`.
+        // SAFETY: the value lent by `get_mut` is still the key's: it is removed only by
+        // `delete`, which settles before.
         let (now_runs, now_leases) = footprint(unsafe { limiter_ref(value) }.map(|l| &*l));
         if (now_runs, now_leases) != (runs, leases) {
             shift_gauges(runs, leases, true);
