@@ -55,11 +55,14 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     stats::register(ctx.ctx);
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
     match config::parse_module_args(&args).and_then(|a| {
+        config::register(ctx.ctx, &a)?;
+        // The config file's / LOADEX's values are in force from here.
+        let a = config::loaded();
         commands::register_all(ctx.ctx, a.debug_command, a.compat_commands)?;
         if a.ttl_hook {
             expiry::subscribe(ctx.ctx)?;
         }
-        sweep::start(ctx.ctx, a.sweep_rate)?;
+        sweep::start(ctx.ctx)?;
         logging::log_notice(&format!(
             "ratelimit: TTL sweep {} keys/s (ttl-sweep-rate), keyspace hook {} (ttl-hook)",
             a.sweep_rate,

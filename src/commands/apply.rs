@@ -9,6 +9,7 @@
 //! decided. A log that does not end as the master's did is counted in `INFO ratelimit`
 //! (`replica_mismatches`) and logged: the replica has missed or refused a hit before.
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use redis_module::raw;
@@ -23,7 +24,7 @@ use crate::stats;
 
 /// `RL.APPLY key hit`
 pub(crate) extern "C" fn rl_apply(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, apply)
+    run(&cmd::RL_APPLY, ctx, argv, argc, apply)
 }
 
 fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {

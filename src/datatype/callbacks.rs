@@ -46,6 +46,8 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
 /// server never took it). Counted in `INFO ratelimit` `keys`.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
     stats::KEYS.add_shared(1);
+    let (runs, leases) = footprint(Some(&limiter));
+    shift_gauges(runs, leases, false);
     Box::into_raw(Box::new(limiter)).cast()
 }
 
@@ -56,7 +58,34 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 pub(crate) unsafe fn drop_value(value: *mut c_void) {
     if !value.is_null() {
         stats::KEYS.sub_shared(1);
+        let (runs, leases) = footprint(unsafe { limiter_ref(value) }.map(|l| &*l));
+        shift_gauges(runs, leases, true);
         drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
+    }
+}
+
+/// What a value adds to the `INFO` gauges: `(moving-window runs, leases stored)`. Kept exact by
+/// adding it when a value is made ([`into_value`]: create, load, RESTORE, COPY), taking it
+/// away when one is freed ([`drop_value`], maybe on the lazyfree thread), and moving it by the
+/// difference when a command changes a value in place (`LimiterKey`).
+pub(crate) fn footprint(limiter: Option<&Limiter>) -> (u64, u64) {
+    match limiter.map(|l| l.state.kind()) {
+        Some(State::MovingWindow(log)) => (u64::try_from(log.run_count()).unwrap_or(0), 0),
+        Some(State::Leases(t)) => (0, u64::try_from(t.leases().len()).unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
+/// Adds (or with `sub`, takes away) a footprint from the gauges; nothing for a counter.
+pub(crate) fn shift_gauges(runs: u64, leases: u64, sub: bool) {
+    for (n, gauge) in [(runs, &stats::RUNS), (leases, &stats::LEASES)] {
+        if n != 0 {
+            if sub {
+                gauge.sub_shared(n);
+            } else {
+                gauge.add_shared(n);
+            }
+        }
     }
 }
 

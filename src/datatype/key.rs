@@ -5,7 +5,9 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::callbacks::{drop_value, into_value, limiter_ref, RATE_LIMIT_TYPE};
+use super::callbacks::{
+    drop_value, footprint, into_value, limiter_ref, shift_gauges, RATE_LIMIT_TYPE,
+};
 use crate::algo::Limiter;
 
 /// The key holds a value of another type.
@@ -15,6 +17,10 @@ pub(crate) struct WrongType;
 /// An open key.
 pub(crate) struct LimiterKey {
     key: *mut raw::RedisModuleKey,
+    /// The value lent for writing and its footprint (`callbacks::footprint`) then: the INFO
+    /// gauges move by the difference when the key is closed or deleted. (Changes in place keep
+    /// the pointer; only `delete`, which settles first, removes the value.)
+    lent: Option<(*mut std::ffi::c_void, (u64, u64))>,
 }
 
 impl LimiterKey {
@@ -35,7 +41,7 @@ impl LimiterKey {
             Some(open) => unsafe { open(ctx, name, mode as c_int) },
             None => std::ptr::null_mut(),
         };
-        LimiterKey { key }
+        LimiterKey { key, lent: None }
     }
 
     fn value_ptr(&self) -> Result<*mut std::ffi::c_void, WrongType> {
@@ -71,7 +77,27 @@ impl LimiterKey {
     pub(crate) fn get_mut(&mut self) -> Result<Option<&mut Limiter>, WrongType> {
         let value = self.value_ptr()?;
         // SAFETY: as for `get`; `&mut self` keeps a second borrow from being made.
-        Ok(unsafe { limiter_ref(value) })
+        let limiter = unsafe { limiter_ref(value) };
+        if self.lent.is_none() {
+            if let Some(l) = limiter.as_deref() {
+                self.lent = Some((value, footprint(Some(l))));
+            }
+        }
+        Ok(limiter)
+    }
+
+    /// Moves the INFO gauges by what changed in the value since [`LimiterKey::get_mut`] lent it.
+    fn settle_gauges(&mut self) {
+        let Some((value, (runs, leases))) = self.lent.take() else {
+            return;
+        };
+        // SAFETY: the value lent by `get_mut` is still the key's: it is removed only by
+        // `delete`, which settles before.
+        let (now_runs, now_leases) = footprint(unsafe { limiter_ref(value) }.map(|l| &*l));
+        if (now_runs, now_leases) != (runs, leases) {
+            shift_gauges(runs, leases, true);
+            shift_gauges(now_runs, now_leases, false);
+        }
     }
 
     /// Stores a new limiter at a key opened for writing (which held none).
@@ -86,6 +112,7 @@ impl LimiterKey {
             unsafe { drop_value(boxed) };
             return Err(WrongType);
         }
+        crate::stats::KEYS_CREATED.add(1);
         Ok(())
     }
 
@@ -119,6 +146,7 @@ impl LimiterKey {
 
     /// Deletes the key (open for writing).
     pub(crate) fn delete(&mut self) {
+        self.settle_gauges();
         if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
             unsafe { del(self.key) };
         }
@@ -129,12 +157,13 @@ impl LimiterKey {
 /// has no TTL.
 pub(crate) fn is_limiter_without_ttl(key: *mut raw::RedisModuleKey) -> bool {
     // Borrowed: the server closes it, so this view must never run `Drop`.
-    let view = std::mem::ManuallyDrop::new(LimiterKey { key });
+    let view = std::mem::ManuallyDrop::new(LimiterKey { key, lent: None });
     matches!(view.get(), Ok(Some(_))) && view.expire_at_ms().is_none()
 }
 
 impl Drop for LimiterKey {
     fn drop(&mut self) {
+        self.settle_gauges();
         if let (false, Some(close)) = (self.key.is_null(), unsafe { raw::RedisModule_CloseKey }) {
             unsafe { close(self.key) };
         }

@@ -51,7 +51,7 @@ pub fn server_bin() -> String {
 }
 
 /// A port nobody listens on right now (the server may still lose a race for it: start retries).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
@@ -155,6 +155,11 @@ impl NodeConfig {
         };
         s.launch(None);
         s
+    }
+
+    /// The config file this node would be started with (for tests that start it by hand).
+    pub fn render_for_test(&self, dir: &Path, port: u16, module: &Path) -> String {
+        self.render(dir, port, module)
     }
 
     fn render(&self, dir: &Path, port: u16, module: &Path) -> String {
