@@ -91,8 +91,10 @@ pub use moving_window::MovingWindowState;
 pub use rule::{Rule, RuleError};
 pub use sliding_window::SlidingWindowState;
 
-#[cfg(test)]
-mod reference;
+/// Reference models, for the property tests and the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod reference;
 #[cfg(test)]
 mod tests;
 
