@@ -51,6 +51,8 @@
 //!   `(id, length, bytes)`: id 1 the master's run cap (replay needs it: nodes may be configured
 //!   differently), id 2 `runs total` of the master's log after the write (the replica checks its
 //!   own and counts a mismatch).
+//! * Records come in increasing id order, each at most once, in every version (so a hit has one
+//!   encoding; a repeated or out-of-order record is refused).
 //! * A later version is read when its oldest-reader byte is at most 3, ignoring records this
 //!   release does not know — the same rule as for states.
 
@@ -255,8 +257,15 @@ pub fn decode_hit(bytes: &[u8]) -> Option<Hit> {
         return r.is_empty().then_some(hit);
     }
     let mut max_runs = None;
+    let mut previous_id = None;
     while !r.is_empty() {
         let id = r.u64()?;
+        // One encoding per hit: records in increasing id order, each at most once (a repeated
+        // record would leave which one counts to the reader).
+        if previous_id.is_some_and(|p| id <= p) {
+            return None;
+        }
+        previous_id = Some(id);
         let len = usize::try_from(r.u64()?).ok()?;
         let mut record = Reader::new(r.take(len)?);
         match id {
@@ -426,6 +435,27 @@ mod tests {
             let mut extra = good.clone();
             extra.extend_from_slice(&[9, 0]);
             assert_eq!(decode(&extra), None);
+        }
+    }
+
+    /// Found by `scripts/fuzz` (decode_hit): a version-3 hit with its `after` record twice was
+    /// read (the second one counting), so one hit had several encodings.
+    #[test]
+    fn hit_records_are_canonical() {
+        let head = [
+            3, 3, 4, 232, 7, 128, 173, 226, 4, 160, 141, 255, 192, 193, 7, 0,
+        ];
+        let with = |records: &[u8]| [&head[..], records].concat();
+        let canonical = with(&[1, 2, 232, 7, 2, 2, 40, 40]);
+        let hit = decode_hit(&canonical).unwrap();
+        assert_eq!((hit.bounds.max_runs, hit.after), (1_000, Some((40, 40))));
+        assert_eq!(encode_hit(&hit).as_slice(), canonical);
+        for bad in [
+            with(&[2, 2, 3, 2, 1, 2, 232, 7, 2, 2, 40, 40]), // the fuzz input: `after` twice
+            with(&[2, 2, 40, 40, 1, 2, 232, 7]),             // out of order
+            with(&[1, 2, 232, 7, 1, 2, 232, 7, 2, 2, 40, 40]), // the cap twice
+        ] {
+            assert_eq!(decode_hit(&bad), None, "{bad:?}");
         }
     }
 
