@@ -1,0 +1,154 @@
+//! Every decoder of the `ratelimit` type: arbitrary bytes are refused or read as a valid value,
+//! never misread (a payload of this version is canonical: re-encoding gives the same bytes; an
+//! older or later one re-encodes to a payload that reads back the same), never a crash, and
+//! never allocate out of proportion with their length. What a decoded value then goes through
+//! on the server (RL.ALLOW / RL.PEEK at various times, RL.INSPECT, replication) keeps every
+//! invariant too.
+
+use redis_ratelimit::algo::moving_window::FORMAT_MAX_RUNS;
+use redis_ratelimit::algo::{Bounds, Limiter, Outcome, Replication, MAX_COUNT, MAX_TIMESTAMP_US};
+use redis_ratelimit::datatype::codec::{
+    decode, decode_hit, encode, encode_hit, HIT_VERSION, MIN_READER_VERSION, PAYLOAD_VERSION,
+};
+
+use crate::algos::Node;
+use crate::alloc::within;
+
+/// A decoder of bytes the module receives from outside.
+pub struct Decoder {
+    /// The fuzz target's name (`fuzz/fuzz_targets/<name>.rs`).
+    pub name: &'static str,
+    /// What reaches it.
+    pub sources: &'static str,
+    /// Decodes and checks.
+    pub check: fn(&[u8]),
+}
+
+/// Every decoder. A new payload form = one line here and a three-line target file.
+pub const DECODERS: &[Decoder] = &[
+    Decoder {
+        name: "decode",
+        sources: "RDB values, DUMP/RESTORE, RL.SETSTATE (replication, AOF)",
+        check: check_state,
+    },
+    Decoder {
+        name: "decode_hit",
+        sources: "RL.APPLY (replication, AOF)",
+        check: check_hit,
+    },
+];
+
+/// Runs the decoder called `name`.
+pub fn run(name: &str, data: &[u8]) {
+    let decoder = DECODERS.iter().find(|d| d.name == name);
+    (decoder.unwrap_or_else(|| panic!("no decoder {name}")).check)(data);
+}
+
+/// What decoding `len` bytes may allocate at most: a constant plus a few bytes per byte read
+/// (a moving-window log holds its runs as varints, as the payload does).
+pub fn decode_budget(len: usize) -> usize {
+    1024 + 4 * len
+}
+
+/// What a decoded value's later commands may allocate (copies of the value, one more run).
+pub fn use_budget(len: usize) -> usize {
+    16 * 1024 + 16 * len
+}
+
+fn check_state(bytes: &[u8]) {
+    let Some(l) = within("decode", decode_budget(bytes.len()), || decode(bytes)) else {
+        return;
+    };
+    assert!(l.is_valid(), "decoded an invalid {l:?}");
+    assert!(l.expires_at_us() > 0, "decoded an empty {l:?}");
+    let again = encode(&l);
+    if bytes.first() == Some(&PAYLOAD_VERSION) {
+        assert_eq!(bytes.get(1), Some(&MIN_READER_VERSION));
+        assert_eq!(
+            again, bytes,
+            "a payload of this version is not canonical: {l:?}"
+        );
+    } else {
+        assert_eq!(
+            decode(&again).as_ref(),
+            Some(&l),
+            "an older/later payload re-encodes wrong"
+        );
+    }
+    within(
+        "commands on a decoded value",
+        use_budget(bytes.len()),
+        || exercise(&l),
+    );
+}
+
+/// What the server does with a restored value: look at it and write to it at telling times,
+/// replicating each write.
+fn exercise(l: &Limiter) {
+    // The algorithms' guarantees hold for a clock well before MAX_TIMESTAMP_US (year 9999).
+    let exp = l.expires_at_us();
+    let clock = |t: u64| t.min(MAX_TIMESTAMP_US / 2);
+    let times = [
+        0,
+        1_700_000_000_000_000,
+        exp - 1,
+        exp,
+        exp.saturating_add(1),
+    ]
+    .map(clock);
+    let rule = l.rule;
+    let _ = l.inspect(exp.saturating_sub(1));
+    for now in times {
+        for cost in [0, 1, rule.capacity()] {
+            let mut node = Node {
+                stored: Some(l.clone()),
+                replica: Some(l.clone()),
+            };
+            node.request(&rule, cost, now, &Bounds::DEFAULT);
+            node.request(&rule, 1, now.saturating_add(1), &Bounds::DEFAULT);
+        }
+    }
+}
+
+fn check_hit(bytes: &[u8]) {
+    let Some(hit) = within("decode_hit", decode_budget(bytes.len()), || {
+        decode_hit(bytes)
+    }) else {
+        return;
+    };
+    let algorithm = hit.rule.algorithm();
+    assert_eq!(algorithm.replication(), Replication::Hits, "{hit:?}");
+    assert!(
+        hit.now_us <= MAX_TIMESTAMP_US && hit.cost <= MAX_COUNT,
+        "{hit:?}"
+    );
+    assert!(
+        (2..=FORMAT_MAX_RUNS).contains(&hit.bounds.max_runs),
+        "{hit:?}"
+    );
+    let again = encode_hit(&hit);
+    assert_eq!(decode_hit(again.as_slice()), Some(hit), "hit round trip");
+    if bytes.first().is_some_and(|&v| v <= HIT_VERSION) {
+        assert_eq!(
+            again.as_slice(),
+            bytes,
+            "a hit of a known version is not canonical: {hit:?}"
+        );
+    }
+    within("replaying a decoded hit", use_budget(bytes.len()), || {
+        // On an absent key, then again on what that left (a replica applying it twice).
+        let mut key: Option<Limiter> = None;
+        for _ in 0..2 {
+            let outcome = Limiter::replay(key.as_mut(), &hit).expect("a hit kind replays");
+            match outcome {
+                Outcome::Created(l) => key = Some(l),
+                Outcome::Emptied => key = None,
+                Outcome::Updated | Outcome::Unchanged => {}
+            }
+            if let Some(l) = &key {
+                assert!(l.is_valid(), "replay left an invalid {l:?}");
+                assert_eq!(decode(&encode(l)).as_ref(), Some(l));
+            }
+        }
+    });
+}
