@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{crc64, make_dump, split_dump, Conn, Reply, Rng, Server};
+use common::{crc64, make_dump, mutate_dump, split_dump, Conn, Reply, Rng, Server};
 
 /// The payload from the review: a valid checksum, the type id directly followed by the end
 /// marker. It crashed the first release ("short read" inside the module).
@@ -77,51 +77,6 @@ fn real_dumps(c: &mut Conn) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One random, checksum-valid damage to the module part of `dump`.
-fn mutate(rng: &mut Rng, dump: &[u8]) -> Vec<u8> {
-    let (mut body, version) = split_dump(dump);
-    // body[0] is the object type; the module id and the value follow.
-    let n = body.len();
-    match rng.below(7) {
-        0 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            body[i] ^= 1 << rng.below(8);
-        }
-        1 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            let random = rng.next_u64() as u8;
-            body[i] = *rng.pick(&[0, 1, 0x7f, 0x80, 0xff, random]);
-        }
-        2 => body.truncate(1 + rng.below(n as u64 - 1) as usize),
-        3 => {
-            let i = 1 + rng.below(n as u64) as usize;
-            let len = 1 + rng.below(8) as usize;
-            let extra = rng.bytes(len);
-            body.splice(i..i, extra);
-        }
-        4 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            let len = (1 + rng.below(6) as usize).min(n - i);
-            body.drain(i..i + len);
-        }
-        5 => {
-            // Damage inside the payload string itself (after the 10-byte type id and opcode).
-            let start = 11.min(n - 1);
-            for _ in 0..1 + rng.below(4) {
-                let i = start + rng.below((n - start) as u64) as usize;
-                body[i] = rng.next_u64() as u8;
-            }
-        }
-        _ => {
-            // A wrong payload length byte, a different type id, or an early end marker.
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            body.truncate(i);
-            body.push(0);
-        }
-    }
-    make_dump(&body, version)
-}
-
 #[test]
 fn thousands_of_mutated_dumps_never_crash_the_server() {
     const MUTATIONS: usize = 4_000;
@@ -134,7 +89,7 @@ fn thousands_of_mutated_dumps_never_crash_the_server() {
         let payloads: Vec<Vec<u8>> = (0..100)
             .map(|_| {
                 let d = rng.pick(&dumps).clone();
-                mutate(&mut rng, &d)
+                mutate_dump(&mut rng, &d)
             })
             .collect();
         for (i, p) in payloads.iter().enumerate() {
@@ -226,7 +181,7 @@ fn refused_restores_cannot_flood_the_log() {
     for batch in 0..ATTEMPTS / 100 {
         for i in 0..100 {
             let d = rng.pick(&dumps).clone();
-            let p = mutate(&mut rng, &d);
+            let p = mutate_dump(&mut rng, &d);
             let key = format!("f:{batch}:{i}");
             c.send(&[b"RESTORE".as_slice(), key.as_bytes(), b"0", &p])
                 .unwrap();
