@@ -6,7 +6,9 @@
 //! invariant too.
 
 use redis_ratelimit::algo::moving_window::FORMAT_MAX_RUNS;
-use redis_ratelimit::algo::{Bounds, Limiter, Outcome, Replication, MAX_COUNT, MAX_TIMESTAMP_US};
+use redis_ratelimit::algo::{
+    Bounds, Limiter, Outcome, Replication, Rule, MAX_COUNT, MAX_TIMESTAMP_US, MAX_WINDOW_US,
+};
 use redis_ratelimit::datatype::codec::{
     decode, decode_hit, encode, encode_hit, HIT_VERSION, MIN_READER_VERSION, PAYLOAD_VERSION,
 };
@@ -96,16 +98,43 @@ fn exercise(l: &Limiter) {
         exp.saturating_add(1),
     ]
     .map(clock);
-    let rule = l.rule;
+    let own = l.rule;
+    let a = own.algorithm();
+    // Its own rule, and others a request may bring (the state is then carried over).
+    let others = [
+        Rule::new(a, 1, 1, None),
+        Rule::new(a, MAX_COUNT, MAX_WINDOW_US, None),
+        Rule::new(
+            a,
+            own.limit().saturating_mul(2).min(MAX_COUNT),
+            (own.window_us() / 2).max(1),
+            None,
+        ),
+    ];
     let _ = l.inspect(exp.saturating_sub(1));
     for now in times {
-        for cost in [0, 1, rule.capacity()] {
+        for cost in [0, 1, own.capacity()] {
             let mut node = Node {
                 stored: Some(l.clone()),
                 replica: Some(l.clone()),
             };
-            node.request(&rule, cost, now, &Bounds::DEFAULT);
-            node.request(&rule, 1, now.saturating_add(1), &Bounds::DEFAULT);
+            node.request(&own, cost, now, &Bounds::DEFAULT);
+            node.request(&own, 1, now.saturating_add(1), &Bounds::DEFAULT);
+        }
+    }
+    for rule in others.into_iter().flatten() {
+        for now in [times[1], times[3]] {
+            let mut node = Node {
+                stored: Some(l.clone()),
+                replica: Some(l.clone()),
+            };
+            node.request(&rule, 1, now, &Bounds::DEFAULT);
+            node.request(
+                &rule,
+                rule.capacity(),
+                now.saturating_add(1),
+                &Bounds::DEFAULT,
+            );
         }
     }
 }
