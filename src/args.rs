@@ -1,9 +1,13 @@
-//! Command arguments → a typed [`Request`]: `limit window [COST n] [ALGO a] [BURST n]`.
+//! Command arguments → typed values: a [`Request`] / [`Group`] (`limit window [COST n]
+//! [ALGO a] [BURST n] [BLOCK d]`), the groups of `RL.ALLOWALL`, the settle of `RL.CHARGE` /
+//! `RL.REFUND` (`limit window n [ALGO a] [BURST n]`).
 //!
 //! Pure code (no Redis import): arguments arrive as byte slices; errors carry the exact reply
 //! text, which is part of the public API (README "Errors").
 
-use crate::algo::{Algorithm, Rule, RuleError, MAX_COUNT, MAX_WINDOW_US};
+use crate::algo::leases::{Acquire, LeaseError, LeaseId, MAX_ID_LEN, MAX_LEASES};
+use crate::algo::multi::{Group, MAX_KEYS};
+use crate::algo::{Algorithm, Rule, RuleError, MAX_BLOCK_US, MAX_COUNT, MAX_WINDOW_US};
 
 /// A parsed `RL.ALLOW` / `RL.PEEK` request (everything after the key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,6 +27,8 @@ pub enum Opt {
     Algo,
     /// `BURST n`
     Burst,
+    /// `BLOCK duration`
+    Block,
 }
 
 impl Opt {
@@ -31,7 +37,29 @@ impl Opt {
             Opt::Cost => "COST",
             Opt::Algo => "ALGO",
             Opt::Burst => "BURST",
+            Opt::Block => "BLOCK",
         }
+    }
+
+    fn from_name(name: &[u8]) -> Option<Opt> {
+        [Opt::Cost, Opt::Algo, Opt::Burst, Opt::Block]
+            .into_iter()
+            .find(|o| o.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
+/// The options of `RL.ALLOW`, `RL.PEEK` and each `RL.ALLOWALL` group.
+const LIMIT_OPTIONS: &[Opt] = &[Opt::Cost, Opt::Algo, Opt::Burst, Opt::Block];
+/// The options of `RL.CHARGE` and `RL.REFUND`.
+const SETTLE_OPTIONS: &[Opt] = &[Opt::Algo, Opt::Burst];
+
+/// The options a command takes, as an error lists them: `A, B or C`.
+fn option_names(allowed: &[Opt]) -> String {
+    let names: Vec<&str> = allowed.iter().map(|o| o.name()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_string(),
+        None => String::new(),
     }
 }
 
@@ -50,14 +78,31 @@ pub enum ArgError {
     BurstNotGcra,
     /// `ALGO` names no algorithm.
     UnknownAlgo(Vec<u8>),
+    /// `ALGO` names a kind that is not a rate limit (leases).
+    NotARateLimit(Algorithm),
     /// An option at the end with no value.
     MissingValue(Opt),
     /// The same option twice.
     Repeated(Opt),
-    /// Something that is not an option.
-    UnknownOption(Vec<u8>),
+    /// Something that is not an option (and the options the command takes).
+    UnknownOption(Vec<u8>, &'static [Opt]),
     /// gcra: `BURST × window / limit` too long.
     Tolerance,
+    /// `BLOCK` is not a valid duration.
+    Block,
+    /// `RL.CHARGE` / `RL.REFUND`: the amount is not an integer in range.
+    Amount,
+    /// `RL.ALLOWALL`: `numkeys` is not an integer in range.
+    NumKeys,
+    /// `RL.ALLOWALL`: not one rule group per key.
+    GroupCount {
+        /// Keys named.
+        keys: usize,
+        /// Groups found.
+        groups: usize,
+    },
+    /// `RL.ALLOWALL`: an error in one group (1-based).
+    InGroup(usize, Box<ArgError>),
 }
 
 impl ArgError {
@@ -85,14 +130,39 @@ impl ArgError {
                     algorithm_names()
                 )
             }
+            ArgError::NotARateLimit(a) => format!(
+                "ERR ALGO {} is not a rate limit: leases are taken with RL.ACQUIRE and given \
+                 back with RL.RELEASE",
+                a.name()
+            ),
             ArgError::MissingValue(opt) => format!("ERR {} needs a value", opt.name()),
             ArgError::Repeated(opt) => format!("ERR {} given more than once", opt.name()),
-            ArgError::UnknownOption(name) => format!(
-                "ERR unknown option '{}': expected COST, ALGO or BURST",
-                echo(name)
+            ArgError::UnknownOption(name, allowed) => format!(
+                "ERR unknown option '{}': expected {}",
+                echo(name),
+                option_names(allowed)
             ),
             ArgError::Tolerance => {
                 "ERR gcra BURST * window / limit must not exceed 100 years".to_string()
+            }
+            ArgError::Block => "ERR BLOCK must be a duration from 1 microsecond to 365d: \
+                 whole seconds (60) or a number with a unit ms, s, m, h or d (500ms, 1.5s, 1m)"
+                .to_string(),
+            ArgError::Amount => {
+                format!("ERR the amount must be an integer from 0 to {MAX_COUNT}")
+            }
+            ArgError::NumKeys => {
+                format!("ERR numkeys must be an integer from 1 to {MAX_KEYS}")
+            }
+            ArgError::GroupCount { keys, groups } => format!(
+                "ERR {keys} keys need {keys} rule groups (limit window [options] each), got {groups}"
+            ),
+            ArgError::InGroup(i, e) => {
+                let inner = e.message();
+                format!(
+                    "ERR group {i}: {}",
+                    inner.strip_prefix("ERR ").unwrap_or(&inner)
+                )
             }
         }
     }
@@ -112,7 +182,7 @@ impl From<RuleError> for ArgError {
 
 /// The algorithm names, as an error lists them: `a, b, c or d` (from the table of kinds).
 fn algorithm_names() -> String {
-    let names: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+    let names: Vec<&str> = Algorithm::rate_limits().map(|a| a.name()).collect();
     match names.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
         Some((last, _)) => (*last).to_string(),
@@ -159,27 +229,108 @@ pub fn parse_request<'a, I>(args: I) -> Result<Request, ArgError>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
-    let mut args = args.into_iter();
+    let g = parse_group(args)?;
+    Ok(Request {
+        rule: g.rule,
+        cost: g.cost,
+    })
+}
+
+/// Parses `limit window [COST n] [ALGO a] [BURST n] [BLOCK d]` (`RL.ALLOW`, `RL.PEEK`): options
+/// in any order, case-insensitive, each at most once; `BLOCK` takes the window syntax.
+///
+/// ```
+/// use redis_ratelimit::args::parse_group;
+/// let g = parse_group([&b"5"[..], b"1m", b"block", b"15m"]).unwrap();
+/// assert_eq!((g.rule.limit(), g.cost, g.block_us), (5, 1, 900_000_000));
+/// ```
+pub fn parse_group<'a, I>(args: I) -> Result<Group, ArgError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = args.into_iter().peekable();
+    Ok(group_at(&mut args, LIMIT_OPTIONS, false)?.0)
+}
+
+/// Parses the rule groups of `RL.ALLOWALL` (everything after the keys): one per key, each
+/// `limit window [options]`; a group ends at the first token that is not an option keyword.
+///
+/// ```
+/// use redis_ratelimit::args::parse_groups;
+/// let args: Vec<&[u8]> = vec![b"60", b"1m", b"100000", b"1m", b"COST", b"1500"];
+/// let g = parse_groups(&args, 2).unwrap();
+/// assert_eq!((g[0].cost, g[1].rule.limit(), g[1].cost), (1, 100_000, 1_500));
+/// ```
+pub fn parse_groups(args: &[&[u8]], keys: usize) -> Result<Vec<Group>, ArgError> {
+    let mut groups = Vec::with_capacity(keys);
+    let mut args = args.iter().copied().peekable();
+    while args.peek().is_some() {
+        let index = groups.len().saturating_add(1);
+        let (g, _) = group_at(&mut args, LIMIT_OPTIONS, true)
+            .map_err(|e| ArgError::InGroup(index, Box::new(e)))?;
+        groups.push(g);
+        if groups.len() > keys {
+            break;
+        }
+    }
+    if groups.len() != keys {
+        return Err(ArgError::GroupCount {
+            keys,
+            groups: groups.len(),
+        });
+    }
+    Ok(groups)
+}
+
+/// Parses `limit window n [ALGO a] [BURST n]` (`RL.CHARGE`, `RL.REFUND`): the rule and the
+/// amount.
+///
+/// ```
+/// use redis_ratelimit::args::parse_settle;
+/// let (rule, n) = parse_settle([&b"100000"[..], b"1m", b"48500"]).unwrap();
+/// assert_eq!((rule.limit(), n), (100_000, 48_500));
+/// ```
+pub fn parse_settle<'a, I>(args: I) -> Result<(Rule, u64), ArgError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = args.into_iter().peekable();
+    let (g, amount) = group_at(&mut args, SETTLE_OPTIONS, false)?;
+    Ok((g.rule, amount.unwrap_or(0)))
+}
+
+/// Reads one `limit window [amount] [options]` from `args`. `in_list`: stop at the first
+/// token that is not an option keyword (the next group's limit) instead of refusing it. The
+/// amount (`RL.CHARGE` / `RL.REFUND`) is read when `allowed` has no `COST`.
+fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
+    args: &mut std::iter::Peekable<I>,
+    allowed: &'static [Opt],
+    in_list: bool,
+) -> Result<(Group, Option<u64>), ArgError> {
     let limit = args
         .next()
         .and_then(parse_count)
         .filter(|&l| l >= 1)
         .ok_or(ArgError::Limit)?;
     let window_us = args.next().and_then(parse_window).ok_or(ArgError::Window)?;
+    let amount = if allowed.contains(&Opt::Cost) {
+        None
+    } else {
+        Some(args.next().and_then(parse_count).ok_or(ArgError::Amount)?)
+    };
 
     let mut cost = None;
     let mut algo = None;
     let mut burst = None;
-    while let Some(name) = args.next() {
-        let opt = if name.eq_ignore_ascii_case(b"COST") {
-            Opt::Cost
-        } else if name.eq_ignore_ascii_case(b"ALGO") {
-            Opt::Algo
-        } else if name.eq_ignore_ascii_case(b"BURST") {
-            Opt::Burst
-        } else {
-            return Err(ArgError::UnknownOption(name.to_vec()));
+    let mut block = None;
+    while let Some(&name) = args.peek() {
+        let opt = match Opt::from_name(name).filter(|o| allowed.contains(o)) {
+            Some(opt) => opt,
+            // The next group's limit.
+            None if in_list && parse_count(name).is_some() => break,
+            None => return Err(ArgError::UnknownOption(name.to_vec(), allowed)),
         };
+        args.next();
         let value = args.next().ok_or(ArgError::MissingValue(opt))?;
         let repeated = match opt {
             Opt::Cost => cost
@@ -188,7 +339,14 @@ where
             Opt::Algo => algo
                 .replace(
                     Algorithm::from_name(value)
-                        .ok_or_else(|| ArgError::UnknownAlgo(value.to_vec()))?,
+                        .ok_or_else(|| ArgError::UnknownAlgo(value.to_vec()))
+                        .and_then(|a| {
+                            if a.is_rate_limit() {
+                                Ok(a)
+                            } else {
+                                Err(ArgError::NotARateLimit(a))
+                            }
+                        })?,
                 )
                 .is_some(),
             Opt::Burst => burst
@@ -198,6 +356,13 @@ where
                         .ok_or(ArgError::Burst)?,
                 )
                 .is_some(),
+            Opt::Block => block
+                .replace(
+                    parse_window(value)
+                        .filter(|&d| d <= MAX_BLOCK_US)
+                        .ok_or(ArgError::Block)?,
+                )
+                .is_some(),
         };
         if repeated {
             return Err(ArgError::Repeated(opt));
@@ -205,10 +370,105 @@ where
     }
     let algorithm = algo.unwrap_or(Algorithm::SlidingWindow);
     let rule = Rule::new(algorithm, limit, window_us, burst)?;
-    Ok(Request {
+    let group = Group {
         rule,
         cost: cost.unwrap_or(1),
+        block_us: block.unwrap_or(0),
+    };
+    Ok((group, amount))
+}
+
+/// Why `RL.ACQUIRE` / `RL.RELEASE` arguments were refused. [`LeaseArgError::message`] gives
+/// the reply text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseArgError {
+    /// `limit` is not an integer from 1 to [`MAX_LEASES`].
+    Limit,
+    /// `lease` is not a valid duration.
+    Lease,
+    /// An id that is empty or longer than [`MAX_ID_LEN`] bytes.
+    Id,
+    /// `ID` at the end with no value.
+    MissingId,
+    /// `ID` twice.
+    RepeatedId,
+    /// Something that is not an option.
+    UnknownOption(Vec<u8>),
+}
+
+impl LeaseArgError {
+    /// The error reply, with its `ERR` prefix.
+    ///
+    /// ```
+    /// use redis_ratelimit::args::{parse_acquire, LeaseArgError};
+    /// let err = parse_acquire([&b"10001"[..], b"30s"]).unwrap_err();
+    /// assert_eq!(err, LeaseArgError::Limit);
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)"
+    /// );
+    /// ```
+    pub fn message(&self) -> String {
+        match self {
+            LeaseArgError::Limit => format!(
+                "ERR limit must be an integer from 1 to {MAX_LEASES} (the most leases one key \
+                 holds)"
+            ),
+            LeaseArgError::Lease => "ERR lease must be a duration from 1 microsecond to 365d: \
+                 whole seconds (30) or a number with a unit ms, s, m, h or d (500ms, 1.5s, 1m)"
+                .to_string(),
+            LeaseArgError::Id => format!("ERR id must be 1 to {MAX_ID_LEN} bytes"),
+            LeaseArgError::MissingId => "ERR ID needs a value".to_string(),
+            LeaseArgError::RepeatedId => "ERR ID given more than once".to_string(),
+            LeaseArgError::UnknownOption(name) => {
+                format!("ERR unknown option '{}': expected ID", echo(name))
+            }
+        }
+    }
+}
+
+/// Parses `RL.ACQUIRE`'s `limit lease [ID id]` (`ID` case-insensitive, at most once).
+///
+/// ```
+/// use redis_ratelimit::algo::leases::LeaseId;
+/// use redis_ratelimit::args::parse_acquire;
+/// let req = parse_acquire([&b"10"[..], b"30s", b"id", b"worker-1"]).unwrap();
+/// assert_eq!((req.rule.limit(), req.rule.window_us()), (10, 30_000_000));
+/// assert_eq!(req.id, LeaseId::parse(b"worker-1"));
+/// ```
+pub fn parse_acquire<'a, I>(args: I) -> Result<Acquire, LeaseArgError>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    let mut args = args.into_iter();
+    let limit = args
+        .next()
+        .and_then(parse_count)
+        .filter(|l| (1..=MAX_LEASES).contains(l))
+        .ok_or(LeaseArgError::Limit)?;
+    let lease_us = args
+        .next()
+        .and_then(parse_window)
+        .ok_or(LeaseArgError::Lease)?;
+    let mut id = None;
+    while let Some(name) = args.next() {
+        if !name.eq_ignore_ascii_case(b"ID") {
+            return Err(LeaseArgError::UnknownOption(name.to_vec()));
+        }
+        let value = args.next().ok_or(LeaseArgError::MissingId)?;
+        if id.replace(parse_lease_id(value)?).is_some() {
+            return Err(LeaseArgError::RepeatedId);
+        }
+    }
+    Acquire::new(limit, lease_us, id).map_err(|e| match e {
+        LeaseError::Limit => LeaseArgError::Limit,
+        _ => LeaseArgError::Lease,
     })
+}
+
+/// A lease id: 1 to [`MAX_ID_LEN`] bytes.
+pub fn parse_lease_id(arg: &[u8]) -> Result<LeaseId, LeaseArgError> {
+    LeaseId::parse(arg).ok_or(LeaseArgError::Id)
 }
 
 /// A non-negative decimal integer up to [`MAX_COUNT`]: ASCII digits only (no sign, no spaces);
@@ -425,10 +685,20 @@ mod tests {
                 ArgError::UnknownAlgo(b"x".to_vec()),
             ),
             (&["1", "1", "BURST", "2"], ArgError::BurstNotGcra),
+            (
+                &["1", "1", "ALGO", "leases"],
+                ArgError::NotARateLimit(Algorithm::Leases),
+            ),
             (&["1", "1", "BURST", "0", "ALGO", "gcra"], ArgError::Burst),
             (
                 &["1", "1", "NOPE", "1"],
-                ArgError::UnknownOption(b"NOPE".to_vec()),
+                ArgError::UnknownOption(b"NOPE".to_vec(), LIMIT_OPTIONS),
+            ),
+            (&["1", "1", "BLOCK", "0"], ArgError::Block),
+            (&["1", "1", "BLOCK", "366d"], ArgError::Block),
+            (
+                &["1", "1", "BLOCK", "1s", "BLOCK", "1s"],
+                ArgError::Repeated(Opt::Block),
             ),
             (
                 &["1", "365d", "ALGO", "gcra", "BURST", "101"],
@@ -439,5 +709,85 @@ mod tests {
             assert_eq!(parse(args).unwrap_err(), *want, "{args:?}");
             assert!(want.message().starts_with("ERR "));
         }
+    }
+
+    #[test]
+    fn acquire_requests() {
+        let parse = |args: &[&str]| parse_acquire(args.iter().map(|a| a.as_bytes()));
+        let r = parse(&["10", "500ms"]).unwrap();
+        assert_eq!(
+            (r.rule.limit(), r.rule.window_us(), r.id),
+            (10, 500_000, None)
+        );
+        assert_eq!(r.rule.algorithm(), Algorithm::Leases);
+        let r = parse(&["10000", "365d", "Id", "0042"]).unwrap();
+        assert_eq!(r.id, LeaseId::parse(b"0042"));
+        let long = "x".repeat(MAX_ID_LEN + 1);
+        let cases: &[(&[&str], LeaseArgError)] = &[
+            (&[], LeaseArgError::Limit),
+            (&["0", "1s"], LeaseArgError::Limit),
+            (&["10001", "1s"], LeaseArgError::Limit),
+            (&["-1", "1s"], LeaseArgError::Limit),
+            (&["1"], LeaseArgError::Lease),
+            (&["1", "0"], LeaseArgError::Lease),
+            (&["1", "366d"], LeaseArgError::Lease),
+            (&["1", "1s", "ID"], LeaseArgError::MissingId),
+            (&["1", "1s", "ID", ""], LeaseArgError::Id),
+            (&["1", "1s", "ID", &long], LeaseArgError::Id),
+            (
+                &["1", "1s", "ID", "a", "ID", "b"],
+                LeaseArgError::RepeatedId,
+            ),
+            (
+                &["1", "1s", "COST", "1"],
+                LeaseArgError::UnknownOption(b"COST".to_vec()),
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(parse(args).unwrap_err(), *want, "{args:?}");
+            assert!(want.message().starts_with("ERR "));
+        }
+    }
+
+    #[test]
+    fn groups_and_settles() {
+        let parse_g = |args: &[&str], keys| {
+            let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+            parse_groups(&v, keys)
+        };
+        let g = parse_g(
+            &["10", "1s", "BLOCK", "1m", "1000", "1d", "ALGO", "gcra"],
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            (g[0].block_us, g[1].rule.algorithm()),
+            (60_000_000, Algorithm::Gcra)
+        );
+        assert_eq!(
+            parse_g(&["10", "1s"], 2).unwrap_err(),
+            ArgError::GroupCount { keys: 2, groups: 1 }
+        );
+        assert_eq!(
+            parse_g(&["10", "1s", "5", "1s", "7", "1s"], 2).unwrap_err(),
+            ArgError::GroupCount { keys: 2, groups: 3 }
+        );
+        let e = parse_g(&["10", "1s", "5", "x"], 2).unwrap_err();
+        assert_eq!(e, ArgError::InGroup(2, Box::new(ArgError::Window)));
+        assert!(e.message().starts_with("ERR group 2: window must be"));
+        let e = parse_g(&["10", "1s", "NOPE", "1"], 1).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "ERR group 1: unknown option 'NOPE': expected COST, ALGO, BURST or BLOCK"
+        );
+        let settle = |args: &[&str]| parse_settle(args.iter().map(|a| a.as_bytes()));
+        assert_eq!(settle(&["10", "1s", "7"]).unwrap().1, 7);
+        assert_eq!(settle(&["10", "1s"]).unwrap_err(), ArgError::Amount);
+        assert_eq!(
+            settle(&["10", "1s", "1", "COST", "2"])
+                .unwrap_err()
+                .message(),
+            "ERR unknown option 'COST': expected ALGO or BURST"
+        );
     }
 }

@@ -1,13 +1,40 @@
-//! Module arguments: `loadmodule <path> [enable-debug-command yes|no]
-//! [compat-commands cl.throttle,gcra|none]`.
+//! Module arguments: `loadmodule <path> [name value] …` (any order; a name given twice keeps the
+//! last value) with the names
+//!
+//! - `enable-debug-command yes|no` (default `no`): register `RL.DEBUG` (fault injection for tests);
+//! - `compat-commands cl.throttle,gcra|none` (default both): the drop-in names to register;
+//! - `ttl-sweep-rate N` (default [`DEFAULT_SWEEP_RATE`]): how many keys per second the
+//!   background sweep that gives a `PERSIST`ed limiter key its TTL back may look at; `0` turns
+//!   the sweep off (see `sweep`);
+//! - `ttl-hook yes|no` (default `no`): also subscribe to the server's generic keyspace events, so
+//!   that `PERSIST` on a limiter key is repaired right after the command instead of by the sweep —
+//!   at the price of a module callback on every `DEL`, `EXPIRE`, `SET … EX`, `RENAME` of any key.
+
+/// The sweep's default rate, keys per second.
+pub const DEFAULT_SWEEP_RATE: u32 = 5_000;
 
 /// What the `loadmodule` line asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModuleArgs {
     /// Register `RL.DEBUG` (fault injection for tests). Default off.
     pub debug_command: bool,
     /// Which drop-in names outside the `RL.` namespace to register. Default both.
     pub compat_commands: CompatCommands,
+    /// Keys per second the TTL sweep may look at; 0 = no sweep.
+    pub sweep_rate: u32,
+    /// Subscribe to generic keyspace events to repair `PERSIST` at once. Default off.
+    pub ttl_hook: bool,
+}
+
+impl Default for ModuleArgs {
+    fn default() -> ModuleArgs {
+        ModuleArgs {
+            debug_command: false,
+            compat_commands: CompatCommands::default(),
+            sweep_rate: DEFAULT_SWEEP_RATE,
+            ttl_hook: false,
+        }
+    }
 }
 
 /// The drop-in command names outside the `RL.` namespace (`compat-commands`): each is
@@ -29,8 +56,9 @@ impl Default for CompatCommands {
     }
 }
 
-const UNKNOWN: &str = "unknown module arguments: expected enable-debug-command yes|no and \
-                       compat-commands cl.throttle,gcra|none";
+const UNKNOWN: &str = "unknown module arguments: expected enable-debug-command yes|no, \
+                       compat-commands cl.throttle,gcra|none, ttl-hook yes|no and \
+                       ttl-sweep-rate <keys per second>";
 
 const COMPAT_VALUES: &str =
     "compat-commands takes a comma-separated list of cl.throttle and gcra, or none";
@@ -48,6 +76,9 @@ const COMPAT_VALUES: &str =
 ///     parse_module_args(&only_gcra).unwrap().compat_commands,
 ///     CompatCommands { cl_throttle: false, gcra: true }
 /// );
+/// let ttl: [&[u8]; 4] = [b"ttl-sweep-rate", b"0", b"ttl-hook", b"yes"];
+/// let parsed = parse_module_args(&ttl).unwrap();
+/// assert_eq!((parsed.sweep_rate, parsed.ttl_hook), (0, true));
 /// ```
 pub fn parse_module_args(args: &[&[u8]]) -> Result<ModuleArgs, String> {
     let mut parsed = ModuleArgs::default();
@@ -56,20 +87,31 @@ pub fn parse_module_args(args: &[&[u8]]) -> Result<ModuleArgs, String> {
             return Err(UNKNOWN.into());
         };
         if name.eq_ignore_ascii_case(b"enable-debug-command") {
-            parsed.debug_command = if value.eq_ignore_ascii_case(b"yes") {
-                true
-            } else if value.eq_ignore_ascii_case(b"no") {
-                false
-            } else {
-                return Err("enable-debug-command takes yes or no".into());
-            };
+            parsed.debug_command = yes_no(value, "enable-debug-command")?;
         } else if name.eq_ignore_ascii_case(b"compat-commands") {
             parsed.compat_commands = parse_compat_commands(value)?;
+        } else if name.eq_ignore_ascii_case(b"ttl-hook") {
+            parsed.ttl_hook = yes_no(value, "ttl-hook")?;
+        } else if name.eq_ignore_ascii_case(b"ttl-sweep-rate") {
+            parsed.sweep_rate = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                .ok_or("ttl-sweep-rate takes a number of keys per second (0 = no sweep)")?;
         } else {
             return Err(UNKNOWN.into());
         }
     }
     Ok(parsed)
+}
+
+fn yes_no(value: &[u8], name: &str) -> Result<bool, String> {
+    if value.eq_ignore_ascii_case(b"yes") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case(b"no") {
+        Ok(false)
+    } else {
+        Err(format!("{name} takes yes or no"))
+    }
 }
 
 /// `cl.throttle,gcra` (any subset, any order, case-insensitive) or `none`.
@@ -99,7 +141,11 @@ mod tests {
 
     #[test]
     fn bad_arguments() {
-        let cases: [&[&[u8]]; 8] = [
+        let cases: [&[&[u8]]; 12] = [
+            &[b"ttl-hook", b"1"],
+            &[b"ttl-sweep-rate", b"-1"],
+            &[b"ttl-sweep-rate", b"lots"],
+            &[b"ttl-sweep-rate", b"99999999999"],
             &[b"enable-debug-command"],
             &[b"enable-debug-command", b"maybe"],
             &[b"other", b"yes"],
@@ -114,6 +160,21 @@ mod tests {
         }
         let off: [&[u8]; 2] = [b"ENABLE-DEBUG-COMMAND", b"No"];
         assert_eq!(parse_module_args(&off), Ok(ModuleArgs::default()));
+    }
+
+    #[test]
+    fn ttl_arguments() {
+        let args: [&[u8]; 6] = [
+            b"ttl-hook",
+            b"yes",
+            b"ttl-sweep-rate",
+            b"250",
+            b"TTL-SWEEP-RATE",
+            b"500",
+        ];
+        let parsed = parse_module_args(&args).unwrap();
+        assert_eq!((parsed.sweep_rate, parsed.ttl_hook), (500, true));
+        assert_eq!(ModuleArgs::default().sweep_rate, DEFAULT_SWEEP_RATE);
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod panic;
 mod replication;
 #[cfg(feature = "module")]
 mod stats;
+mod sweep;
 pub mod varint;
 
 #[cfg(feature = "module")]
@@ -71,10 +72,23 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     }
     stats::register(ctx.ctx);
     let args: Vec<&[u8]> = args.iter().map(|a| a.as_slice()).collect();
-    match config::parse_module_args(&args)
-        .and_then(|a| commands::register_all(ctx.ctx, a.debug_command, a.compat_commands))
-        .and_then(|()| expiry::subscribe(ctx.ctx))
-    {
+    match config::parse_module_args(&args).and_then(|a| {
+        commands::register_all(ctx.ctx, a.debug_command, a.compat_commands)?;
+        if a.ttl_hook {
+            expiry::subscribe(ctx.ctx)?;
+        }
+        sweep::start(ctx.ctx, a.sweep_rate)?;
+        logging::log_notice(&format!(
+            "ratelimit: TTL sweep {} keys/s (ttl-sweep-rate), keyspace hook {} (ttl-hook)",
+            a.sweep_rate,
+            if stats::KEYSPACE_HOOK.get() == 1 {
+                "on"
+            } else {
+                "off"
+            }
+        ));
+        Ok(())
+    }) {
         Ok(()) => Status::Ok,
         Err(e) => {
             ctx.log_warning(&format!("ratelimit: {e}"));

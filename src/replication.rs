@@ -6,8 +6,14 @@
 //! follows). A moving-window log can hold 100,000 runs, so a write there replicates
 //! `RL.APPLY key hit` — the master's timestamp, the rule and the cost — from which the replica
 //! derives the same log, trimming and expiry with the same function. Denied requests and peeks
-//! write nothing and replicate nothing. A TTL restored by [`crate::expiry`] replicates as
+//! write nothing and replicate nothing (a denial that starts a `BLOCK` is a write: the state
+//! with its block, or a hit carrying it). A refund replicates as the new state, a refund hit,
+//! or `DEL` when it emptied the key. A TTL restored by [`crate::expiry`] replicates as
 //! `PEXPIREAT` (or `DEL`).
+//!
+//! A command that writes several keys (`RL.ALLOWALL`) calls these once per key: the server
+//! wraps every effect replicated within one command in `MULTI`/`EXEC`, so replicas and the AOF
+//! apply them as one atomic unit, each key's effect O(1) in its state's size.
 
 use std::ffi::{c_char, c_longlong};
 
@@ -34,10 +40,31 @@ pub(crate) fn replicate_write(
     }
 }
 
+/// Replicates what a refund of `amount` at `now_us` did to `key`: for a kind that replicates
+/// hits the refund hit (version 4, which the previous release refuses), else the new state.
+pub(crate) fn replicate_refund(
+    ctx: Ctx,
+    key: Arg,
+    limiter: &Limiter,
+    now_us: u64,
+    amount: u64,
+    bounds: &Bounds,
+) {
+    match limiter.refund_hit(now_us, amount, bounds) {
+        Some(hit) => replicate_hit(ctx, key, &hit),
+        None => replicate_state(ctx, key, limiter),
+    }
+}
+
 /// Replicates `RL.APPLY key hit`.
 fn replicate_hit(ctx: Ctx, key: Arg, hit: &Hit) {
     let payload = encode_hit(hit);
     replicate_payload(ctx, c"RL.APPLY", key, payload.as_slice());
+}
+
+/// Replicates `RL.APPLY key payload` (a kind's own effect, e.g. a lease acquired).
+pub(crate) fn replicate_apply(ctx: Ctx, key: Arg, payload: &[u8]) {
+    replicate_payload(ctx, c"RL.APPLY", key, payload);
 }
 
 /// Replicates the new state of `key` (`RL.SETSTATE key payload`).

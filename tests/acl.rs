@@ -65,10 +65,12 @@ fn the_ratelimit_category_where_the_server_has_one() {
         .collect();
     names.sort();
     for want in [
+        "rl.acquire",
         "rl.allow",
         "rl.apply",
         "rl.inspect",
         "rl.peek",
+        "rl.release",
         "rl.setstate",
         "rl.throttle",
     ] {

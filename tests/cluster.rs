@@ -176,12 +176,21 @@ const EXAMPLES: &[&str] = &[
     "RL.ALLOW $1 5 1h COST 2 ALGO gcra BURST 3",
     "RL.ALLOW $1 5 1h ALGO moving-window",
     "RL.PEEK $1 5 1h ALGO fixed-window",
+    "RL.ALLOW $1 5 1h BLOCK 15m",
+    "RL.ALLOWALL 2 $1 $2 60 1m 100000 1m COST 1500",
+    "RL.ALLOWALL 3 $1 $2 $3 5 1h 10 1s ALGO gcra BLOCK 1m 7 1d ALGO moving-window",
+    "RL.PEEKALL 2 $1 $2 5 1h 10 1s COST 2",
+    "RL.CHARGE $1 100000 1m 48500",
+    "RL.REFUND $1 100000 1m 500 ALGO fixed-window",
     "RL.INSPECT $1",
     "RL.SETSTATE $1 payload",
     "RL.APPLY $1 hit",
     "RL.THROTTLE $1 15 30 60",
     "CL.THROTTLE $1 15 30 60 2",
     "GCRA $1 15 30 0.5 TOKENS 2",
+    "RL.ACQUIRE $1 10 30s",
+    "RL.ACQUIRE $1 10 30s ID worker-1",
+    "RL.RELEASE $1 worker-1",
     // Only with `enable-debug-command yes`; the key follows the PANIC-OPEN keyword.
     "RL.DEBUG PANIC-OPEN $1",
     "RL.DEBUG PANIC",
@@ -397,7 +406,8 @@ fn check_every_command(cluster: &Cluster) {
 }
 
 /// A random mix over 600 keys on all shards — every algorithm, COST 0 and over capacity, PEEK,
-/// rule changes, short windows that expire, DEL, MULTI/EXEC and EVAL on hash-tagged keys —
+/// rule changes, short windows that expire, DEL, leases acquired, renewed and released,
+/// MULTI/EXEC and EVAL on hash-tagged keys —
 /// leaves every replica with its master's `DEBUG DIGEST` and expiry times.
 #[test]
 fn replicas_match_their_masters_after_a_mixed_workload() {
@@ -447,6 +457,13 @@ fn replicas_match_their_masters_after_a_mixed_workload() {
                 "RL.ALLOW {key} {limit} 1h ALGO {} COST {cost}",
                 ALGOS[(i + 1) % ALGOS.len()]
             ),
+            // Leases on keys of their own: acquire (caller and server ids), release.
+            15..=19 => format!(
+                "RL.ACQUIRE lease:{key} {limit} {window} ID w{}",
+                rng.below(4)
+            ),
+            20..=21 => format!("RL.ACQUIRE lease:{key} {limit} {window}"),
+            22..=24 => format!("RL.RELEASE lease:{key} w{}", rng.below(4)),
             _ => format!("RL.ALLOW {key} {args} COST {cost}"),
         };
         let r = client.cmd_str(&line);

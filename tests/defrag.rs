@@ -27,8 +27,8 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
         return;
     }
     c.cmd_str("CONFIG SET activedefrag no").ok();
-    // Fragment the heap: many limiter values (gcra, and moving-window logs of a few runs, whose
-    // header and buffer move too), then every other one deleted.
+    // Fragment the heap: many limiter values (gcra, moving-window logs of a few runs, whose
+    // header and buffer move too, and lease keys), then every other one deleted.
     const KEYS: usize = 200_000;
     for chunk in 0..KEYS / 1_000 {
         let mut sent = 0;
@@ -46,6 +46,13 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
                         "moving-window",
                     ])
                     .unwrap();
+                    sent += 1;
+                }
+            } else if n % 8 == 7 {
+                // Leases: the table, its array and text ids move too.
+                for id in ["worker-a", "worker-b", "7"] {
+                    c.send(&["RL.ACQUIRE", key.as_str(), "10", "1h", "ID", id])
+                        .unwrap();
                     sent += 1;
                 }
             } else {
@@ -89,6 +96,8 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
     assert_eq!(r.remaining, 98);
     let r = c.allow("k:1", "100 1h ALGO moving-window");
     assert_eq!(r.remaining, 96);
+    assert_eq!(c.cmd(&["RL.RELEASE", "k:7", "worker-b"]).int(), 1);
+    assert_eq!(c.inspect_int("k:7", "in_flight"), 2);
     c.cmd_str("DEBUG RELOAD").ok();
     assert_eq!(c.allow("k:5", "100 1h ALGO moving-window").remaining, 96);
 }

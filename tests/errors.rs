@@ -509,7 +509,7 @@ fn error_replies_are_short_ascii_and_quote_arguments_safely() {
     assert_eq!(
         e,
         format!(
-            "ERR unknown option '{}...': expected COST, ALGO or BURST",
+            "ERR unknown option '{}...': expected COST, ALGO, BURST or BLOCK",
             "A".repeat(32)
         )
     );

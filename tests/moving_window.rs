@@ -116,6 +116,8 @@ fn memory_usage_reports_the_log() {
             bounds: Bounds::DEFAULT,
             after: None,
             needs_current_replay: false,
+            refund: false,
+            block: None,
         };
         c.send(&[
             b"RL.APPLY".as_slice(),
@@ -213,6 +215,8 @@ fn a_replica_that_diverged_is_counted() {
         bounds: Bounds::DEFAULT,
         after,
         needs_current_replay: true,
+        refund: false,
+        block: None,
     };
     // The master says its log held 2 runs totalling 2 after this hit: so does ours.
     for (i, after) in [(1, (1, 1)), (2, (2, 2))] {
@@ -227,9 +231,10 @@ fn a_replica_that_diverged_is_counted() {
     assert_eq!(c.stat("replica_mismatches"), 1);
     assert_eq!(c.inspect_int("k", "runs"), 3);
     // A payload of a later version that needs a newer reader is refused and counted.
+    // (Version 4 is this release's refund / block hit: the later one is 5.)
     let mut later = encode_hit(&hit(now + 4, None)).as_slice().to_vec();
-    later[0] = 4;
-    later[1] = 4;
+    later[0] = 5;
+    later[1] = 5;
     let r = c.cmd(&[b"RL.APPLY".as_slice(), b"k", &later]);
     assert!(matches!(r, Reply::Error(_)), "{r:?}");
     assert_eq!(c.stat("hits_refused"), 1);

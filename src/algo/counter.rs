@@ -67,3 +67,24 @@ pub(crate) fn peek<S: Counter>(
     )
     .0
 }
+
+/// `Kind::refund` of a counter: `refund` gets the viewed state (`None` from it: nothing left).
+/// A state that holds nothing at `now_us` is left alone.
+pub(crate) fn refund<S: Counter>(
+    state: &mut S,
+    stored: &Rule,
+    rule: &Rule,
+    now_us: u64,
+    refund: impl FnOnce(&S) -> Option<S>,
+) -> Change {
+    let Some(view) = state.view(stored, rule, now_us) else {
+        return Change::Unchanged;
+    };
+    match refund(&view) {
+        Some(s) => {
+            *state = s;
+            Change::Updated
+        }
+        None => Change::Emptied,
+    }
+}

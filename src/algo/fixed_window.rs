@@ -140,6 +140,59 @@ pub fn decide(
     }
 }
 
+/// Charges `cost` at `now_us` against `state` (already under `rule`; `None` = absent) whatever
+/// the limit says (`RL.CHARGE`): the count may exceed the limit — a *debt* — and every request
+/// is then denied until the window ends, which is also when the debt is gone. So a debt never
+/// outlives the window it was made in; the count is bounded by `MAX_COUNT`.
+///
+/// ```
+/// use redis_ratelimit::algo::fixed_window::{charge, decide, FixedWindowState};
+/// use redis_ratelimit::algo::{Algorithm, RetryAfter, Rule};
+/// let rule = Rule::new(Algorithm::FixedWindow, 10, 1_000, None).unwrap();
+/// let s = charge(None, &rule, 25, 5_000); // 15 over the limit
+/// assert_eq!(s, FixedWindowState { window_start_us: 5_000, count: 25 });
+/// let (d, _) = decide(Some(&s), &rule, 1, 5_400);
+/// assert_eq!((d.remaining, d.retry_after), (0, RetryAfter::After(600)));
+/// ```
+pub fn charge(
+    state: Option<&FixedWindowState>,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> FixedWindowState {
+    let state = state.and_then(|s| s.at(rule, now_us));
+    FixedWindowState {
+        window_start_us: state.map_or(now_us, |s| s.window_start_us),
+        count: state
+            .map_or(0, |s| s.count)
+            .saturating_add(cost)
+            .min(MAX_COUNT),
+    }
+}
+
+/// Gives back up to `amount` of the window's count (`RL.REFUND`), never below 0; `None` when
+/// nothing is left (or nothing was there).
+///
+/// ```
+/// use redis_ratelimit::algo::fixed_window::{refund, FixedWindowState};
+/// use redis_ratelimit::algo::{Algorithm, Rule};
+/// let rule = Rule::new(Algorithm::FixedWindow, 10, 1_000, None).unwrap();
+/// let s = FixedWindowState { window_start_us: 5_000, count: 7 };
+/// assert_eq!(refund(Some(&s), &rule, 3, 5_500).map(|s| s.count), Some(4));
+/// assert_eq!(refund(Some(&s), &rule, 9, 5_500), None);
+/// assert_eq!(refund(Some(&s), &rule, 1, 6_000), None); // the window is over
+/// ```
+pub fn refund(
+    state: Option<&FixedWindowState>,
+    rule: &Rule,
+    amount: u64,
+    now_us: u64,
+) -> Option<FixedWindowState> {
+    let s = state.and_then(|s| s.at(rule, now_us))?;
+    let count = s.count.saturating_sub(amount);
+    (count > 0).then_some(FixedWindowState { count, ..s })
+}
+
 impl Counter for FixedWindowState {
     fn view(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
         self.clamped(now_us)
@@ -208,6 +261,43 @@ impl Kind for FixedWindowState {
             window_start_us: bytes.u64()?,
             count: bytes.u64()?,
         })
+    }
+
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        *self = charge(self.view(stored, rule, now_us).as_ref(), rule, cost, now_us);
+        Change::Updated
+    }
+
+    fn charge_absent(rule: &Rule, cost: u64, now_us: u64) -> Self {
+        charge(None, rule, cost, now_us)
+    }
+
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        counter::refund(self, stored, rule, now_us, |v| {
+            refund(Some(v), rule, amount, now_us)
+        })
+    }
+
+    /// An empty window at the epoch (never ahead of any clock).
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        FixedWindowState {
+            window_start_us: 0,
+            count: 0,
+        }
     }
 
     /// `window_start_us count`: the window's start and the cost admitted in it.

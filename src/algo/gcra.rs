@@ -16,8 +16,17 @@
 //!
 //! So over any span of `d` µs at most `B + limit × d / window` is admitted, exactly.
 //!
+//! **Debt** (`RL.CHARGE`): a charge past the capacity moves `tat` beyond `now + τ`; every
+//! request waits until `tat − τ + n × T`, so the debt drains at the rule's rate. It is bounded
+//! by one window: a charge never moves `tat` beyond `now + τ + W` (the excess is dropped), so a
+//! debt never makes a key wait more than one window longer than an empty bucket does. The state
+//! remembers that its last write left a debt ([`GcraState::debt`]).
+//!
 //! A clock step back can leave `tat − now > τ`, which no sequence of requests produces; such a
-//! state is read as an empty bucket at `now` (`tat = now + τ`). On a rule change the used part
+//! state is read as an empty bucket at `now` (`tat = now + τ`). A state whose last write left a
+//! debt may legitimately be up to `τ + W` ahead: only beyond that is it a clock step, read as
+//! the largest debt at `now` (`tat = now + τ + W`). So a debt is never clamped away, and a step
+//! back of a day still costs at most `τ + W`. On a rule change the used part
 //! of the bucket is kept in cells — `(tat − now) / T_old` cells become
 //! `ceil((tat − now) × T_new / T_old)` µs under the new rule, capped at the new `τ` — so
 //! raising the limit or the burst never denies a request the old rule would have admitted.
@@ -44,14 +53,21 @@ use super::counter::{self, Counter};
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::math::{clamp_u64, div_ceil, mul};
 use super::{Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
-use crate::varint::{put_u128, Reader, Sink};
+use crate::varint::{put_u128, put_u64, Reader, Sink};
 
 /// State of a gcra limiter.
+///
+/// Packed to 8-byte alignment: 24 bytes, so that `State` stays 32 bytes (a `u128` would align
+/// the flag to 16 and grow every key's value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, packed(8))]
 pub struct GcraState {
     /// Theoretical arrival time × `limit`: when the bucket is full again, in units of
     /// `1 / limit` µs since the epoch.
     pub tat_scaled: u128,
+    /// The last write left a debt (`tat` beyond `now + τ`): up to `τ + W` ahead is then not a
+    /// clock step (see the module docs).
+    pub debt: bool,
 }
 
 impl GcraState {
@@ -60,11 +76,21 @@ impl GcraState {
     /// ```
     /// use redis_ratelimit::algo::{gcra::GcraState, Algorithm, Rule};
     /// let rule = Rule::new(Algorithm::Gcra, 3, 1_000_000, None).unwrap();
-    /// assert_eq!(GcraState::from_tat_us(&rule, 7).tat_scaled, 21);
+    /// let tat = GcraState::from_tat_us(&rule, 7).tat_scaled; // packed: copied out
+    /// assert_eq!(tat, 21);
     /// ```
     pub fn from_tat_us(rule: &Rule, tat_us: u64) -> GcraState {
         GcraState {
             tat_scaled: mul(tat_us, rule.limit()),
+            debt: false,
+        }
+    }
+
+    /// A state written at `now_us` with `tat_scaled`: in debt iff beyond `now + τ`.
+    fn written(rule: &Rule, now_us: u64, tat_scaled: u128) -> GcraState {
+        GcraState {
+            tat_scaled,
+            debt: tat_scaled > latest(rule, now_us, false),
         }
     }
 
@@ -83,15 +109,18 @@ impl GcraState {
         self.tat_us_ceil(rule)
     }
 
-    /// Whether `tat − now > τ`: more of the bucket used than it holds (a clock step back).
+    /// Whether `tat − now > τ` (`τ + W` after a debt): more of the bucket used than any write
+    /// can have left (a clock step back).
     pub fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
-        self.tat_scaled > latest(rule, now_us)
+        self.tat_scaled > latest(rule, now_us, self.debt)
     }
 
-    /// The most restrictive state possible at `now_us`: `tat` at most `now + τ`.
+    /// The most restrictive state possible at `now_us`: `tat` at most `now + τ` (`now + τ + W`
+    /// after a debt).
     pub fn clamped(&self, rule: &Rule, now_us: u64) -> GcraState {
         GcraState {
-            tat_scaled: self.tat_scaled.min(latest(rule, now_us)),
+            tat_scaled: self.tat_scaled.min(latest(rule, now_us, self.debt)),
+            debt: self.debt,
         }
     }
 
@@ -119,6 +148,7 @@ impl GcraState {
             .saturating_add(div_ceil(r.saturating_mul(w_new), w_old).unwrap_or(0));
         let state = GcraState {
             tat_scaled: now_scaled(new, now_us).saturating_add(scaled),
+            debt: aged.debt,
         };
         state.at(new, now_us).map(|s| s.clamped(new, now_us))
     }
@@ -129,9 +159,59 @@ fn now_scaled(rule: &Rule, now_us: u64) -> u128 {
     mul(now_us, rule.limit())
 }
 
-/// The latest possible `tat` at `now`: `now + τ`, in units.
-fn latest(rule: &Rule, now_us: u64) -> u128 {
-    now_scaled(rule, now_us).saturating_add(mul(rule.burst(), rule.window_us()))
+/// The latest possible `tat` at `now`: `now + τ`, in units; `now + τ + W` with a debt.
+fn latest(rule: &Rule, now_us: u64, debt: bool) -> u128 {
+    let plain = now_scaled(rule, now_us).saturating_add(mul(rule.burst(), rule.window_us()));
+    if debt {
+        plain.saturating_add(mul(rule.window_us(), rule.limit()))
+    } else {
+        plain
+    }
+}
+
+/// Charges `cost` at `now_us` against `state` (already under `rule` and clamped; `None` =
+/// absent) whatever the capacity says (`RL.CHARGE`): `tat = max(tat, now) + n × T`, at most
+/// `now + τ + W` (the debt's bound, see the module docs).
+///
+/// ```
+/// use redis_ratelimit::algo::gcra::{charge, decide};
+/// use redis_ratelimit::algo::{Algorithm, RetryAfter, Rule};
+/// let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, Some(5)).unwrap(); // T = 100 ms, τ = 500 ms
+/// let s = charge(None, &rule, 8, 0); // 3 cells of debt
+/// assert!(s.debt && s.tat_us_ceil(&rule) == 800_000);
+/// assert_eq!(decide(Some(&s), &rule, 1, 0).0.retry_after, RetryAfter::After(400_000));
+/// // At most one window of debt: τ + W = 1.5 s.
+/// assert_eq!(charge(None, &rule, 1_000, 0).tat_us_ceil(&rule), 1_500_000);
+/// ```
+pub fn charge(state: Option<&GcraState>, rule: &Rule, cost: u64, now_us: u64) -> GcraState {
+    let now = now_scaled(rule, now_us);
+    let tat0 = state.map_or(now, |s| s.tat_scaled.max(now));
+    let tat = tat0
+        .saturating_add(mul(cost, rule.window_us()))
+        .min(latest(rule, now_us, true));
+    GcraState::written(rule, now_us, tat)
+}
+
+/// Gives back up to `amount` cells (`RL.REFUND`): `tat − n × T`, not before `now`; `None` when
+/// the bucket is then full (or was).
+///
+/// ```
+/// use redis_ratelimit::algo::gcra::{refund, GcraState};
+/// use redis_ratelimit::algo::{Algorithm, Rule};
+/// let rule = Rule::new(Algorithm::Gcra, 10, 1_000_000, None).unwrap(); // T = 100 ms
+/// let s = GcraState::from_tat_us(&rule, 700_000);
+/// assert_eq!(refund(Some(&s), &rule, 2, 0).unwrap().tat_us_ceil(&rule), 500_000);
+/// assert_eq!(refund(Some(&s), &rule, 7, 0), None);
+/// ```
+pub fn refund(
+    state: Option<&GcraState>,
+    rule: &Rule,
+    amount: u64,
+    now_us: u64,
+) -> Option<GcraState> {
+    let s = state?;
+    let tat = s.tat_scaled.saturating_sub(mul(amount, rule.window_us()));
+    (tat > now_scaled(rule, now_us)).then(|| GcraState::written(rule, now_us, tat))
 }
 
 /// Decides a request of `cost` at `now_us` against `state` (already under `rule` and clamped;
@@ -183,6 +263,7 @@ pub fn decide(
             decision,
             Some(GcraState {
                 tat_scaled: new_tat,
+                debt: false,
             }),
         )
     } else {
@@ -200,9 +281,11 @@ pub fn decide(
 }
 
 impl Counter for GcraState {
+    /// Clamped, aged and carried over; the debt flag then says whether a debt is left.
     fn view(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
         self.clamped(stored, now_us)
             .carried_over(stored, rule, now_us)
+            .map(|s| GcraState::written(rule, now_us, s.tat_scaled))
     }
 
     fn decide_view(
@@ -257,15 +340,69 @@ impl Kind for GcraState {
         GcraState::is_valid(self, rule)
     }
 
-    /// `tat × limit` (a varint of up to 128 bits).
+    /// `tat × limit` (a varint of up to 128 bits), then, after a debt only, flags `1` (a field
+    /// the previous payload version does not have: such a payload needs a current reader).
     fn encode(&self, out: &mut impl Sink) {
         put_u128(out, self.tat_scaled);
+        if self.debt {
+            put_u64(out, 1);
+        }
     }
 
     fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
         Some(GcraState {
             tat_scaled: bytes.u128()?,
+            debt: false,
         })
+    }
+
+    /// The flags, when present: bit 0 the debt (other bits are left to later versions).
+    fn decode_current(&mut self, bytes: &mut Reader<'_>) -> Option<()> {
+        if !bytes.is_empty() {
+            self.debt = bytes.u64()? & 1 == 1;
+        }
+        Some(())
+    }
+
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        *self = charge(self.view(stored, rule, now_us).as_ref(), rule, cost, now_us);
+        Change::Updated
+    }
+
+    fn charge_absent(rule: &Rule, cost: u64, now_us: u64) -> Self {
+        charge(None, rule, cost, now_us)
+    }
+
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        counter::refund(self, stored, rule, now_us, |v| {
+            refund(Some(v), rule, amount, now_us)
+        })
+    }
+
+    /// A bucket full since the epoch (never ahead of any clock).
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        GcraState {
+            tat_scaled: 0,
+            debt: false,
+        }
+    }
+
+    fn needs_current_reader(&self) -> bool {
+        self.debt
     }
 
     /// `tat_us`: when the bucket is full again (rounded up to a µs).
@@ -349,7 +486,7 @@ mod unit {
         let s = GcraState::from_tat_us(&old, 1_250);
         // 2.5 cells used at 1_000 → 2.5 × 333⅓ = 833⅓ µs: tat' = 1 833⅓.
         let c = s.carried_over(&old, &new, 1_000).unwrap();
-        assert_eq!(c.tat_scaled, 3 * 1_000 + 2_500);
+        assert_eq!({ c.tat_scaled }, 3 * 1_000 + 2_500);
         assert_eq!(c.expires_at_us(&new), 1_834);
         assert_eq!(s.carried_over(&old, &new, 1_250), None);
         // A lower burst caps the used cells at the new tolerance.

@@ -33,6 +33,9 @@ pub enum Replication {
     /// The hit that changed it (`RL.APPLY`): the replica replays it ([`Kind::replay`]), so the
     /// stream stays O(1) per write however large the state.
     Hits,
+    /// Effects of the kind's own commands (`RL.APPLY` with the kind's own payload, e.g. a lease
+    /// acquired or released with the master's time and the id): see that kind's file.
+    Effects,
 }
 
 /// Bounds that keep every call cheap whatever its arguments (configurable by the operator).
@@ -72,6 +75,11 @@ pub struct Hit {
     /// The write needs this release's replay (a reader of the previous payload version would
     /// replay it differently): the payload must say so.
     pub needs_current_replay: bool,
+    /// A refund (`RL.REFUND`) of `cost`, not a charge.
+    pub refund: bool,
+    /// The key's block after the write, when one is in force (a denial that started it, or a
+    /// write during it): the replica stores it as is.
+    pub block: Option<super::block::Block>,
 }
 
 /// The state of one kind of limiter. Every method is pure: time is a parameter.
@@ -83,6 +91,10 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     const TAKES_BURST: bool = false;
     /// How its writes reach replicas and the AOF.
     const REPLICATION: Replication = Replication::State;
+    /// Whether it is a rate limit, served by `RL.ALLOW` / `RL.PEEK` / `RL.THROTTLE` and named by
+    /// `ALGO` (false: leases, served by their own commands; those commands answer a clear error
+    /// on the other kinds, and the rate-limit commands on this one).
+    const RATE_LIMIT: bool = true;
     /// Whether a cost-0 request may change the state (a kind whose reads move it on, as
     /// `limits`' sliding window shifts its counters on every access): then `RL.ALLOW … COST 0`
     /// decides (and may store) instead of only peeking.
@@ -125,6 +137,12 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     /// (fields of a later version, which the codec then ignores).
     fn decode(bytes: &mut Reader<'_>, rule: &Rule) -> Option<Self>;
 
+    /// Reads the fields this release appended to the state after those of payload version 2
+    /// (payloads of version 3 and later only; none by default).
+    fn decode_current(&mut self, _bytes: &mut Reader<'_>) -> Option<()> {
+        Some(())
+    }
+
     /// `RL.INSPECT`'s fields for the state as `RL.PEEK` sees it at `now_us` (`None`: absent).
     fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields);
 
@@ -142,6 +160,44 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     fn hit(&self, _rule: &Rule, _now_us: u64, _cost: u64, _bounds: &Bounds) -> Option<Hit> {
         None
     }
+
+    /// Charges `cost` ≥ 1 at `now_us` under `rule` (the state carried over from `stored` first)
+    /// whatever the capacity says (`RL.CHARGE`): what exceeds the capacity is a *debt*, which
+    /// later requests wait out. Each kind documents its debt and its bound.
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        bounds: &Bounds,
+    ) -> Change;
+
+    /// The state [`Kind::charge`] creates on an absent key.
+    fn charge_absent(rule: &Rule, cost: u64, now_us: u64) -> Self;
+
+    /// Gives back up to `amount` ≥ 1 of what was charged, at `now_us` under `rule` (carried
+    /// over from `stored` first), never below empty (`RL.REFUND`). [`Change::Unchanged`] when
+    /// the state holds nothing at `now_us` (it is left alone: it equals an absent key),
+    /// [`Change::Emptied`] when the refund leaves nothing.
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        bounds: &Bounds,
+    ) -> Change;
+
+    /// A state that holds nothing at `now_us` under `rule`: what a key keeps when it must live
+    /// on for its block alone (a refund emptied it, or a rule change left nothing).
+    fn nothing(rule: &Rule, now_us: u64) -> Self;
+
+    /// Whether the state holds something the previous payload version cannot express (a gcra
+    /// debt): its payload then needs a reader of the current version (see `datatype::codec`).
+    fn needs_current_reader(&self) -> bool {
+        false
+    }
 }
 
 /// Generates [`Algorithm`], [`State`] and the dispatch from the table of kinds.
@@ -157,13 +213,16 @@ macro_rules! state_kinds {
             )+
         }
 
-        /// The state of one key: one variant per kind.
+        /// The state of one key: one variant per kind, and `Blocked` for a kind's state under a
+        /// penalty block (boxed: keys never blocked pay nothing for it; never nested).
         #[derive(Clone, Debug, PartialEq, Eq)]
         pub enum State {
             $(
                 #[doc = concat!("`", $name, "`.")]
                 $variant($ty),
             )+
+            /// A kind's state under a block (see [`super::block`]).
+            Blocked(Box<super::block::Blocked>),
         }
 
         impl Algorithm {
@@ -200,6 +259,11 @@ macro_rules! state_kinds {
                 match self { $(Algorithm::$variant => <$ty as Kind>::REPLICATION,)+ }
             }
 
+            /// Whether it is a rate limit (`RL.ALLOW`, `ALGO`), not leases.
+            pub fn is_rate_limit(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::RATE_LIMIT,)+ }
+            }
+
             /// Decides against an absent key (the caller's rule chooses the kind).
             pub(crate) fn decide_absent(
                 self,
@@ -215,10 +279,21 @@ macro_rules! state_kinds {
                 }
             }
 
-            /// Reads a state of this kind.
-            pub(crate) fn decode_state(self, bytes: &mut Reader<'_>, rule: &Rule) -> Option<State> {
+            /// Reads a state of this kind from a payload of version 2 (`current` false) or later.
+            pub(crate) fn decode_state(
+                self,
+                bytes: &mut Reader<'_>,
+                rule: &Rule,
+                current: bool,
+            ) -> Option<State> {
                 match self {
-                    $(Algorithm::$variant => <$ty as Kind>::decode(bytes, rule).map(State::$variant),)+
+                    $(Algorithm::$variant => {
+                        let mut s = <$ty as Kind>::decode(bytes, rule)?;
+                        if current {
+                            s.decode_current(bytes)?;
+                        }
+                        Some(State::$variant(s))
+                    })+
                 }
             }
 
@@ -228,12 +303,29 @@ macro_rules! state_kinds {
                     $(Algorithm::$variant => <$ty as Kind>::replay_absent(hit).map(State::$variant),)+
                 }
             }
+
+            /// The state a charge creates on an absent key.
+            pub(crate) fn charge_absent(self, rule: &Rule, cost: u64, now_us: u64) -> State {
+                match self {
+                    $(Algorithm::$variant => State::$variant(<$ty as Kind>::charge_absent(rule, cost, now_us)),)+
+                }
+            }
+
+            /// A state of this kind that holds nothing at `now_us`.
+            pub(crate) fn nothing(self, rule: &Rule, now_us: u64) -> State {
+                match self {
+                    $(Algorithm::$variant => State::$variant(<$ty as Kind>::nothing(rule, now_us)),)+
+                }
+            }
         }
 
         impl State {
             /// The algorithm this state belongs to.
             pub fn algorithm(&self) -> Algorithm {
-                match self { $(State::$variant(_) => Algorithm::$variant,)+ }
+                match self {
+                    $(State::$variant(_) => Algorithm::$variant,)+
+                    State::Blocked(b) => b.state.algorithm(),
+                }
             }
 
             pub(crate) fn decide(
@@ -244,53 +336,126 @@ macro_rules! state_kinds {
                 now_us: u64,
                 bounds: &Bounds,
             ) -> (Decision, Change) {
-                match self { $(State::$variant(s) => <$ty as Kind>::decide(s, stored, rule, cost, now_us, bounds),)+ }
-            }
-
-            pub(crate) fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
-                match self { $(State::$variant(s) => <$ty as Kind>::peek(s, stored, rule, cost, now_us),)+ }
-            }
-
-            pub(crate) fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<State> {
                 match self {
-                    $(State::$variant(s) => <$ty as Kind>::carried_over(s, stored, rule, now_us).map(State::$variant),)+
+                    $(State::$variant(s) => <$ty as Kind>::decide(s, stored, rule, cost, now_us, bounds),)+
+                    State::Blocked(b) => b.state.decide(stored, rule, cost, now_us, bounds),
                 }
             }
 
-            pub(crate) fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
-                match self { $(State::$variant(s) => <$ty as Kind>::is_ahead(s, rule, now_us),)+ }
+            pub(crate) fn peek(&self, stored: &Rule, rule: &Rule, cost: u64, now_us: u64) -> Decision {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::peek(s, stored, rule, cost, now_us),)+
+                    State::Blocked(b) => b.state.peek(stored, rule, cost, now_us),
+                }
             }
 
+            /// The kind's state carried over (a block is not carried: the caller keeps it).
+            pub(crate) fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<State> {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::carried_over(s, stored, rule, now_us).map(State::$variant),)+
+                    State::Blocked(b) => b.state.carried_over(stored, rule, now_us),
+                }
+            }
+
+            /// Whether the kind's state lies ahead of `now_us` (the block is the limiter's).
+            pub(crate) fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::is_ahead(s, rule, now_us),)+
+                    State::Blocked(b) => b.state.is_ahead(rule, now_us),
+                }
+            }
+
+            /// When the kind's state is as absent (the block is the limiter's).
             pub(crate) fn expires_at_us(&self, rule: &Rule) -> u64 {
-                match self { $(State::$variant(s) => <$ty as Kind>::expires_at_us(s, rule),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::expires_at_us(s, rule),)+
+                    State::Blocked(b) => b.state.expires_at_us(rule),
+                }
             }
 
             pub(crate) fn is_valid(&self, rule: &Rule) -> bool {
-                match self { $(State::$variant(s) => <$ty as Kind>::is_valid(s, rule),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::is_valid(s, rule),)+
+                    State::Blocked(b) => {
+                        b.block.is_valid()
+                            && !matches!(b.state, State::Blocked(_))
+                            && b.state.is_valid(rule)
+                    }
+                }
             }
 
-            /// Appends the state's payload bytes.
+            /// Appends the kind's state payload bytes (a block is an envelope record).
             pub fn encode(&self, out: &mut impl Sink) {
-                match self { $(State::$variant(s) => <$ty as Kind>::encode(s, out),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::encode(s, out),)+
+                    State::Blocked(b) => b.state.encode(out),
+                }
             }
 
             pub(crate) fn inspect(&self, stored: &Rule, now_us: u64, out: &mut Fields) {
-                match self { $(State::$variant(s) => <$ty as Kind>::inspect(Some(s), stored, now_us, out),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::inspect(Some(s), stored, now_us, out),)+
+                    State::Blocked(b) => b.state.inspect(stored, now_us, out),
+                }
             }
 
             pub(crate) fn replay(&mut self, stored: &Rule, hit: &Hit) -> Option<Change> {
-                match self { $(State::$variant(s) => <$ty as Kind>::replay(s, stored, hit),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::replay(s, stored, hit),)+
+                    State::Blocked(b) => b.state.replay(stored, hit),
+                }
             }
 
             pub(crate) fn hit(&self, rule: &Rule, now_us: u64, cost: u64, bounds: &Bounds) -> Option<Hit> {
-                match self { $(State::$variant(s) => <$ty as Kind>::hit(s, rule, now_us, cost, bounds),)+ }
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::hit(s, rule, now_us, cost, bounds),)+
+                    State::Blocked(b) => b.state.hit(rule, now_us, cost, bounds),
+                }
+            }
+
+            pub(crate) fn charge(
+                &mut self,
+                stored: &Rule,
+                rule: &Rule,
+                cost: u64,
+                now_us: u64,
+                bounds: &Bounds,
+            ) -> Change {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::charge(s, stored, rule, cost, now_us, bounds),)+
+                    State::Blocked(b) => b.state.charge(stored, rule, cost, now_us, bounds),
+                }
+            }
+
+            pub(crate) fn refund(
+                &mut self,
+                stored: &Rule,
+                rule: &Rule,
+                amount: u64,
+                now_us: u64,
+                bounds: &Bounds,
+            ) -> Change {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::refund(s, stored, rule, amount, now_us, bounds),)+
+                    State::Blocked(b) => b.state.refund(stored, rule, amount, now_us, bounds),
+                }
+            }
+
+            /// Whether the kind's state needs a reader of the current payload version.
+            pub fn needs_current_reader(&self) -> bool {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::needs_current_reader(s),)+
+                    State::Blocked(b) => b.state.needs_current_reader(),
+                }
             }
         }
     };
 }
 
+use super::block::{Block, Blocked};
 use super::{
-    FixedWindowState, GcraState, LimitsSlidingState, MovingWindowState, SlidingWindowState,
+    FixedWindowState, GcraState, LeasesState, LimitsSlidingState, MovingWindowState,
+    SlidingWindowState,
 };
 
 // The table: tag (payload byte, never reused) => variant(state type), name. Tags are part of the
@@ -301,9 +466,15 @@ state_kinds! {
     3 => Gcra(GcraState), "gcra";
     4 => MovingWindow(MovingWindowState), "moving-window";
     5 => LimitsSlidingWindow(LimitsSlidingState), "limits-sliding-window";
+    6 => Leases(LeasesState), "leases";
 }
 
 impl Algorithm {
+    /// The rate limits (every kind but leases), in tag order.
+    pub fn rate_limits() -> impl Iterator<Item = Algorithm> {
+        Algorithm::ALL.iter().copied().filter(|a| a.is_rate_limit())
+    }
+
     /// Parses a command-line name, case-insensitively.
     ///
     /// ```
@@ -316,5 +487,65 @@ impl Algorithm {
             .iter()
             .copied()
             .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+    }
+}
+
+impl State {
+    /// The kind's own state (inside a block, if any).
+    pub fn kind(&self) -> &State {
+        match self {
+            State::Blocked(b) => &b.state,
+            other => other,
+        }
+    }
+
+    /// The kind's own state, to change in place (inside a block, if any).
+    pub fn kind_mut(&mut self) -> &mut State {
+        match self {
+            State::Blocked(b) => &mut b.state,
+            other => other,
+        }
+    }
+
+    /// The block stored with the state, if any (it may have ended: see [`Block::active`]).
+    pub fn block(&self) -> Option<Block> {
+        match self {
+            State::Blocked(b) => Some(b.block),
+            _ => None,
+        }
+    }
+
+    /// Stores `block` with the state (`None` removes it), keeping the kind's state.
+    pub fn set_block(&mut self, block: Option<Block>) {
+        match (block, &mut *self) {
+            (Some(block), State::Blocked(b)) => b.block = block,
+            (Some(block), _) => {
+                let state = self.take_kind();
+                *self = State::Blocked(Box::new(Blocked { block, state }));
+            }
+            (None, State::Blocked(_)) => *self = self.take_kind(),
+            (None, _) => {}
+        }
+    }
+
+    /// Replaces the kind's state, keeping the block.
+    pub fn set_kind(&mut self, state: State) {
+        let state = match state {
+            State::Blocked(b) => b.state,
+            other => other,
+        };
+        *self.kind_mut() = state;
+    }
+
+    /// Moves the kind's state out, leaving a cheap placeholder in `self`.
+    fn take_kind(&mut self) -> State {
+        let placeholder = State::FixedWindow(FixedWindowState {
+            window_start_us: 0,
+            count: 0,
+        });
+        match std::mem::replace(self, placeholder) {
+            State::Blocked(b) => b.state,
+            other => other,
+        }
     }
 }

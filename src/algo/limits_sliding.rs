@@ -206,6 +206,35 @@ impl LimitsSlidingState {
         (d, store_shift)
     }
 
+    /// `RL.CHARGE`: after the shift an access makes, the current counter grows by `cost` (or
+    /// starts at `cost` for `2E`) whatever the limit says, as limits' acquire does once admitted.
+    /// The weighted count may then pass the limit — a debt that requests wait out as the
+    /// previous counter's weight decays and the counters expire: never longer than `2E` after
+    /// the charge (the current counter's expiry).
+    fn charged(&self, rule: &Rule, cost: u64, now_us: u64) -> LimitsSlidingState {
+        let t = now_us / 1000;
+        let (mut w, _) = self.accessed(rule, t);
+        if w.current_expire_ms > t {
+            w.current = w.current.saturating_add(cost).min(MAX_COUNT);
+        } else {
+            w.current = cost.min(MAX_COUNT);
+            w.current_expire_ms = t.saturating_add(window_ms(rule).saturating_mul(2));
+        }
+        w
+    }
+
+    /// `RL.REFUND` on an accessed state: from the current counter first, then the previous one,
+    /// never below 0 (expiries kept); `None` when both are then 0.
+    fn refunded(&self, amount: u64) -> Option<LimitsSlidingState> {
+        let mut w = *self;
+        let from_current = amount.min(w.current);
+        w.current = w.current.saturating_sub(from_current);
+        w.previous = w
+            .previous
+            .saturating_sub(amount.saturating_sub(from_current));
+        (w.current > 0 || w.previous > 0).then_some(w)
+    }
+
     /// The most restrictive state possible at `now_us` (a clock step back): a current counter
     /// expires at most `2E` from now, a previous one at most `E`.
     fn clamped(&self, rule: &Rule, now_us: u64) -> LimitsSlidingState {
@@ -274,6 +303,55 @@ impl Kind for LimitsSlidingState {
             && self.last_expire_ms() <= MAX_TIMESTAMP_US / 1000
             && (self.current == 0 || self.current_expire_ms != 0)
             && (self.previous == 0 || self.previous_expire_ms != 0)
+    }
+
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        *self = self.clamped(stored, now_us).charged(rule, cost, now_us);
+        Change::Updated
+    }
+
+    fn charge_absent(rule: &Rule, cost: u64, now_us: u64) -> Self {
+        LimitsSlidingState::default().charged(rule, cost, now_us)
+    }
+
+    /// Counters that hold nothing (both 0) give nothing back, but the access's shift is stored,
+    /// as a read's is; a refund that leaves both at 0 empties the key.
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        let Some(view) = Kind::carried_over(self, stored, rule, now_us) else {
+            return Change::Unchanged;
+        };
+        if view.current == 0 && view.previous == 0 {
+            if view == *self {
+                return Change::Unchanged;
+            }
+            *self = view;
+            return Change::Updated;
+        }
+        match view.refunded(amount) {
+            Some(w) => {
+                *self = w;
+                Change::Updated
+            }
+            None => Change::Emptied,
+        }
+    }
+
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        LimitsSlidingState::default()
     }
 
     /// `current current_expire_ms previous previous_expire_ms`.

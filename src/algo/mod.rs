@@ -10,8 +10,9 @@
 //! table of kinds that generates [`Algorithm`] and [`State`]); then one file per kind:
 //! [`sliding_window`], [`fixed_window`], [`gcra`] (the counters, sharing `counter`) and
 //! [`moving_window`] (on [`run_log`]), [`limits_sliding`] (the `limits` library's sliding window
-//! counter, reproduced exactly). Adding a kind = a file implementing [`Kind`] + a line in
-//! the table.
+//! counter, reproduced exactly); and [`leases`], concurrency leases rather than a rate
+//! (`RL.ACQUIRE` / `RL.RELEASE`). Adding a kind = a file implementing [`Kind`] + a line in the
+//! table.
 //!
 //! Time is in microseconds since the Unix epoch (`u64`). Durations are microseconds too.
 //!
@@ -38,6 +39,12 @@
 //! * When the stored state had to be converted (rule change) or clamped (clock step), a denied
 //!   `RL.ALLOW` still stores the converted state ([`Outcome::Updated`]), so that the key's TTL
 //!   and every later reply follow from what the reply said.
+//! * **Debts and refunds** ([`Limiter::charge`], [`Limiter::refund`]): each kind charges past
+//!   its capacity and gives back in its own way, with a bounded debt ([`Kind::charge`],
+//!   [`Kind::refund`]); a gcra debt is the one state "ahead" that is not a clock step.
+//! * **Blocks** ([`block`]): a penalty laid over any kind ([`Limiter::decide_with`]), stored in
+//!   the `State::Blocked` box only by keys that have one.
+//! * **Several keys** ([`multi`]): every group decided first, then all charged or none.
 //!
 //! Every computation is checked or saturating (products in `u128`), so any decoded state — even
 //! one failing [`Limiter::is_valid`] — is handled without panicking; the exact guarantees above
@@ -67,13 +74,16 @@
     clippy::arithmetic_side_effects
 )]
 
+pub mod block;
 pub mod decision;
 pub mod fixed_window;
 pub mod gcra;
 pub mod kind;
+pub mod leases;
 pub mod limiter;
 pub mod limits_sliding;
 pub mod moving_window;
+pub mod multi;
 pub mod rule;
 pub mod run_log;
 pub mod sliding_window;
@@ -81,10 +91,12 @@ pub mod sliding_window;
 mod counter;
 mod math;
 
+pub use block::{Block, MAX_BLOCK_US};
 pub use decision::{Decision, RetryAfter};
 pub use fixed_window::FixedWindowState;
 pub use gcra::GcraState;
 pub use kind::{Algorithm, Bounds, Hit, Kind, Replication, State};
+pub use leases::LeasesState;
 pub use limiter::{AlgorithmMismatch, Limiter, Outcome, Verdict};
 pub use limits_sliding::LimitsSlidingState;
 pub use moving_window::MovingWindowState;
@@ -95,6 +107,8 @@ pub use sliding_window::SlidingWindowState;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod reference;
+#[cfg(test)]
+mod settle_tests;
 #[cfg(test)]
 mod tests;
 

@@ -28,6 +28,12 @@
 //! `C`; then a hit joins the newest run whatever its bucket. With `C` = 100,000, `g` is 21 µs
 //! for `W` = 1 s, 1.2 ms for 1 min, 72 ms for 1 h.
 //!
+//! **Debt and refunds.** `RL.CHARGE` adds its cost as a run like any other, past the limit if
+//! need be: the in-window sum then exceeds the limit (a *debt*) and requests wait until enough
+//! runs have left the window — each within `W`, so a debt never outlives its window (the sum is
+//! bounded by `MAX_COUNT`). `RL.REFUND` takes its amount back from the newest runs backwards
+//! (a run given back entirely is dropped), in O(log runs) like everything else.
+//!
 //! **Clock steps.** Runs after `now` (a clock that stepped back) are read as if made at `now`,
 //! the latest they can have been made; a write stores them so. **Rule changes** keep the log
 //! (entries are timestamps): what the old window had already dropped stays dropped (an entry
@@ -288,6 +294,56 @@ impl MovingWindowState {
             self.newest_count = cost.min(MAX_COUNT);
         }
         self.release_retired();
+        true
+    }
+
+    /// Gives back up to `amount` ≥ 1 at `now_us` under `new` (after `old`): clamps and trims as
+    /// [`MovingWindowState::commit`] does, then takes the amount from the newest run backwards.
+    /// Returns `false` when nothing is left. O(log runs): the run where the kept sum ends is
+    /// found by the older log's running sums, and everything after it is cut at once.
+    pub fn refund(&mut self, old: &Rule, new: &Rule, now_us: u64, amount: u64) -> bool {
+        self.clamp(now_us);
+        let alive = self.trim(Horizon::new(old, new, now_us));
+        let alive = alive && self.take_back(amount);
+        self.release_retired();
+        alive
+    }
+
+    /// Removes `amount` from the newest runs backwards; `false` when nothing is left.
+    fn take_back(&mut self, amount: u64) -> bool {
+        if self.newest_count > amount {
+            self.newest_count = self.newest_count.saturating_sub(amount);
+            return true;
+        }
+        let left = amount.saturating_sub(self.newest_count);
+        let Some(log) = self.older.as_mut() else {
+            return false;
+        };
+        let older_total = log.total();
+        if log.is_empty() || left >= older_total {
+            log.clear();
+            return false;
+        }
+        // Keep the oldest `keep` ≥ 1 of the older runs: up to the first run where their sum
+        // reaches it, that run cut down to what is kept of it.
+        let keep = older_total.saturating_sub(left);
+        let head = log.head();
+        let Some(last) = log.first_reaching(&head, keep) else {
+            log.clear();
+            return false;
+        };
+        let kept_of_last = keep.saturating_sub(log.sum_before(&last));
+        if let Some(after) = log.next(&last) {
+            log.truncate_at(&after);
+        }
+        // The last kept run becomes the newest.
+        if last == log.head() {
+            log.clear();
+        } else {
+            log.truncate_at(&last);
+        }
+        self.newest_ts = last.ts;
+        self.newest_count = kept_of_last;
         true
     }
 
@@ -579,7 +635,57 @@ impl Kind for MovingWindowState {
         out.push(("runs", runs));
     }
 
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        bounds: &Bounds,
+    ) -> Change {
+        self.commit(stored, rule, now_us, cost, bounds);
+        Change::Updated
+    }
+
+    fn charge_absent(_rule: &Rule, cost: u64, now_us: u64) -> Self {
+        MovingWindowState::new(now_us, cost)
+    }
+
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        if self.counted(stored, rule, now_us).is_none() {
+            return Change::Unchanged;
+        }
+        if self.refund(stored, rule, now_us, amount) {
+            Change::Updated
+        } else {
+            Change::Emptied
+        }
+    }
+
+    /// One run at the epoch, long out of any window (the clock is always past 1971, one
+    /// 365-day window after the epoch) and never ahead of any clock.
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        MovingWindowState::new(0, 1)
+    }
+
     fn replay(&mut self, stored: &Rule, hit: &Hit) -> Option<Change> {
+        if hit.refund {
+            return Some(Kind::refund(
+                self,
+                stored,
+                &hit.rule,
+                hit.cost,
+                hit.now_us,
+                &hit.bounds,
+            ));
+        }
         let alive = if hit.needs_current_replay {
             self.commit(stored, &hit.rule, hit.now_us, hit.cost, &hit.bounds)
         } else {
@@ -608,6 +714,8 @@ impl Kind for MovingWindowState {
             bounds: *bounds,
             after: Some((u64::try_from(runs).unwrap_or(u64::MAX), self.total())),
             needs_current_replay: *bounds != Bounds::DEFAULT || runs >= threshold(bounds.max_runs),
+            refund: false,
+            block: None,
         })
     }
 }

@@ -9,6 +9,10 @@
 //! Clock steps follow the definition "a state ahead of `t` is read as the most restrictive state
 //! possible at `t`": every model has [`Model::at`], which re-anchors it at `t`, and every
 //! question is asked of `m.at(t)`.
+//!
+//! Debts (`RL.CHARGE`, [`Model::force`]) and refunds ([`Model::give_back`]) follow the issue's
+//! definitions per algorithm; a penalty block is a predicate on time laid over any model
+//! ([`decide_blocked`], [`settled`]).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -19,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Decision, RetryAfter, Rule};
+use super::{Decision, RetryAfter, Rule, MAX_COUNT};
 
 /// A model of one key under one rule.
 pub trait Model: Clone {
@@ -35,6 +39,83 @@ pub trait Model: Clone {
     fn charge(&mut self, rule: &Rule, t: u64, cost: u64);
     /// The key as the new rule sees it after a rule change at `t`.
     fn carry_over(&self, old: &Rule, new: &Rule, t: u64) -> Self;
+    /// Charges `cost` at `t` whatever the limit says (a debt), within the debt's bound.
+    fn force(&mut self, rule: &Rule, t: u64, cost: u64);
+    /// Gives back up to `amount` at `t`, never below empty.
+    fn give_back(&mut self, rule: &Rule, t: u64, amount: u64);
+}
+
+/// Whether the model holds nothing at `t` (its full capacity would pass).
+pub fn is_empty<M: Model>(m: &M, rule: &Rule, t: u64) -> bool {
+    m.admits(rule, t, rule.capacity())
+}
+
+/// The reference decision under a block that ends at `until` (as seen at `now`, `> now`): a
+/// request passes at `t` iff `t ≥ until` and the model admits it then; `remaining` 0 now.
+pub fn decide_blocked<M: Model>(m: &M, rule: &Rule, cost: u64, now: u64, until: u64) -> Decision {
+    let m = &m.at(rule, now);
+    let cap = rule.capacity();
+    let passes = |t: u64, c: u64| t >= until && m.admits(rule, t, c);
+    let reset_after_us = first_delay(now, 0, |t| passes(t, cap));
+    let (allowed, retry_after) = if cost == 0 {
+        (true, RetryAfter::Now)
+    } else if cost > cap {
+        (false, RetryAfter::Never)
+    } else {
+        (
+            false,
+            RetryAfter::After(first_delay(now, 1, |t| passes(t, cost))),
+        )
+    };
+    Decision {
+        allowed,
+        capacity: cap,
+        remaining: 0,
+        retry_after,
+        reset_after_us,
+    }
+}
+
+/// What `RL.CHARGE` / `RL.REFUND` reply about a key (`until`: a block's end, 0 for none):
+/// whether a cost-1 request passes now, how many would, when one will, when it is full again.
+pub fn settled<M: Model>(m: &M, rule: &Rule, now: u64, until: u64) -> Decision {
+    let m = &m.at(rule, now);
+    let cap = rule.capacity();
+    let passes = |t: u64, c: u64| t >= until && m.admits(rule, t, c);
+    let remaining = if passes(now, cap) {
+        cap
+    } else if !passes(now, 1) {
+        0
+    } else {
+        first_true(0, cap, |k| !passes(now, k + 1))
+    };
+    let one = first_delay(now, 0, |t| passes(t, 1));
+    Decision {
+        allowed: one == 0,
+        capacity: cap,
+        remaining,
+        retry_after: if one == 0 {
+            RetryAfter::Now
+        } else {
+            RetryAfter::After(one)
+        },
+        reset_after_us: first_delay(now, 0, |t| passes(t, cap)),
+    }
+}
+
+/// Removes up to `amount` from the newest entries backwards.
+fn take_newest(entries: &mut Vec<(u64, u64)>, mut amount: u64) {
+    while amount > 0 {
+        let Some(last) = entries.last_mut() else {
+            return;
+        };
+        if last.1 > amount {
+            last.1 -= amount;
+            return;
+        }
+        amount -= last.1;
+        entries.pop();
+    }
 }
 
 /// Smallest `x` in `[lo, hi]` with `pred(x)`, for a monotone `pred` with `pred(hi)`.
@@ -138,6 +219,11 @@ impl Model for FixedRef {
         if m.is_ahead(rule, t) {
             m.start = t; // the latest start possible
         }
+        if !m.active(rule, t) {
+            // A window that is over is gone (a later step back of the clock does not bring it
+            // back).
+            m.admitted.clear();
+        }
         m
     }
     fn is_ahead(&self, _rule: &Rule, t: u64) -> bool {
@@ -160,6 +246,24 @@ impl Model for FixedRef {
             m
         } else {
             Self::empty()
+        }
+    }
+    /// The count may pass the limit (up to `MAX_COUNT`) until the window ends.
+    fn force(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
+        if !self.active(rule, t) {
+            self.start = t;
+            self.admitted.clear();
+        }
+        let room = u128::from(MAX_COUNT) - self.count(rule, t);
+        self.admitted.push((t, cost.min(room as u64)));
+    }
+    /// `count − n`, never below 0.
+    fn give_back(&mut self, rule: &Rule, t: u64, amount: u64) {
+        *self = self.at(rule, t);
+        if self.active(rule, t) {
+            take_newest(&mut self.admitted, amount);
+            self.admitted.retain(|&(_, c)| c > 0);
         }
     }
 }
@@ -200,12 +304,20 @@ impl Model for SlidingRef {
                     .collect(),
                 latest: Some(idx),
             },
-            _ => self.clone(),
+            // As written at t (a write that changes no count, e.g. a block's start, still
+            // makes t's window the latest written).
+            Some(_) => SlidingRef {
+                counts: self.counts.clone(),
+                latest: Some(idx),
+            },
+            None => self.clone(),
         }
     }
     fn is_ahead(&self, rule: &Rule, t: u64) -> bool {
-        self.latest
-            .is_some_and(|l| l > Self::index(rule.window_us(), t))
+        // Counts written in a window after t's (counts of 0 are nothing ahead).
+        self.latest.is_some_and(|l| {
+            l > Self::index(rule.window_us(), t) && (self.count(l) > 0 || self.count(l - 1) > 0)
+        })
     }
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
         let m = self.at(rule, t);
@@ -236,24 +348,71 @@ impl Model for SlidingRef {
             latest: Some(new_idx),
         }
     }
+    /// The current window's count may pass the limit (up to `MAX_COUNT`).
+    fn force(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
+        let idx = Self::index(rule.window_us(), t);
+        let c = self.counts.entry(idx).or_insert(0);
+        *c = (*c + u128::from(cost)).min(u128::from(MAX_COUNT));
+        self.latest = Some(idx);
+    }
+    /// From the current window's count first, then the previous one's.
+    fn give_back(&mut self, rule: &Rule, t: u64, amount: u64) {
+        *self = self.at(rule, t);
+        let idx = Self::index(rule.window_us(), t);
+        if self.count(idx) == 0 && self.count(idx - 1) == 0 {
+            return;
+        }
+        let mut left = u128::from(amount);
+        for i in [idx, idx - 1] {
+            let c = self.counts.entry(i).or_insert(0);
+            let taken = left.min(*c);
+            *c -= taken;
+            left -= taken;
+        }
+        self.latest = Some(idx);
+    }
 }
 
 /// Token bucket by its definition, in exact integers: `burst` tokens, refilled at `limit`
 /// tokens per `window`. Scaled by `window`: one token is `window` units, the bucket holds
 /// `burst × window` units and gains `limit` units per µs. `None` = full.
+///
+/// A debt is a negative level, at most one window's refill deep (`−limit × window` units); the
+/// model remembers whether its last change left one (`debt`), and only then may the level be
+/// below 0 — below that floor it is a clock step.
 #[derive(Clone, Debug)]
 pub struct BucketRef {
     /// (level in units, at time) of the last change.
     level_at: Option<(i128, i128)>,
+    /// The last change left a debt.
+    debt: bool,
 }
 
 impl BucketRef {
     fn cap(rule: &Rule) -> i128 {
         i128::from(rule.burst()) * i128::from(rule.window_us())
     }
-    /// The level at `t`, never above full nor below empty.
+    /// How far below empty a debt may go: one window of refill.
+    fn deepest(rule: &Rule) -> i128 {
+        -i128::from(rule.limit()) * i128::from(rule.window_us())
+    }
+    fn floor(&self, rule: &Rule) -> i128 {
+        if self.debt {
+            Self::deepest(rule)
+        } else {
+            0
+        }
+    }
+    /// The level at `t`, never above full nor below the floor.
     fn level(&self, rule: &Rule, t: u64) -> i128 {
-        self.raw_level(rule, t).clamp(0, Self::cap(rule))
+        self.raw_level(rule, t)
+            .clamp(self.floor(rule), Self::cap(rule))
+    }
+    /// Sets the level at `t` after a change; the debt flag says whether it is below empty.
+    fn set(&mut self, level: i128, t: u64) {
+        self.level_at = Some((level, i128::from(t)));
+        self.debt = level < 0;
     }
     /// Before the last change (a clock step back) the level is lower by the refill it missed.
     fn raw_level(&self, rule: &Rule, t: u64) -> i128 {
@@ -268,25 +427,30 @@ impl BucketRef {
 
 impl Model for BucketRef {
     fn empty() -> Self {
-        BucketRef { level_at: None }
+        BucketRef {
+            level_at: None,
+            debt: false,
+        }
     }
     fn at(&self, rule: &Rule, t: u64) -> Self {
         match self.level_at {
             None => self.clone(),
-            Some(_) => BucketRef {
-                level_at: Some((self.level(rule, t), i128::from(t))),
-            },
+            Some(_) => {
+                let mut m = Self::empty();
+                m.set(self.level(rule, t), t);
+                m
+            }
         }
     }
     fn is_ahead(&self, rule: &Rule, t: u64) -> bool {
-        self.raw_level(rule, t) < 0
+        self.raw_level(rule, t) < self.floor(rule)
     }
     fn admits(&self, rule: &Rule, t: u64, cost: u64) -> bool {
         self.level(rule, t) >= i128::from(cost) * i128::from(rule.window_us())
     }
     fn charge(&mut self, rule: &Rule, t: u64, cost: u64) {
         let level = self.level(rule, t) - i128::from(cost) * i128::from(rule.window_us());
-        self.level_at = Some((level, i128::from(t)));
+        self.set(level, t);
     }
     fn carry_over(&self, old: &Rule, new: &Rule, t: u64) -> Self {
         let used = Self::cap(old) - self.level(old, t);
@@ -294,12 +458,30 @@ impl Model for BucketRef {
             return Self::empty();
         }
         // The same number of tokens used (rounded up to a whole unit of the new rule), never
-        // more than the new bucket holds.
+        // more than the new bucket holds — or, after a debt, than one window more.
         let (w_old, w_new) = (i128::from(old.window_us()), i128::from(new.window_us()));
         // used × w_new / w_old, rounded up; split so that the product fits in i128.
         let used_new = used / w_old * w_new + ((used % w_old) * w_new + w_old - 1) / w_old;
-        BucketRef {
-            level_at: Some(((Self::cap(new) - used_new).max(0), i128::from(t))),
+        let floor = if self.debt { Self::deepest(new) } else { 0 };
+        let mut m = Self::empty();
+        m.set((Self::cap(new) - used_new).max(floor), t);
+        m
+    }
+    /// A debt: the level goes below empty, at most one window's refill deep.
+    fn force(&mut self, rule: &Rule, t: u64, cost: u64) {
+        let level = self.level(rule, t) - i128::from(cost) * i128::from(rule.window_us());
+        self.set(level.max(Self::deepest(rule)), t);
+    }
+    /// Tokens back, never above full (which is as absent).
+    fn give_back(&mut self, rule: &Rule, t: u64, amount: u64) {
+        if self.level_at.is_none() {
+            return;
+        }
+        let level = self.level(rule, t) + i128::from(amount) * i128::from(rule.window_us());
+        if level >= Self::cap(rule) {
+            *self = Self::empty();
+        } else {
+            self.set(level, t);
         }
     }
 }
@@ -362,6 +544,20 @@ impl Model for LogRef {
                 .collect(),
         }
     }
+    /// An entry like any other, past the limit if need be (the stored sum at most `MAX_COUNT`).
+    fn force(&mut self, rule: &Rule, t: u64, cost: u64) {
+        *self = self.at(rule, t);
+        let stored: u64 = self.entries.iter().map(|&(_, c)| c).sum();
+        let cost = cost.min(MAX_COUNT - stored);
+        if cost > 0 {
+            self.entries.push((t, cost));
+        }
+    }
+    /// From the newest entries backwards.
+    fn give_back(&mut self, rule: &Rule, t: u64, amount: u64) {
+        *self = self.at(rule, t);
+        take_newest(&mut self.entries, amount);
+    }
 }
 
 /// `limits`' sliding window counter as its Lua scripts (`acquire_sliding_window.lua`,
@@ -413,6 +609,40 @@ impl LimitsLua {
             None => self.current = Some((amount, t + expiry_ms * 2)),
         }
         true
+    }
+
+    /// `RL.CHARGE` on these keys: the shift, then `INCRBY` (or a new key of `amount` for
+    /// `2 × expiry`) without the limit's check.
+    pub fn charge(&mut self, expiry_ms: u64, amount: u64, t: u64) {
+        self.shift(expiry_ms, t);
+        match Self::live(self.current, t) {
+            Some((v, e)) => self.current = Some((v + amount, e)),
+            None => self.current = Some((amount, t + expiry_ms * 2)),
+        }
+    }
+
+    /// `RL.REFUND` on these keys: the shift, then `DECRBY` on the current key and the rest on
+    /// the previous one, never below 0; both keys deleted when both are then 0. Nothing when both
+    /// already hold 0.
+    pub fn refund(&mut self, expiry_ms: u64, amount: u64, t: u64) {
+        self.shift(expiry_ms, t);
+        let (c, p) = (self.read(t).2, self.read(t).0);
+        if c == 0 && p == 0 {
+            return;
+        }
+        let from_current = amount.min(c);
+        let from_previous = (amount - from_current).min(p);
+        if c - from_current == 0 && p - from_previous == 0 {
+            self.current = None;
+            self.previous = None;
+            return;
+        }
+        if let Some((v, e)) = Self::live(self.current, t) {
+            self.current = Some((v - from_current, e));
+        }
+        if let Some((v, e)) = Self::live(self.previous, t) {
+            self.previous = Some((v - from_previous, e));
+        }
     }
 
     /// `sliding_window.lua` at `t`, as limits' storage reads it: (previous count, previous ttl

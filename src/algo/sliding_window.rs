@@ -189,6 +189,64 @@ pub fn decide(
     }
 }
 
+/// Charges `cost` at `now_us` against `state` (already under `rule`; `None` = absent) whatever
+/// the limit says (`RL.CHARGE`): the current window's count may exceed the limit — a *debt*.
+/// Requests are denied while the weighted count leaves no room; in the next window the debt
+/// weighs `current × (W − e) / W` and decays to nothing by its end, so a debt never outlives
+/// the window after the one it was made in. Counts are bounded by `MAX_COUNT`.
+///
+/// ```
+/// use redis_ratelimit::algo::sliding_window::{charge, decide};
+/// use redis_ratelimit::algo::{Algorithm, RetryAfter, Rule};
+/// let rule = Rule::new(Algorithm::SlidingWindow, 10, 1_000, None).unwrap();
+/// let s = charge(None, &rule, 20, 5_000); // twice the limit, at a window's start
+/// assert_eq!((s.window_start_us, s.current), (5_000, 20));
+/// // Next window: 20 × (1000 − e) / 1000 + 1 ≤ 10 from e = 550 on.
+/// let (d, _) = decide(Some(&s), &rule, 1, 5_100);
+/// assert_eq!(d.retry_after, RetryAfter::After(1_450));
+/// ```
+pub fn charge(
+    state: Option<&SlidingWindowState>,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> SlidingWindowState {
+    let view = View::new(state, rule, now_us);
+    SlidingWindowState {
+        current: view.state.current.saturating_add(cost).min(MAX_COUNT),
+        ..view.state
+    }
+}
+
+/// Gives back up to `amount` (`RL.REFUND`): from the current window's count first, then from
+/// the previous window's, never below 0; `None` when nothing is left (or nothing was there).
+///
+/// ```
+/// use redis_ratelimit::algo::sliding_window::{refund, SlidingWindowState};
+/// use redis_ratelimit::algo::{Algorithm, Rule};
+/// let rule = Rule::new(Algorithm::SlidingWindow, 10, 1_000, None).unwrap();
+/// let s = SlidingWindowState { window_start_us: 5_000, current: 2, previous: 6 };
+/// let r = refund(Some(&s), &rule, 5, 5_500).unwrap();
+/// assert_eq!((r.current, r.previous), (0, 3));
+/// assert_eq!(refund(Some(&s), &rule, 8, 5_500), None);
+/// ```
+pub fn refund(
+    state: Option<&SlidingWindowState>,
+    rule: &Rule,
+    amount: u64,
+    now_us: u64,
+) -> Option<SlidingWindowState> {
+    let s = state.and_then(|s| s.at(rule, now_us))?;
+    let from_current = amount.min(s.current);
+    let from_previous = amount.saturating_sub(from_current).min(s.previous);
+    let r = SlidingWindowState {
+        current: s.current.saturating_sub(from_current),
+        previous: s.previous.saturating_sub(from_previous),
+        ..s
+    };
+    (r.current > 0 || r.previous > 0).then_some(r)
+}
+
 /// When every weight of `state` has decayed (0 for an empty state).
 fn expiry(state: &SlidingWindowState, w: u64) -> u64 {
     if state.current > 0 {
@@ -374,6 +432,44 @@ impl Kind for SlidingWindowState {
             current: bytes.u64()?,
             previous: bytes.u64()?,
         })
+    }
+
+    fn charge(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        *self = charge(self.view(stored, rule, now_us).as_ref(), rule, cost, now_us);
+        Change::Updated
+    }
+
+    fn charge_absent(rule: &Rule, cost: u64, now_us: u64) -> Self {
+        charge(None, rule, cost, now_us)
+    }
+
+    fn refund(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        amount: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        counter::refund(self, stored, rule, now_us, |v| {
+            refund(Some(v), rule, amount, now_us)
+        })
+    }
+
+    /// Empty windows at the epoch (never ahead of any clock).
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        SlidingWindowState {
+            window_start_us: 0,
+            current: 0,
+            previous: 0,
+        }
     }
 
     /// `window_start_us current previous`: the aligned window containing now and the counts of

@@ -11,10 +11,10 @@ use super::reference::{self, BucketRef, FixedRef, LimitsLua, LogRef, Model, Slid
 use super::*;
 
 /// splitmix64: small, deterministic, good enough for test inputs.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -22,16 +22,16 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(super) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         match (hi - lo).checked_add(1) {
             Some(span) => lo + self.next() % span,
             None => self.next(),
         }
     }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(super) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.range(0, items.len() as u64 - 1) as usize]
     }
-    fn chance(&mut self, percent: u64) -> bool {
+    pub(super) fn chance(&mut self, percent: u64) -> bool {
         self.range(1, 100) <= percent
     }
     /// Uniform-ish in `lo..=hi` for wide ranges.
@@ -55,9 +55,9 @@ const ALGORITHMS: &[Algorithm] = &[
 ];
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so small steps back stay positive.
-const BASE_US: u64 = 1_700_000_000_000_000;
+pub(super) const BASE_US: u64 = 1_700_000_000_000_000;
 
-fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
+pub(super) fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
     loop {
         let limit = match rng.range(0, 9) {
             0..=4 => rng.pick(&[1, 2, 3, 4, 5, 7, 10]),
@@ -89,7 +89,7 @@ fn random_rule(rng: &mut Rng, algorithm: Algorithm) -> Rule {
 }
 
 /// A rule of the same algorithm, changing limit, window or both (or burst for gcra).
-fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
+pub(super) fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
     loop {
         let fresh = random_rule(rng, rule.algorithm());
         let (limit, window) = match rng.range(0, 3) {
@@ -109,7 +109,7 @@ fn changed_rule(rng: &mut Rng, rule: &Rule) -> Rule {
     }
 }
 
-fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
+pub(super) fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
     let cap = rule.capacity();
     match rng.range(0, 19) {
         0..=1 => 0,
@@ -122,7 +122,7 @@ fn random_cost(rng: &mut Rng, rule: &Rule, last: Option<&Decision>) -> u64 {
     }
 }
 
-fn next_time(
+pub(super) fn next_time(
     rng: &mut Rng,
     now: u64,
     rule: &Rule,
@@ -279,7 +279,10 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
                 2 => now_s + tau + rng.range128(0, w), // ahead: a clock step back
                 _ => now_s + rng.range128(0, 2 * tau + 5),
             };
-            State::Gcra(GcraState { tat_scaled: tat })
+            State::Gcra(GcraState {
+                tat_scaled: tat,
+                debt: rng.chance(20),
+            })
         }
         Algorithm::LimitsSlidingWindow => {
             let t = now / 1000;
@@ -310,6 +313,7 @@ fn random_state(rng: &mut Rng, rule: &Rule, now: u64) -> State {
                 break State::MovingWindow(log);
             }
         },
+        Algorithm::Leases => unreachable!("leases have their own tests (leases::tests)"),
     }
 }
 
@@ -528,6 +532,7 @@ fn never_panics_on_arbitrary_input() {
             }),
             _ => State::Gcra(GcraState {
                 tat_scaled: u128::from(extreme(&mut rng)) * u128::from(extreme(&mut rng)),
+                debt: rng.chance(50),
             }),
         };
         let l = Limiter {
@@ -670,7 +675,8 @@ fn is_valid_checks_every_invariant() {
     assert!(!ok(
         gcra,
         State::Gcra(GcraState {
-            tat_scaled: u128::from(MAX_TIMESTAMP_US) * 5 + 1
+            tat_scaled: u128::from(MAX_TIMESTAMP_US) * 5 + 1,
+            debt: false,
         })
     ));
     // Variant must match the rule's algorithm.
@@ -777,7 +783,7 @@ fn gcra_never_admits_more_than_burst_plus_rate() {
 #[test]
 fn a_clock_step_back_never_freezes_a_limiter() {
     const DAY: u64 = 86_400_000_000;
-    for &algorithm in Algorithm::ALL {
+    for algorithm in Algorithm::rate_limits() {
         let rule = Rule::new(algorithm, 10, 60_000_000, None).unwrap();
         let now = BASE_US - BASE_US % 60_000_000 + 1_000;
         // Fill it up "tomorrow".

@@ -1,4 +1,5 @@
-//! `RL.APPLY key hit`: what replicas and AOF files receive for a moving-window write.
+//! `RL.APPLY key hit`: what replicas and AOF files receive for a moving-window write (and, with
+//! a payload of the leases tag, for a lease effect: see `lease::apply_effect`).
 //!
 //! A log can hold 100,000 runs, so replicating the whole state per hit would cost O(log size)
 //! on the wire. The hit carries the master's timestamp, the rule, the cost and (in its current
@@ -13,7 +14,7 @@ use std::ffi::c_int;
 use redis_module::raw;
 
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::{Limiter, Outcome};
+use crate::algo::{leases, Limiter, Outcome};
 use crate::datatype::codec::decode_hit;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
@@ -29,6 +30,9 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let [_, key_name, payload] = args else {
         return Err(CmdError::WrongArity);
     };
+    if leases::is_effect(arg_bytes(*payload)) {
+        return super::lease::apply_effect(ctx, *key_name, arg_bytes(*payload));
+    }
     let Some(hit) = decode_hit(arg_bytes(*payload)) else {
         stats::HITS_REFUSED.add(1);
         return Err(CmdError::Static(

@@ -1,22 +1,21 @@
-//! `RL.ALLOW` and `RL.PEEK`: one request against one limiter key.
+//! `RL.ALLOW` and `RL.PEEK`: one request against one limiter key (with `BLOCK`, a penalty).
 
 use std::ffi::c_int;
 
 use super::{run, CmdError, WRONGTYPE};
 use crate::algo::{AlgorithmMismatch, Bounds, Decision, Limiter, Outcome, RetryAfter, Rule};
-use crate::args::parse_request;
+use crate::args::parse_group;
 use crate::datatype::key::LimiterKey;
-use crate::expiry::{self, Propagation};
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
 use crate::replication::replicate_write;
 use crate::{clock, stats};
 
-/// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n]`
+/// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n] [BLOCK d]`
 pub(crate) extern "C" fn rl_allow(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
     run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, true))
 }
 
-/// `RL.PEEK key limit window [COST n] [ALGO a] [BURST n]`
+/// `RL.PEEK key limit window [COST n] [ALGO a] [BURST n] [BLOCK d]`
 pub(crate) extern "C" fn rl_peek(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
     run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, false))
 }
@@ -30,13 +29,14 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
     if rule_args.len() < 2 {
         return Err(CmdError::WrongArity);
     }
-    let request = parse_request(rule_args.iter().map(|&a| arg_bytes(a)))
+    let group = parse_group(rule_args.iter().map(|&a| arg_bytes(a)))
         .map_err(|e| CmdError::Owned(e.message()))?;
+    let (rule, cost, block_us) = (&group.rule, group.cost, group.block_us);
     let now_us = clock::now_us();
     let decision = if commit {
-        charge(ctx, *key_name, &request.rule, request.cost, now_us)?
+        charge_with(ctx, *key_name, rule, cost, now_us, block_us)?
     } else {
-        peek(ctx, *key_name, &request.rule, request.cost, now_us)?
+        peek_with(ctx, *key_name, rule, cost, now_us, block_us)?
     };
     reply_integers(ctx, &reply_fields(&decision));
     Ok(())
@@ -44,16 +44,17 @@ fn limit_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
 
 /// What `RL.PEEK` answers: the decision for a request of `cost` under `rule` at `now_us`,
 /// without opening the key for writing.
-pub(crate) fn peek(
+pub(crate) fn peek_with(
     ctx: Ctx,
     key_name: Arg,
     rule: &Rule,
     cost: u64,
     now_us: u64,
+    block_us: u64,
 ) -> Result<Decision, CmdError> {
     let key = LimiterKey::open(ctx, key_name, false);
     let stored = key.get().map_err(|_| WRONGTYPE)?;
-    Limiter::peek(stored, rule, cost, now_us).map_err(mismatch_error)
+    Limiter::peek_with(stored, rule, cost, now_us, block_us).map_err(mismatch_error)
 }
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
@@ -72,8 +73,20 @@ pub(crate) fn charge(
     cost: u64,
     now_us: u64,
 ) -> Result<Decision, CmdError> {
+    charge_with(ctx, key_name, rule, cost, now_us, 0)
+}
+
+/// [`charge`] with `BLOCK block_us` (0: none): a denial starts a block (a write).
+pub(crate) fn charge_with(
+    ctx: Ctx,
+    key_name: Arg,
+    rule: &Rule,
+    cost: u64,
+    now_us: u64,
+    block_us: u64,
+) -> Result<Decision, CmdError> {
     if cost == 0 && !rule.algorithm().cost_zero_writes() {
-        return peek(ctx, key_name, rule, cost, now_us);
+        return peek_with(ctx, key_name, rule, cost, now_us, 0);
     }
     // The operator's bounds become configurable with the module configs; the defaults until then.
     let bounds = Bounds::DEFAULT;
@@ -82,8 +95,9 @@ pub(crate) fn charge(
     // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
     // keeps it (a counter inside its window) only checks that the key still has it.
     let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
-    let verdict = Limiter::decide_within(stored.as_deref_mut(), rule, cost, now_us, &bounds)
-        .map_err(mismatch_error)?;
+    let verdict =
+        Limiter::decide_with(stored.as_deref_mut(), rule, cost, now_us, &bounds, block_us)
+            .map_err(mismatch_error)?;
     let d = verdict.decision;
     if verdict.clamped {
         stats::CLAMPED.add(1);
@@ -111,17 +125,22 @@ pub(crate) fn charge(
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
-        Outcome::Unchanged | Outcome::Emptied => {
-            // Nothing changed, but a key left without a TTL (PERSIST, RESTORE … 0) gets it back.
-            expiry::repair(ctx, &mut key, key_name, now_us, Propagation::Replicate);
-        }
+        // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
+        Outcome::Unchanged | Outcome::Emptied => {}
     }
     Ok(d)
 }
 
-fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
+/// The error for a key of another kind: `DEL` it to change algorithms, or for leases, use
+/// their commands.
+pub(crate) fn mismatch_error(m: AlgorithmMismatch) -> CmdError {
+    let hint = if m.stored.is_rate_limit() {
+        "DEL it to change algorithms"
+    } else {
+        "use RL.ACQUIRE and RL.RELEASE on it, or DEL it"
+    };
     CmdError::Owned(format!(
-        "ERR key holds a {} limiter, not {}: DEL it to change algorithms",
+        "ERR key holds a {} limiter, not {}: {hint}",
         m.stored.name(),
         m.requested.name()
     ))

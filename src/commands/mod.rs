@@ -12,10 +12,14 @@
 
 mod apply;
 mod debug;
+mod effects;
 mod inspect;
+mod lease;
 mod limit;
+mod multi;
 mod registry;
 mod setstate;
+mod settle;
 mod throttle;
 
 use std::ffi::{c_int, CStr, CString};

@@ -11,8 +11,11 @@ use redis_module::raw;
 use super::apply::rl_apply;
 use super::debug::rl_debug;
 use super::inspect::rl_inspect;
+use super::lease::{rl_acquire, rl_release};
 use super::limit::{rl_allow, rl_peek};
+use super::multi::{rl_allowall, rl_peekall};
 use super::setstate::rl_setstate;
+use super::settle::{rl_charge, rl_refund};
 use super::throttle::{gcra, rl_throttle};
 use crate::config::CompatCommands;
 use crate::ffi::{Arg, Ctx};
@@ -27,6 +30,8 @@ enum KeyAt {
     First,
     /// The argument after this keyword (none when the keyword is absent).
     After(&'static CStr),
+    /// `numkeys` at argument 1, then that many keys (found through `getkeys-api`).
+    NumKeys,
 }
 
 struct CommandSpec {
@@ -47,7 +52,20 @@ const PER_KEY: &CStr = c"O(1) for sliding-window, fixed-window and gcra; O(log N
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
-const COMMANDS: [CommandSpec; 6] = [
+/// The cost of a lease command: the leases are one array sorted by end (see `algo::leases`).
+const LEASES: &CStr = c"O(N) worst case, N the leases the key holds (at most 10000, the \
+    limit's bound): a binary search for what is held, a scan for the id, one array shift; the \
+    replicated effect is O(1)";
+
+/// A key a command reads and updates.
+const RW_KEY: u32 =
+    raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+/// The cost of a multi-key call: per key as `PER_KEY`, at most `multi::MAX_KEYS` keys.
+const PER_CALL: &CStr = c"O(K) for K keys (at most 16) of sliding-window, fixed-window and gcra; \
+    O(K log N) with moving-window keys, N the runs a key stores";
+
+const COMMANDS: [CommandSpec; 12] = [
     CommandSpec {
         name: c"rl.allow",
         handler: rl_allow,
@@ -78,7 +96,8 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: RO_KEY,
         summary: c"Shows a limiter's rule and its state as it stands now",
-        complexity: PER_KEY,
+        complexity: c"O(1) for sliding-window, fixed-window and gcra; O(log N) for \
+            moving-window and leases, N the runs or leases the key stores",
     },
     CommandSpec {
         name: c"rl.setstate",
@@ -88,7 +107,7 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_OW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Sets a limiter's whole state (what replicas and AOF files receive)",
-        complexity: c"O(N), N the runs in the payload (1 for the counters)",
+        complexity: c"O(N), N the runs or leases in the payload (1 for the counters)",
     },
     CommandSpec {
         name: c"rl.apply",
@@ -98,7 +117,50 @@ const COMMANDS: [CommandSpec; 6] = [
         key_at: KeyAt::First,
         key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE,
         summary: c"Replays a moving-window hit at the master's time (what replicas receive)",
-        complexity: c"O(log N), N the runs the key stores",
+        complexity: c"O(log N), N the runs the key stores; a lease effect O(N), N the leases \
+            (at most 10000)",
+    },
+    CommandSpec {
+        name: c"rl.allowall",
+        handler: rl_allowall,
+        flags: c"write deny-oom getkeys-api",
+        arity: -5,
+        key_at: KeyAt::NumKeys,
+        key_flags: RW_KEY,
+        summary: c"Admits a request only if every key's limit allows it, and then charges \
+            every key (all or nothing): numkeys key [key ...] limit window [options] ...",
+        complexity: PER_CALL,
+    },
+    CommandSpec {
+        name: c"rl.peekall",
+        handler: rl_peekall,
+        flags: c"readonly getkeys-api",
+        arity: -5,
+        key_at: KeyAt::NumKeys,
+        key_flags: RO_KEY,
+        summary: c"Tells what RL.ALLOWALL would reply, without charging or writing",
+        complexity: PER_CALL,
+    },
+    CommandSpec {
+        name: c"rl.charge",
+        handler: rl_charge,
+        flags: c"write deny-oom fast",
+        arity: -5,
+        key_at: KeyAt::First,
+        key_flags: RW_KEY,
+        summary: c"Charges a cost unconditionally (settling after the work): past the \
+            capacity the excess is a debt that later requests wait out",
+        complexity: PER_KEY,
+    },
+    CommandSpec {
+        name: c"rl.refund",
+        handler: rl_refund,
+        flags: c"write fast",
+        arity: -5,
+        key_at: KeyAt::First,
+        key_flags: RW_KEY,
+        summary: c"Gives back up to n of what was charged, never below empty",
+        complexity: PER_KEY,
     },
     CommandSpec {
         name: c"rl.throttle",
@@ -110,6 +172,29 @@ const COMMANDS: [CommandSpec; 6] = [
         summary: c"redis-cell's CL.THROTTLE on the module's gcra limiter: \
             key max_burst count_per_period period [quantity]",
         complexity: c"O(1)",
+    },
+    CommandSpec {
+        name: c"rl.acquire",
+        handler: rl_acquire,
+        flags: c"write deny-oom",
+        arity: -4,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW
+            | raw::REDISMODULE_CMD_KEY_ACCESS
+            | raw::REDISMODULE_CMD_KEY_UPDATE,
+        summary: c"Takes (or renews) one of limit concurrency leases of the key for lease: \
+            key limit lease [ID id]",
+        complexity: LEASES,
+    },
+    CommandSpec {
+        name: c"rl.release",
+        handler: rl_release,
+        flags: c"write",
+        arity: 3,
+        key_at: KeyAt::First,
+        key_flags: raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_DELETE,
+        summary: c"Gives a concurrency lease back before it ends: key id",
+        complexity: LEASES,
     },
 ];
 
@@ -151,7 +236,7 @@ static INFO_VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleComman
 
 fn key_spec(at: KeyAt, flags: u32) -> raw::RedisModuleCommandKeySpec {
     let (begin_search_type, bs) = match at {
-        KeyAt::First => (
+        KeyAt::First | KeyAt::NumKeys => (
             raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
             raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
                 index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: 1 },
@@ -167,19 +252,36 @@ fn key_spec(at: KeyAt, flags: u32) -> raw::RedisModuleCommandKeySpec {
             },
         ),
     };
+    let (find_keys_type, fk) = match at {
+        // numkeys at argument 1, the keys right after it.
+        KeyAt::NumKeys => (
+            raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_KEYNUM,
+            raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+                keynum: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_2 {
+                    keynumidx: 0,
+                    firstkey: 1,
+                    keystep: 1,
+                },
+            },
+        ),
+        KeyAt::First | KeyAt::After(_) => (
+            raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+            raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+                range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                    lastkey: 0,
+                    keystep: 1,
+                    limit: 0,
+                },
+            },
+        ),
+    };
     raw::RedisModuleCommandKeySpec {
         notes: std::ptr::null(),
         flags: u64::from(flags),
         begin_search_type,
         bs,
-        find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
-        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
-            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
-                lastkey: 0,
-                keystep: 1,
-                limit: 0,
-            },
-        },
+        find_keys_type,
+        fk,
     }
 }
 
@@ -271,10 +373,11 @@ fn create(ctx: Ctx, spec: &CommandSpec) -> Result<bool, String> {
     let Some(create) = (unsafe { raw::RedisModule_CreateCommand }) else {
         return Err("the server lacks RedisModule_CreateCommand".into());
     };
-    // Legacy key positions for servers without key specs; a keyword key has none.
+    // Legacy key positions for servers without key specs; a keyword key and `numkeys` keys
+    // have none (`getkeys-api` answers for them).
     let first = match spec.key_at {
         KeyAt::First => 1,
-        KeyAt::After(_) => 0,
+        KeyAt::After(_) | KeyAt::NumKeys => 0,
     };
     let status = unsafe {
         create(

@@ -42,9 +42,22 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// Moves a limiter to the heap as a module value (freed by [`free`]).
+/// Moves a limiter to the heap as a module value (freed by [`free`], or [`drop_value`] when the
+/// server never took it). Counted in `INFO ratelimit` `keys`.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
+    stats::KEYS.add_shared(1);
     Box::into_raw(Box::new(limiter)).cast()
+}
+
+/// Frees a value made by [`into_value`].
+///
+/// # Safety
+/// `value` is null or a pointer made by [`into_value`], not freed yet and not used afterwards.
+pub(crate) unsafe fn drop_value(value: *mut c_void) {
+    if !value.is_null() {
+        stats::KEYS.sub_shared(1);
+        drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
+    }
 }
 
 /// Reads a module value. `None` for a null pointer.
@@ -90,7 +103,11 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
         let header = [bytes.first().copied(), bytes.get(1).copied()];
         unsafe { free(buf.cast()) };
         match limiter {
-            Some(l) => into_value(l),
+            Some(l) => {
+                // A RESTORE may have created a key without TTL: have it checked after the command.
+                crate::expiry::value_restored(rdb);
+                into_value(l)
+            }
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
                 refused(
@@ -199,13 +216,24 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
             return 0;
         };
         let mut total = unsafe { size(value.cast_mut()) };
-        if let State::MovingWindow(log) = &l.state {
+        // A block lives in a box of its own.
+        if let State::Blocked(b) = &l.state {
+            let boxed: *const crate::algo::block::Blocked = &**b;
+            total = total.saturating_add(unsafe { size(boxed.cast_mut().cast()) });
+        }
+        if let State::MovingWindow(log) = l.state.kind() {
             if let Some(older) = log.older() {
                 let header: *const RunLog = older;
                 total = total.saturating_add(unsafe { size(header.cast_mut().cast()) });
                 for block in older.heap_blocks() {
                     total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
                 }
+            }
+        }
+        // Leases: the table, its array and each text id.
+        if let State::Leases(leases) = &l.state {
+            for block in leases.heap_blocks() {
+                total = total.saturating_add(unsafe { size(block.cast_mut().cast()) });
             }
         }
         total
@@ -229,27 +257,25 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     })
 }
 
-/// How many blocks freeing the value releases: a long moving-window log is many chunks, so with
+/// How many blocks freeing the value releases: a long moving-window log is many chunks (a key of
+/// leases one block per text id), so with
 /// `lazyfree-lazy-user-del` / `-expire` / `-eviction` the server frees it on its background
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
-    guard(1, || match unsafe { limiter_ref(value.cast_mut()) } {
-        Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) => log
-            .older()
-            .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
-        _ => 1,
+    guard(1, || {
+        match unsafe { limiter_ref(value.cast_mut()) }.map(|l| l.state.kind()) {
+            Some(State::MovingWindow(log)) => log
+                .older()
+                .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
+            Some(State::Leases(leases)) => leases.heap_blocks().count().saturating_add(1),
+            _ => 1,
+        }
     })
 }
 
 extern "C" fn free(value: *mut c_void) {
-    guard((), || {
-        if !value.is_null() {
-            drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
-        }
-    })
+    // SAFETY: the server frees each value it holds once.
+    guard((), || unsafe { drop_value(value) })
 }
 
 extern "C" fn copy(
@@ -259,7 +285,10 @@ extern "C" fn copy(
 ) -> *mut c_void {
     guard(ptr::null_mut(), || {
         match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => into_value(l.clone()),
+            Some(l) => {
+                crate::expiry::value_copied();
+                into_value(l.clone())
+            }
             None => ptr::null_mut(),
         }
     })
@@ -287,11 +316,9 @@ extern "C" fn defrag(
             stats::DEFRAG_MOVES.add(1);
         }
         // A moving-window log with older runs has more blocks: its run log, the chunk array and
-        // each chunk's bytes.
-        if let Some(Limiter {
-            state: State::MovingWindow(log),
-            ..
-        }) = unsafe { limiter_ref(*slot) }
+        // each chunk's bytes. (A block's box is left where it is: blocks are few and short-lived.)
+        if let Some(State::MovingWindow(log)) =
+            unsafe { limiter_ref(*slot) }.map(|l| l.state.kind_mut())
         {
             if let Some(older) = log.older_mut() {
                 let header: *mut RunLog = &mut **older;
@@ -306,6 +333,15 @@ extern "C" fn defrag(
                 // server's allocator (our global allocator) and frees the old one.
                 unsafe { older.relocate_chunks(|block| defrag_alloc(ctx, block.cast()).cast()) };
             }
+        }
+        // Leases: the table, its array and each text id.
+        if let Some(Limiter {
+            state: State::Leases(leases),
+            ..
+        }) = unsafe { limiter_ref(*slot) }
+        {
+            // SAFETY: as for the chunks above.
+            unsafe { leases.relocate(|block| defrag_alloc(ctx, block.cast()).cast()) };
         }
         0
     })

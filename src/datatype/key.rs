@@ -5,7 +5,7 @@ use std::ffi::c_int;
 
 use redis_module::raw;
 
-use super::callbacks::{into_value, limiter_ref, RATE_LIMIT_TYPE};
+use super::callbacks::{drop_value, into_value, limiter_ref, RATE_LIMIT_TYPE};
 use crate::algo::Limiter;
 
 /// The key holds a value of another type.
@@ -83,7 +83,7 @@ impl LimiterKey {
         let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
         if status != raw::REDISMODULE_OK as c_int {
             // SAFETY: the server did not take ownership; free it ourselves.
-            drop(unsafe { Box::from_raw(boxed.cast::<Limiter>()) });
+            unsafe { drop_value(boxed) };
             return Err(WrongType);
         }
         Ok(())
@@ -123,6 +123,14 @@ impl LimiterKey {
             unsafe { del(self.key) };
         }
     }
+}
+
+/// Whether `key`, a handle the server opened and lends (a scan callback's), holds a limiter that
+/// has no TTL.
+pub(crate) fn is_limiter_without_ttl(key: *mut raw::RedisModuleKey) -> bool {
+    // Borrowed: the server closes it, so this view must never run `Drop`.
+    let view = std::mem::ManuallyDrop::new(LimiterKey { key });
+    matches!(view.get(), Ok(Some(_))) && view.expire_at_ms().is_none()
 }
 
 impl Drop for LimiterKey {

@@ -117,6 +117,12 @@ impl NodeConfig {
         self
     }
 
+    /// Drops the arguments given so far after the module path.
+    pub fn no_module_args(mut self) -> NodeConfig {
+        self.module_args.clear();
+        self
+    }
+
     /// Adds arguments after the module path on the `loadmodule` line.
     pub fn module_args(mut self, args: &[&str]) -> NodeConfig {
         self.module_args.extend(args.iter().map(|a| a.to_string()));
@@ -362,6 +368,15 @@ impl Server {
     /// (so it loads its RDB / AOF), on the same port if that is still free.
     pub fn restart(&mut self) {
         self.shutdown();
+        let port = self.port;
+        self.launch(Some(port));
+    }
+
+    /// Stops the server (orderly), changes its config with `change` (another binary, other
+    /// module arguments…) and starts it again on the same dir, so it loads its RDB / AOF.
+    pub fn restart_with(&mut self, change: impl FnOnce(NodeConfig) -> NodeConfig) {
+        self.shutdown();
+        self.cfg = change(self.cfg.clone());
         let port = self.port;
         self.launch(Some(port));
     }

@@ -13,17 +13,30 @@ from limits.util import WindowStats
 
 import redis_ratelimit  # noqa: F401 - registers rl://
 
+#: How a test drives a storage: limits' sync storage, or its asyncio one on each client library.
+KINDS = ["sync", "redispy", "coredis", "valkey"]
+
 
 class Limiter:
-    """A strategy on a storage; asyncio ones run on a private event loop."""
+    """A strategy on a storage; asyncio ones run on a private event loop.
+
+    With a *loop*, the storage is the ``async+`` one on *implementation* (redis.asyncio by
+    default here; limits' own default is coredis).
+    """
 
     def __init__(
-        self, uri: str, strategy: str, loop: asyncio.AbstractEventLoop | None, **options: Any
+        self,
+        uri: str,
+        strategy: str,
+        loop: asyncio.AbstractEventLoop | None,
+        implementation: str = "redispy",
+        **options: Any,
     ) -> None:
         self.loop = loop
+        self.implementation = implementation if loop is not None else "sync"
         if loop is not None:
             uri = f"async+{uri}"
-            options.setdefault("implementation", "redispy")  # limits' default is coredis
+            options["implementation"] = implementation
         self.storage: Any = storage_from_string(uri, **options)
         table: Any = limits.aio.strategies.STRATEGIES if loop else limits.strategies.STRATEGIES
         self.limiter: Any = table[strategy](self.storage)
@@ -51,5 +64,14 @@ class Limiter:
         return self._run(getattr(self.storage, method)(*args))
 
     def close(self) -> None:
-        if self.loop is not None:
-            self.loop.run_until_complete(self.storage.bridge.storage.aclose())
+        if self.loop is None:
+            return
+        bridge = self.storage.bridge
+        clients = [bridge.storage, getattr(bridge, "storage_replica", None)]
+        sentinel = getattr(bridge, "sentinel", None)
+        clients += list(getattr(sentinel, "sentinels", []))
+        for client in filter(None, clients):
+            if self.implementation == "coredis":
+                client.connection_pool.disconnect()
+            else:
+                self.loop.run_until_complete(client.aclose())

@@ -43,11 +43,31 @@ def server_binary(flavor: str) -> str:
     raise ValueError(flavor)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now (the kernel's pick)."""
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(cluster_bus: bool = False) -> int:
+    """A TCP port nothing listens on now (the kernel's pick).
+
+    With *cluster_bus*, also its cluster bus port (port + 10000), so at most 55535: a cluster
+    node on a higher port refuses to start.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster_bus or (port <= 55535 and _bindable(port + 10000)):
+            return port
+
+
+class ServerExited(Exception):
+    """The server process ended while it was awaited."""
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -74,6 +94,8 @@ class Server:
     process: subprocess.Popen[bytes]
     sentinel: bool = False
     extra: list[str] = field(default_factory=list)
+    #: The command line, for :meth:`restart`.
+    args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -85,6 +107,22 @@ class Server:
     def log(self) -> str:
         path = self.directory / "server.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """Stop the process (SIGKILL: nothing saved), keeping its directory for :meth:`restart`."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        """Start the same server again, on the same port, and wait until it answers."""
+        self.kill()
+        log = open(self.directory / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it open
+        self.process = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory
+        )
+        log.close()
+        wait_for(lambda: bool(self.client().ping()), START_TIMEOUT, f"port {self.port} again")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -108,8 +146,9 @@ def start_server(
     binary = server_binary(flavor)
     directory = Path(tempfile.mkdtemp(prefix=f"rl-py-{flavor}-"))
     last_error: Exception | None = None
+    cluster_bus = "--cluster-enabled" in (extra or [])
     for _ in range(5):  # another process may take the free port before the server binds it
-        port = free_port()
+        port = free_port(cluster_bus)
         if sentinel_conf is not None:
             conf = directory / "sentinel.conf"
             conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {directory}\n{sentinel_conf}\n")
@@ -136,10 +175,14 @@ def start_server(
         log = open(directory / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it open
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
         log.close()
-        server = Server(flavor, port, with_module, directory, process, sentinel_conf is not None)
+        server = Server(
+            flavor, port, with_module, directory, process, sentinel_conf is not None, args=args
+        )
 
         def up(process: subprocess.Popen[bytes] = process, server: Server = server) -> bool:
-            return process.poll() is None and bool(server.client().ping())
+            if process.poll() is not None:  # exited (its port taken): try another port now
+                raise ServerExited(f"{flavor} exited with status {process.returncode}")
+            return bool(server.client().ping())
 
         try:
             wait_for(
@@ -148,10 +191,23 @@ def start_server(
                 f"{flavor} on port {port}",
             )
             return server
-        except TimeoutError as exc:
+        except (TimeoutError, ServerExited) as exc:
             last_error = exc
             if process.poll() is None:
                 process.kill()
             process.wait(10)
     shutil.rmtree(directory, ignore_errors=True)
     raise RuntimeError(f"could not start {flavor}: {last_error}")
+
+
+def wait_replicated(master: Server, replica: Server, timeout: float = 30.0) -> None:
+    """Wait until *replica* has processed everything *master* had written when called.
+
+    (``WAIT`` from a fresh connection waits for nothing: it waits for that client's own writes.)
+    """
+    target = int(master.client().info("replication")["master_repl_offset"])
+    wait_for(
+        lambda: int(replica.client().info("replication")["slave_repl_offset"]) >= target,
+        timeout,
+        f"the replica on port {replica.port} to reach offset {target}",
+    )

@@ -70,7 +70,8 @@ def test_cluster_storage(cluster: list[Server], prefix: str, kind: str) -> None:
                 assert [lim.hit(item, strategy, ident) for _ in range(4)] == [True] * 3 + [False]
                 assert lim.stats(item, strategy, ident).remaining == 0
         module_strategies = 2 if made[0].call("module_support").moving_window else 1
-        assert calls(cluster, "rl.allow") - before == 24 * module_strategies
+        # 24 hits per strategy on the module, and each such storage's probe (COST 0).
+        assert calls(cluster, "rl.allow") - before == 25 * module_strategies
         keys_per_node = [len(n.client().keys(f"{prefix}{kind}:*")) for n in cluster]
         assert sum(keys_per_node) == 18
         assert sum(1 for k in keys_per_node if k) >= 2
@@ -151,3 +152,40 @@ def test_scripts_cluster_3x1(scripts_cluster: int, prefix: str) -> None:
     finally:
         for lim in made:
             lim.close()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_allow_all_on_a_cluster(cluster: list[Server], prefix: str, kind: str) -> None:
+    """RateLimiter / AsyncRateLimiter over RedisCluster: hash-tagged keys share a slot and go
+    in one call; keys in several slots are refused before anything is sent."""
+    from redis_ratelimit import AsyncRateLimiter, Limit, RateLimiter
+
+    limits = [Limit(f"{{{prefix}}}:rpm", 2, "1m"), Limit(f"{{{prefix}}}:tpm", 100, "1m", cost=30)]
+    cross = [Limit(f"{prefix}:a", 2, "1m"), Limit(f"{prefix}:b", 2, "1m")]
+    if kind == "sync":
+        client = redis.cluster.RedisCluster(host="127.0.0.1", port=cluster[0].port)
+        try:
+            limiter = RateLimiter(client)
+            got = [limiter.allow_all(limits).allowed for _ in range(3)]
+            assert got == [True, True, False]
+            assert limiter.peek_all(limits).binding == 0
+            assert limiter.charge(f"{{{prefix}}}:tpm", 100, "1m", 50).remaining == 0
+            with pytest.raises(redis.exceptions.RedisClusterException, match=r"same (key )?slot"):
+                limiter.allow_all(cross)
+        finally:
+            client.close()
+        return
+
+    async def run() -> None:
+        client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=cluster[0].port)
+        try:
+            limiter = AsyncRateLimiter(client)
+            got = [(await limiter.allow_all(limits)).allowed for _ in range(3)]
+            assert got == [True, True, False]
+            assert (await limiter.refund(f"{{{prefix}}}:tpm", 100, "1m", 60)).remaining == 100
+            with pytest.raises(redis.exceptions.RedisClusterException, match=r"same (key )?slot"):
+                await limiter.allow_all(cross)
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())

@@ -2,47 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from servers import Server, free_port, wait_for
-
-APP_DIR = Path(__file__).resolve().parents[1] / "examples" / "flask_app"
-BODY_429 = {"error": "Too many requests. Please slow down!"}
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, str]
-
-
-@dataclass
-class App:
-    base: str
-    strategy: str
-
-    def get(self, path: str, **headers: str) -> Reply:
-        request = urllib.request.Request(
-            self.base + path, headers={k.replace("_", "-"): v for k, v in headers.items()}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return Reply(response.status, dict(response.headers), json.loads(response.read()))
-        except urllib.error.HTTPError as error:
-            return Reply(error.code, dict(error.headers), json.loads(error.read()))
+from http_app import BODY_429, EXAMPLES, App, serve
+from servers import Server, free_port
 
 
 @pytest.fixture(
@@ -68,31 +36,9 @@ def app(request: pytest.FixtureRequest, flavor: str) -> Iterator[App]:
         "RATELIMIT_KEY_PREFIX": uuid.uuid4().hex[:8],
         "PYTHONWARNINGS": "ignore",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "app:app"],
-        cwd=APP_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    running = App(f"http://127.0.0.1:{port}", strategy)
-    pids: set[str] = set()
-
-    def all_workers_answer() -> bool:
-        # Concurrent requests (each its own key) until each of the 4 workers has answered once.
-        with ThreadPoolExecutor(8) as pool:
-            replies = pool.map(
-                lambda _: running.get("/public", X_API_Key=uuid.uuid4().hex), range(16)
-            )
-            pids.update(r.headers["X-Worker-Pid"] for r in replies if r.status == 200)
-        return len(pids) == 4
-
-    try:
-        wait_for(all_workers_answer, 90, "4 gunicorn workers")
+    args = [sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{port}", "app:app"]
+    with serve(args, EXAMPLES / "flask_app", env, port, strategy, 4) as running:
         yield running
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 def test_public_ten_then_429_with_json_and_retry_after(app: App) -> None:
@@ -116,9 +62,7 @@ def test_public_ten_then_429_with_json_and_retry_after(app: App) -> None:
 
 
 def test_four_workers_share_the_limit(app: App) -> None:
-    key = uuid.uuid4().hex
-    with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(lambda _: app.get("/public", X_API_Key=key), range(30)))
+    replies = app.concurrently("/public", 30, X_API_Key=uuid.uuid4().hex)
     assert sorted(r.status for r in replies) == [200] * 10 + [429] * 20
     assert len({r.headers["X-Worker-Pid"] for r in replies}) >= 2
 

@@ -1,8 +1,14 @@
-"""rl+sentinel:// against a real master + replica + sentinel, across SENTINEL FAILOVER."""
+"""rl+sentinel:// against a real master + replica + sentinel, across SENTINEL FAILOVER.
+
+Also between a server without the module and one with it: the storage follows each failover
+(Lua, then the module, then Lua again) without a restart.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -10,7 +16,9 @@ from typing import Any, cast
 import pytest
 from harness import Limiter
 from limits import parse
-from servers import Server, start_server, wait_for
+from servers import Server, start_server, wait_for, wait_replicated
+
+from redis_ratelimit.limits_storage import ModuleNotLoadedWarning
 
 STRATEGIES = ["fixed-window", "moving-window", "sliding-window-counter"]
 
@@ -35,13 +43,18 @@ def role(server: Server) -> str:
     return str(server.client().info("replication")["role"])
 
 
-@pytest.fixture
-def group(flavor: str) -> Iterator[Group]:
+def start_group(flavor: str, master_module: bool, replica_module: bool) -> Iterator[Group]:
     started: list[Server] = []
     try:
-        master = start_server(flavor)
+        # No 5 s wait for more replicas before a full sync (either server may be the master).
+        quick = ["--repl-diskless-sync-delay", "0"]
+        master = start_server(flavor, with_module=master_module, extra=quick)
         started.append(master)
-        replica = start_server(flavor, extra=["--replicaof", "127.0.0.1", str(master.port)])
+        replica = start_server(
+            flavor,
+            with_module=replica_module,
+            extra=[*quick, "--replicaof", "127.0.0.1", str(master.port)],
+        )
         started.append(replica)
         wait_for(
             lambda: replica.client().info("replication")["master_link_status"] == "up",
@@ -68,17 +81,19 @@ def group(flavor: str) -> Iterator[Group]:
             server.stop()
 
 
-def test_limits_survive_failover(group: Group, prefix: str) -> None:
-    item = parse("5/minute")
-    limiters = {s: Limiter(group.uri, s, None, key_prefix=prefix) for s in STRATEGIES}
-    for strategy, lim in limiters.items():
-        assert [lim.hit(item, strategy) for _ in range(3)] == [True] * 3
-    assert limiters["fixed-window"].storage.module_support().loaded
-    assert group.master.client().info("commandstats")["cmdstat_rl.allow"]["calls"] >= 3
-    assert group.master.client().wait(1, 10_000) == 1  # the replica has every hit
-    for strategy, lim in limiters.items():
-        assert lim.stats(item, strategy).remaining == 2  # read from the replica
+@pytest.fixture
+def group(flavor: str) -> Iterator[Group]:
+    """Master and replica with the module."""
+    yield from start_group(flavor, True, True)
 
+
+@pytest.fixture
+def mixed_group(flavor: str) -> Iterator[Group]:
+    """A master without the module, its replica with it."""
+    yield from start_group(flavor, False, True)
+
+
+def failover(group: Group, to: Server, old: Server) -> None:
     # NOGOODSLAVE until the sentinel has fresh INFO from the replica: retry until accepted.
     wait_for(
         lambda: bool(
@@ -87,26 +102,106 @@ def test_limits_survive_failover(group: Group, prefix: str) -> None:
         60,
         "SENTINEL FAILOVER to be accepted",
     )
-    wait_for(lambda: group.master_port() == group.replica.port, 60, "the failover")
-    wait_for(lambda: role(group.replica) == "master", 60, "the replica to be master")
-    wait_for(lambda: role(group.master) == "slave", 60, "the old master to follow")
+    wait_for(lambda: group.master_port() == to.port, 60, "the failover")
+    wait_for(lambda: role(to) == "master", 60, "the replica to be master")
+    wait_for(lambda: role(old) == "slave", 60, "the old master to follow")
+    wait_for(
+        lambda: old.client().info("replication")["master_link_status"] == "up",
+        60,
+        "the old master's replication link",
+    )
+
+
+def calls(server: Server, command: str) -> int:
+    stats = server.client().info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {"calls": 0})["calls"])
+
+
+def test_limits_survive_failover(group: Group, prefix: str) -> None:
+    item = parse("5/minute")
+    limiters = {s: Limiter(group.uri, s, None, key_prefix=prefix) for s in STRATEGIES}
+    for strategy, lim in limiters.items():
+        assert [lim.hit(item, strategy) for _ in range(3)] == [True] * 3
+    assert limiters["fixed-window"].storage.module_support().loaded
+    assert group.master.client().info("commandstats")["cmdstat_rl.allow"]["calls"] >= 3
+    wait_replicated(group.master, group.replica)  # the replica has every hit
+    for strategy, lim in limiters.items():
+        assert lim.stats(item, strategy).remaining == 2  # read from the replica
+
+    failover(group, group.replica, group.master)
 
     for strategy, lim in limiters.items():
         assert [lim.hit(item, strategy) for _ in range(3)] == [True, True, False], strategy
     assert group.replica.client().info("commandstats")["cmdstat_rl.allow"]["calls"] >= 3
-    assert group.replica.client().wait(1, 10_000) == 1
+    wait_replicated(group.replica, group.master)
     for strategy, lim in limiters.items():
         assert lim.stats(item, strategy).remaining == 0, strategy
 
 
 def test_async_sentinel(group: Group, prefix: str) -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        item = parse("2/minute")
-        lim = Limiter(group.uri, "fixed-window", loop, key_prefix=prefix)
-        assert [lim.hit(item, "a") for _ in range(3)] == [True, True, False]
-        assert lim.stats(item, "a").remaining == 0
-        assert group.master.client().info("commandstats")["cmdstat_rl.allow"]["calls"] == 3
-        lim.close()
-    finally:
-        loop.close()
+    """async+rl+sentinel:// on each of limits' asyncio clients."""
+    for implementation in ("redispy", "coredis", "valkey"):
+        loop = asyncio.new_event_loop()
+        try:
+            item = parse("2/minute")
+            lim = Limiter(group.uri, "fixed-window", loop, implementation, key_prefix=prefix)
+            before = calls(group.master, "rl.allow")
+            assert [lim.hit(item, implementation) for _ in range(3)] == [True, True, False]
+            assert calls(group.master, "rl.allow") - before == 4  # and the probe's COST 0
+            wait_replicated(group.master, group.replica)  # stats are read from the replica
+            assert lim.stats(item, implementation).remaining == 0
+            lim.close()
+        finally:
+            loop.close()
+
+
+def test_failover_between_servers_with_and_without_the_module(
+    mixed_group: Group, prefix: str
+) -> None:
+    """Lua on the master without the module; the module after a failover to the replica that has
+    it; Lua again after a failover back, with no restart of the storages."""
+    group = mixed_group
+    item = parse("5/minute")
+    limiters = {
+        s: Limiter(group.uri, s, None, key_prefix=prefix, probe_interval=0.2) for s in STRATEGIES
+    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")  # record this package's warning only
+        warnings.simplefilter("always", ModuleNotLoadedWarning)
+        for strategy, lim in limiters.items():
+            assert [lim.hit(item, strategy, "old") for _ in range(3)] == [True] * 3
+            assert not lim.storage.module_support().loaded
+        assert [w.category for w in caught] == [ModuleNotLoadedWarning] * 3
+        assert calls(group.master, "evalsha") >= 9
+        wait_replicated(group.master, group.replica)
+
+        failover(group, group.replica, group.master)
+        time.sleep(0.3)  # the storages probe again after probe_interval
+        before = calls(group.replica, "rl.allow")
+        for strategy, lim in limiters.items():
+            # limits' keys from before keep counting (its scripts serve them), new ones are the
+            # module's.
+            assert [lim.hit(item, strategy, "old") for _ in range(3)] == [True, True, False]
+            assert [lim.hit(item, strategy, "new") for _ in range(6)] == [True] * 5 + [False]
+            assert lim.storage.module_support().loaded
+        wait_replicated(group.replica, group.master)  # stats are read from the replica
+        for strategy, lim in limiters.items():
+            assert lim.stats(item, strategy, "new").remaining == 0
+        # Fixed and moving windows: 12 for "new"; 6 answered WRONGTYPE on limits' "old" keys,
+        # which its scripts then served; 3 probes (COST 0), one per storage.
+        assert calls(group.replica, "rl.allow") - before == 21
+        assert [w.category for w in caught] == [ModuleNotLoadedWarning] * 3
+
+        # Back to the server without the module: the RL.* effects replicated to it were refused
+        # (it cannot hold the module's keys), limits' keys are there.
+        failover(group, group.master, group.replica)
+        for strategy, lim in limiters.items():
+            assert not lim.hit(item, strategy, "old")
+            assert [lim.hit(item, strategy, "newer") for _ in range(6)] == [True] * 5 + [False]
+            if strategy != "sliding-window-counter":  # Lua only: it sends no RL.* to learn from
+                assert not lim.storage.module_support().loaded
+        # Once more from the fixed- and moving-window storages (the sliding one sends no RL.*).
+        assert [w.category for w in caught] == [ModuleNotLoadedWarning] * 5
+        wait_replicated(group.master, group.replica)  # stats are read from the replica
+        for strategy, lim in limiters.items():
+            assert lim.stats(item, strategy, "newer").remaining == 0

@@ -1,8 +1,13 @@
 """Python client for the ratelimit Redis module, and limits / Flask-Limiter storages for ``rl://``.
 
-* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``,
-  and the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8).
-* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields.
+* :class:`RateLimiter` / :class:`AsyncRateLimiter`: ``RL.ALLOW``, ``RL.PEEK``, ``RL.INSPECT``;
+  several limits at once with ``RL.ALLOWALL`` / ``RL.PEEKALL`` (:class:`Limit`,
+  :class:`MultiDecision`); costs settled after the work with ``RL.CHARGE`` / ``RL.REFUND``;
+  the GCRA drop-ins ``RL.THROTTLE`` / ``CL.THROTTLE`` (redis-cell) and ``GCRA`` (Redis 8.8);
+  and concurrency leases: ``acquire`` / ``release`` and ``with limiter.lease(key, limit, "30s")``.
+* :func:`rate_limit_headers`: ``Retry-After``, ``X-RateLimit-*`` and the IETF draft fields;
+  :func:`decision_from_window_stats` and :func:`merge_headers` for several limits of limits /
+  Flask-Limiter / slowapi on one request.
 * With limits installed (``pip install redis-ratelimit[limits]``), ``import redis_ratelimit``
   registers the ``rl://`` storage schemes (see :mod:`redis_ratelimit.limits_storage`), so a
   Flask-Limiter app needs only ``storage_uri="rl://localhost:6379"`` and this import.
@@ -20,11 +25,14 @@ from .errors import (
     RateLimitError,
     WrongTypeError,
 )
-from .headers import rate_limit_headers
+from .headers import decision_from_window_stats, merge_headers, rate_limit_headers
+from .leases import AsyncLeaseHolder, Lease, LeaseHolder, LeaseUnavailableError
 from .types import (
     Algorithm,
     Decision,
     Inspection,
+    Limit,
+    MultiDecision,
     Seconds,
     Throttle,
     Window,
@@ -35,19 +43,27 @@ from .types import (
 __all__ = [
     "Algorithm",
     "AlgorithmMismatchError",
+    "AsyncLeaseHolder",
     "AsyncRateLimiter",
     "Decision",
     "Inspection",
     "InvalidArgumentError",
+    "Lease",
+    "LeaseHolder",
+    "LeaseUnavailableError",
+    "Limit",
     "ModuleNotLoadedError",
+    "MultiDecision",
     "RateLimitError",
     "RateLimiter",
     "Seconds",
     "Throttle",
     "Window",
     "WrongTypeError",
+    "decision_from_window_stats",
     "format_seconds",
     "format_window",
+    "merge_headers",
     "rate_limit_headers",
 ]
 

@@ -50,19 +50,19 @@ _UNKNOWN_ALGO = re.compile(r"^unknown ALGO '([^']*)'")
 _MISMATCH = re.compile(r"^key holds a \S+ limiter, not ")
 
 
-def unknown_command(exc: ResponseError) -> str | None:
+def unknown_command(exc: BaseException | str) -> str | None:
     """Return the command name if *exc* is the server's "unknown command" error, else None."""
     match = _UNKNOWN_COMMAND.search(str(exc))
     return match.group(1).upper() if match else None
 
 
-def unknown_algorithm(exc: ResponseError) -> str | None:
+def unknown_algorithm(exc: BaseException | str) -> str | None:
     """Return the algorithm name if *exc* is the module's "unknown ALGO" error, else None."""
     match = _UNKNOWN_ALGO.match(str(exc))
     return match.group(1) if match else None
 
 
-def is_wrong_type(exc: ResponseError) -> bool:
+def is_wrong_type(exc: BaseException | str) -> bool:
     """Whether *exc* is a ``WRONGTYPE`` reply (redis-py strips the ``ERR`` but keeps others)."""
     return str(exc).startswith("WRONGTYPE")
 
@@ -92,6 +92,10 @@ def from_response_error(exc: ResponseError) -> ResponseError:
     return exc
 
 
+# RL.ALLOWALL: "2 keys need 2 rule groups (...), got 3".
+_GROUP_COUNT = re.compile(r"\d+ keys need \d+ rule groups")
+
+
 def _is_argument_error(message: str) -> bool:
     prefixes = (
         "limit must be",
@@ -102,6 +106,12 @@ def _is_argument_error(message: str) -> bool:
         "unknown ALGO",
         "unknown option",
         "gcra ",
+        # RL.ALLOWALL / RL.PEEKALL / RL.CHARGE / RL.REFUND / BLOCK
+        "numkeys ",
+        "group ",
+        "key '",
+        "the amount must be",
+        "BLOCK ",
         # RL.THROTTLE / CL.THROTTLE / GCRA
         "max_burst must be",
         "count_per_period must be",
@@ -110,5 +120,9 @@ def _is_argument_error(message: str) -> bool:
         "quantity must be",
         "TOKENS ",
         "(max_burst + 1)",
+        # RL.ACQUIRE / RL.RELEASE
+        "lease must be",
+        "id must be",
+        "ID ",
     )
-    return message.startswith(prefixes)
+    return message.startswith(prefixes) or _GROUP_COUNT.match(message) is not None

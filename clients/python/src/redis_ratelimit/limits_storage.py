@@ -15,7 +15,9 @@ scheme                     class (a subclass of limits' storage of the same kind
 =========================  ====================================================================
 
 The URI is the ``redis`` one with ``rl`` in place of ``redis``; every option, ``key_prefix``,
-``wrap_exceptions``, ``check()``, ``clear()`` and the ``.storage`` client are limits' own.
+``wrap_exceptions``, ``check()``, ``clear()`` and the ``.storage`` client are limits' own. The
+asyncio storages run on any of limits' three asyncio clients (``implementation="redispy"``, the
+default here, ``"coredis"``, limits' default, or ``"valkey"``).
 
 What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
 
@@ -36,10 +38,21 @@ What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
   epoch-aligned and exact, so it would admit different requests.
 * ``reset()``: ``SCAN MATCH <prefix>:*`` and ``DEL`` (never ``KEYS``).
 
+Limits the module does not take run limits' own Lua scripts, decided by the limit alone so a
+key never changes hands: windows above 365 days (the module's longest, e.g. ``1/2 year``) and
+moving windows of limit 0.
+
 When the server does not know ``RL.ALLOW`` (managed Redis often refuses modules) the storage warns
-once with :class:`ModuleNotLoadedWarning` and runs limits' Lua scripts for everything, exactly as
+with :class:`ModuleNotLoadedWarning` and runs limits' Lua scripts for everything, exactly as
 ``redis://``. A key that still holds limits' plain value (written before the switch from
-``redis://``) is served by limits' script until it expires.
+``redis://``) is served by limits' script until it expires. What the server offers is probed
+again after a connection error, an ``unknown command`` reply, and every ``probe_interval``
+seconds while the module is missing: after a failover between servers with and without the
+module the storage follows without a restart.
+
+Each method is written once, as a generator of the commands it needs (:class:`_Command`) or of
+limits' own method to fall back to (:class:`_Limits`); a sync and an asyncio driver run it on
+the storage's client, so the sync and asyncio storages share one body.
 """
 
 from __future__ import annotations
@@ -48,18 +61,22 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import limits.aio.storage
 import limits.storage
+import redis.exceptions
 from limits.errors import ConfigurationError
-from redis.exceptions import RedisError, ResponseError
 
 from .errors import AlgorithmMismatchError, is_wrong_type, unknown_algorithm, unknown_command
 from .types import Algorithm, Inspection
 
 __all__ = [
+    "DEFAULT_PROBE_INTERVAL",
+    "MAX_MODULE_WINDOW",
     "AsyncRateLimitClusterStorage",
     "AsyncRateLimitSentinelStorage",
     "AsyncRateLimitStorage",
@@ -72,8 +89,15 @@ __all__ = [
 
 #: A limit no count reaches: the module then counts every hit, as limits' INCRBY does.
 MAX_LIMIT = (1 << 63) - 1
-#: The key the capability probe reads; read-only commands on it never create it.
+#: The longest window the module takes, in seconds (its ``MAX_WINDOW_US``, 365 days); longer
+#: windows run limits' Lua scripts.
+MAX_MODULE_WINDOW = 365 * 24 * 3600
+#: Seconds between probes while the module is missing (or lacks a command the storage uses).
+DEFAULT_PROBE_INTERVAL = 10.0
+#: The key the capability probe names; ``COST 0`` and ``RL.INSPECT`` never create it.
 PROBE_KEY = "__redis_ratelimit_probe__"
+
+T = TypeVar("T")
 
 
 class ModuleNotLoadedWarning(UserWarning):
@@ -82,7 +106,7 @@ class ModuleNotLoadedWarning(UserWarning):
 
 @dataclass(frozen=True)
 class ModuleSupport:
-    """What the server's module offers, learnt once per storage by a read-only probe."""
+    """What the server's module offers, learnt by a read-only probe."""
 
     #: ``RL.ALLOW`` exists.
     loaded: bool
@@ -91,15 +115,55 @@ class ModuleSupport:
     #: ``ALGO moving-window`` and ``RL.INSPECT`` exist: moving windows use the module.
     moving_window: bool
 
+    @property
+    def complete(self) -> bool:
+        """Everything the storage uses is there: no periodic probe needed."""
+        return self.loaded and self.inspect and self.moving_window
+
 
 _NOT_LOADED = ModuleSupport(loaded=False, inspect=False, moving_window=False)
 
 
-def _is_unknown_command(exc: RedisError) -> bool:
-    # redis-py's cluster client refuses a command its COMMAND table lacks before sending it.
-    return (isinstance(exc, ResponseError) and unknown_command(exc) is not None) or (
-        "command doesn't exist in Redis commands" in str(exc)
-    )
+# ---------------------------------------------------------------------------------------------
+# What an operation yields, and what it gets thrown
+
+
+@dataclass(frozen=True)
+class _Command:
+    """Send one command; the operation receives the client's reply."""
+
+    args: tuple[str | int | bytes, ...]
+    #: May go to a replica (limits' ``get_connection(readonly=True)``).
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """Run limits' own storage method (its Lua scripts); the operation receives its result."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+_Step = _Command | _Limits
+_Op = Generator[_Step, Any, T]
+
+
+class _ReplyError(Exception):
+    """An error reply, whichever client raised it (redis-py, valkey, coredis)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        #: The client's own exception, raised to the caller when the operation lets it go.
+        self.original = original
+        message = str(original)
+        # coredis drops the WRONGTYPE code from its WrongTypeError's message.
+        self.wrong_type = is_wrong_type(message) or "wrong kind of value" in message
+        # redis-py's cluster client refuses a command its COMMAND table lacks before sending it.
+        self.unknown_command = unknown_command(message) is not None or (
+            "command doesn't exist in Redis commands" in message
+        )
+        self.unknown_algorithm = unknown_algorithm(message) is not None
 
 
 def _glob_escape(text: str) -> str:
@@ -121,8 +185,12 @@ def _warn_not_loaded(uri: str) -> None:
         f"the ratelimit module is not loaded on the server of {uri!r}: RL.ALLOW is unknown. "
         "Using limits' Lua scripts, as redis:// does (load the module for one command per hit).",
         ModuleNotLoadedWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
+
+
+def _module_window(expiry: int) -> bool:
+    return 0 < expiry <= MAX_MODULE_WINDOW
 
 
 def _fixed_window_count_from_inspect(reply: Any) -> int:
@@ -150,17 +218,174 @@ def _moving_window_from_inspect(reply: Any, now: float) -> tuple[float, int]:
     return inspection.to_local(inspection.state["oldest_us"], now), count
 
 
-def _incr_args(key: str, expiry: int, amount: int) -> list[str | int]:
-    return ["RL.ALLOW", key, MAX_LIMIT, expiry, "COST", amount, "ALGO", "fixed-window"]
-
-
 # RL.PEEK with a longer window keeps a running fixed window and its count (README: changing a
 # rule); the key itself expires when its real window ends.
 _PEEK_COUNT = (MAX_LIMIT, "365d", "COST", 0, "ALGO", "fixed-window")
 
 
-def _acquire_args(key: str, limit: int, expiry: int, amount: int) -> list[str | int]:
-    return ["RL.ALLOW", key, limit, expiry, "COST", amount, "ALGO", "moving-window"]
+# ---------------------------------------------------------------------------------------------
+# The operations, once for sync and asyncio
+
+
+class _Operations:
+    """The storage methods as generators; the sync and asyncio mixins drive them."""
+
+    _rl_uri: str = ""
+    _rl_probe_interval: float = DEFAULT_PROBE_INTERVAL
+    _rl_support: ModuleSupport | None = None
+    _rl_next_probe: float = 0.0
+    # Whether the last probe found the module (None before the first): warn on a change to "no".
+    _rl_was_loaded: bool | None = None
+    _rl_lock = threading.Lock()
+
+    def _rl_init(self, uri: str, probe_interval: float) -> None:
+        if not probe_interval > 0:
+            raise ConfigurationError(f"probe_interval must be positive, got {probe_interval!r}")
+        self._rl_uri = uri
+        self._rl_probe_interval = float(probe_interval)
+
+    def _key(self, key: str) -> str:
+        raise NotImplementedError
+
+    def _forget_support(self) -> None:
+        """The server may have changed (a connection error, a failover): probe again."""
+        self._rl_support = None
+
+    def _store_support(self, support: ModuleSupport) -> None:
+        with self._rl_lock:
+            self._rl_support = support
+            self._rl_next_probe = time.monotonic() + self._rl_probe_interval
+            warn = not support.loaded and self._rl_was_loaded is not False
+            self._rl_was_loaded = support.loaded
+        if warn:
+            _warn_not_loaded(self._rl_uri)
+
+    def _support_op(self) -> _Op[ModuleSupport]:
+        support = self._rl_support
+        if support is None or (not support.complete and time.monotonic() >= self._rl_next_probe):
+            support = yield from self._probe_op()
+            self._store_support(support)
+        return support
+
+    def _probe_op(self) -> _Op[ModuleSupport]:
+        key = self._key(PROBE_KEY)
+        moving = True
+        try:
+            # COST 0 writes nothing, but RL.ALLOW is a write command: a replica refuses it, so
+            # a connection left on a demoted master after a failover is dropped (redis-py's
+            # sentinel client reconnects to the new master) instead of answering for it.
+            yield _Command(("RL.ALLOW", key, 1, 1, "COST", 0, "ALGO", "moving-window"))
+        except _ReplyError as err:
+            if err.unknown_command:
+                return _NOT_LOADED
+            if not err.unknown_algorithm:
+                raise
+            moving = False
+        try:
+            yield _Command(("RL.INSPECT", key))
+            inspect = True
+        except _ReplyError as err:
+            if not err.unknown_command:
+                raise
+            inspect = False
+        return ModuleSupport(loaded=True, inspect=inspect, moving_window=moving and inspect)
+
+    def _module_refused(self, err: _ReplyError) -> None:
+        """Decide what an error reply from a module command means: Lua for this call, or raise.
+
+        ``WRONGTYPE``: the key holds limits' own value (written by ``redis://``), limits' script
+        serves it. ``unknown command`` / ``unknown ALGO``: the server changed under us (a
+        failover to a server without the module, or with an older one): probe again.
+        """
+        if err.unknown_command or err.unknown_algorithm:
+            self._forget_support()
+        elif not err.wrong_type:
+            raise err
+
+    def _read_op(self, args: tuple[str | int, ...]) -> _Op[Any]:
+        """Read from a replica where limits reads from one (the primary if it lacks the module)."""
+        try:
+            return (yield _Command(args, readonly=True))
+        except _ReplyError as err:
+            if not err.unknown_command:
+                raise
+        return (yield _Command(args))
+
+    def _incr_op(self, key: str, expiry: int, amount: int) -> _Op[int]:
+        support = yield from self._support_op()
+        if support.loaded and _module_window(expiry):
+            args = ("RL.ALLOW", self._key(key), MAX_LIMIT, expiry, "COST", amount)
+            try:
+                reply = yield _Command((*args, "ALGO", "fixed-window"))
+            except _ReplyError as err:
+                self._module_refused(err)
+            else:
+                return MAX_LIMIT - int(reply[2])
+        return int((yield _Limits("incr", (key, expiry, amount))))
+
+    def _get_op(self, key: str) -> _Op[int]:
+        support = yield from self._support_op()
+        if support.loaded:
+            pkey = self._key(key)
+            try:
+                if support.inspect:
+                    reply = yield from self._read_op(("RL.INSPECT", pkey))
+                    return _fixed_window_count_from_inspect(reply)
+                reply = yield from self._read_op(("RL.PEEK", pkey, *_PEEK_COUNT))
+                return MAX_LIMIT - int(reply[2])
+            except _ReplyError as err:
+                # WRONGTYPE also for limits' own keys of windows above MAX_MODULE_WINDOW.
+                self._module_refused(err)
+        return int((yield _Limits("get", (key,))))
+
+    def _acquire_entry_op(self, key: str, limit: int, expiry: int, amount: int) -> _Op[bool]:
+        support = yield from self._support_op()
+        if support.moving_window and limit > 0 and _module_window(expiry):
+            args = ("RL.ALLOW", self._key(key), limit, expiry, "COST", amount)
+            try:
+                reply = yield _Command((*args, "ALGO", "moving-window"))
+            except _ReplyError as err:
+                self._module_refused(err)
+            else:
+                return int(reply[0]) == 1
+        return bool((yield _Limits("acquire_entry", (key, limit, expiry, amount))))
+
+    def _get_moving_window_op(self, key: str, limit: int, expiry: int) -> _Op[tuple[float, int]]:
+        support = yield from self._support_op()
+        if support.moving_window and limit > 0 and _module_window(expiry):
+            try:
+                reply = yield from self._read_op(("RL.INSPECT", self._key(key)))
+            except _ReplyError as err:
+                self._module_refused(err)
+            else:
+                return _moving_window_from_inspect(reply, time.time())
+        window = yield _Limits("get_moving_window", (key, limit, expiry))
+        return cast(tuple[float, int], window)
+
+    def _reset_op(self) -> _Op[int]:
+        pattern = _glob_escape(self._key("")) + "*"
+        deleted = 0
+        cursor = 0
+        while True:
+            # redis-py parses SCAN into (int, list); coredis returns the raw [b"0", [...]].
+            reply = yield _Command(("SCAN", cursor, "MATCH", pattern, "COUNT", 1000))
+            cursor, names = int(reply[0]), list(reply[1])
+            if names:
+                deleted += int((yield _Command(("DEL", *names))))
+            if cursor == 0:
+                return deleted
+
+
+def _reply_errors(exceptions: ModuleType) -> tuple[type[BaseException], ...]:
+    found = [getattr(exceptions, "ResponseError", None), getattr(exceptions, "ClusterError", None)]
+    found.append(getattr(exceptions, "RedisClusterException", None))
+    return tuple(c for c in found if isinstance(c, type))
+
+
+def _connection_errors(exceptions: ModuleType) -> tuple[type[BaseException], ...]:
+    names = ("ConnectionError", "TimeoutError", "ReadOnlyError")
+    found = (getattr(exceptions, name, None) for name in names)
+    return tuple(c for c in found if isinstance(c, type))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,117 +398,65 @@ else:
     _SyncBase = object
     _AsyncBase = object
 
+_SYNC_REPLY_ERRORS = _reply_errors(redis.exceptions)
+_SYNC_CONNECTION_ERRORS = _connection_errors(redis.exceptions)
 
-class _SyncModuleMethods(_SyncBase):
+
+class _SyncModuleMethods(_Operations, _SyncBase):
     """The module-backed storage methods, mixed into each of limits' sync Redis storages."""
 
-    _rl_support: ModuleSupport | None = None
-    _rl_uri: str = ""
-    _rl_lock = threading.Lock()
+    def _key(self, key: str) -> str:
+        return self.prefixed_key(key)
+
+    def _step(self, step: _Step) -> Any:
+        if isinstance(step, _Limits):
+            return getattr(super(), step.method)(*step.args)
+        return cast(Any, self.get_connection(step.readonly)).execute_command(*step.args)
+
+    def _run(self, op: _Op[T]) -> T:
+        """Drive *op*: send its commands, throw error replies into it, return its result."""
+        try:
+            step = next(op)
+            while True:
+                try:
+                    reply = self._step(step)
+                except _SYNC_REPLY_ERRORS as exc:
+                    if isinstance(exc, _SYNC_CONNECTION_ERRORS):
+                        self._forget_support()
+                    step = op.throw(_ReplyError(exc))
+                except _SYNC_CONNECTION_ERRORS:
+                    self._forget_support()
+                    raise
+                else:
+                    step = op.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        except _ReplyError as err:
+            raise err.original from None
 
     def module_support(self) -> ModuleSupport:
-        """Probe the server once (two read-only commands) for what its module offers."""
-        support = self._rl_support
-        if support is None:
-            with self._rl_lock:
-                support = self._rl_support
-                if support is None:
-                    support = self._probe()
-                    self._rl_support = support
-                    if not support.loaded:
-                        _warn_not_loaded(self._rl_uri)
-        return support
-
-    def _probe(self) -> ModuleSupport:
-        conn = cast(Any, self.get_connection())
-        key = self.prefixed_key(PROBE_KEY)
-        moving = True
-        try:
-            conn.execute_command("RL.PEEK", key, 1, 1, "ALGO", "moving-window")
-        except RedisError as exc:
-            if _is_unknown_command(exc):
-                return _NOT_LOADED
-            if not (isinstance(exc, ResponseError) and unknown_algorithm(exc)):
-                raise
-            moving = False
-        try:
-            conn.execute_command("RL.INSPECT", key)
-            inspect = True
-        except RedisError as exc:
-            if not _is_unknown_command(exc):
-                raise
-            inspect = False
-        return ModuleSupport(loaded=True, inspect=inspect, moving_window=moving and inspect)
+        """What the server's module offers (probed with two commands that write nothing)."""
+        return self._run(self._support_op())
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add *amount* to the fixed window's count (a window starts at its first hit)."""
-        if self.module_support().loaded:
-            conn = cast(Any, self.get_connection())
-            try:
-                reply = conn.execute_command(*_incr_args(self.prefixed_key(key), expiry, amount))
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-            else:
-                return MAX_LIMIT - int(reply[2])
-        return super().incr(key, expiry, amount)
+        return self._run(self._incr_op(key, expiry, amount))
 
     def get(self, key: str) -> int:
         """The fixed window's count (0 when no window runs)."""
-        support = self.module_support()
-        if support.loaded:
-            conn = cast(Any, self.get_connection(True))
-            pkey = self.prefixed_key(key)
-            try:
-                if support.inspect:
-                    return _fixed_window_count_from_inspect(
-                        conn.execute_command("RL.INSPECT", pkey)
-                    )
-                return MAX_LIMIT - int(conn.execute_command("RL.PEEK", pkey, *_PEEK_COUNT)[2])
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-        return super().get(key)
+        return self._run(self._get_op(key))
 
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit *amount* entries iff the moving window's count plus *amount* fits *limit*."""
-        if self.module_support().moving_window:
-            conn = cast(Any, self.get_connection())
-            args = _acquire_args(self.prefixed_key(key), limit, expiry, amount)
-            try:
-                return int(conn.execute_command(*args)[0]) == 1
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-        return super().acquire_entry(key, limit, expiry, amount)
+        return self._run(self._acquire_entry_op(key, limit, expiry, amount))
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, entries in the window), client clock."""
-        if self.module_support().moving_window:
-            conn = cast(Any, self.get_connection(True))
-            try:
-                reply = conn.execute_command("RL.INSPECT", self.prefixed_key(key))
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-            else:
-                return _moving_window_from_inspect(reply, time.time())
-        return super().get_moving_window(key, limit, expiry)
+        return self._run(self._get_moving_window_op(key, limit, expiry))
 
     def reset(self) -> int | None:
         """Delete every key under ``key_prefix`` with ``SCAN`` + ``DEL``; the number deleted."""
-        conn = cast(Any, self.get_connection())
-        pattern = _glob_escape(self.prefixed_key("")) + "*"
-        deleted = 0
-        batch: list[bytes] = []
-        for name in conn.scan_iter(match=pattern, count=1000):
-            batch.append(name)
-            if len(batch) == 500:
-                deleted += int(conn.delete(*batch))
-                batch = []
-        if batch:
-            deleted += int(conn.delete(*batch))
-        return deleted
+        return self._run(self._reset_op())
 
 
 class RateLimitStorage(_SyncModuleMethods, limits.storage.RedisStorage):
@@ -297,10 +470,14 @@ class RateLimitStorage(_SyncModuleMethods, limits.storage.RedisStorage):
         connection_pool: Any = None,
         key_prefix: str = limits.storage.RedisStorage.PREFIX,
         wrap_exceptions: bool = False,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``redis://`` arguments, with ``rl`` in place of ``redis`` in *uri*."""
-        self._rl_uri = uri
+        """Take limits' ``redis://`` arguments, with ``rl`` in place of ``redis`` in *uri*.
+
+        :param probe_interval: seconds between probes for the module while it is missing.
+        """
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri),
             connection_pool=connection_pool,
@@ -320,10 +497,11 @@ class RateLimitClusterStorage(_SyncModuleMethods, limits.storage.RedisClusterSto
         uri: str,
         key_prefix: str = limits.storage.RedisStorage.PREFIX,
         wrap_exceptions: bool = False,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``redis+cluster://`` arguments."""
-        self._rl_uri = uri
+        """Take limits' ``redis+cluster://`` arguments (and *probe_interval*)."""
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri), key_prefix=key_prefix, wrap_exceptions=wrap_exceptions, **options
         )
@@ -339,7 +517,8 @@ class RateLimitSentinelStorage(_SyncModuleMethods, limits.storage.RedisSentinelS
     """limits' :class:`~limits.storage.RedisSentinelStorage` for ``rl+sentinel://h:p,…/service``.
 
     Reads (``get``, ``get_moving_window``, ``get_expiry``) go to a replica when ``use_replicas``
-    (limits' default), as with ``redis+sentinel://``; the replicas need the module too.
+    (limits' default), as with ``redis+sentinel://``; a replica without the module sends the
+    module's reads to the primary.
     """
 
     STORAGE_SCHEME = ["rl+sentinel"]
@@ -352,10 +531,11 @@ class RateLimitSentinelStorage(_SyncModuleMethods, limits.storage.RedisSentinelS
         sentinel_kwargs: dict[str, float | str | bool] | None = None,
         key_prefix: str = limits.storage.RedisStorage.PREFIX,
         wrap_exceptions: bool = False,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``redis+sentinel://`` arguments."""
-        self._rl_uri = uri
+        """Take limits' ``redis+sentinel://`` arguments (and *probe_interval*)."""
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri),
             service_name=service_name,
@@ -370,124 +550,102 @@ class RateLimitSentinelStorage(_SyncModuleMethods, limits.storage.RedisSentinelS
 # ---------------------------------------------------------------------------------------------
 # asyncio
 
+Implementation = Literal["redispy", "coredis", "valkey"]
 
-class _AsyncModuleMethods(_AsyncBase):
+
+class _AsyncModuleMethods(_Operations, _AsyncBase):
     """The module-backed storage methods, mixed into each of limits' asyncio Redis storages."""
 
-    _rl_support: ModuleSupport | None = None
-    _rl_uri: str = ""
+    _rl_reply_errors: tuple[type[BaseException], ...] = ()
+    _rl_connection_errors: tuple[type[BaseException], ...] = ()
+    _rl_coredis: bool = False
+
+    def _rl_bind_client(self) -> None:
+        """Learn the client library limits chose (its bridge) after limits' ``__init__``."""
+        dependency = cast(Any, self.bridge).dependency
+        self._rl_coredis = dependency.__name__ == "coredis"
+        self._rl_reply_errors = _reply_errors(dependency.exceptions)
+        self._rl_connection_errors = _connection_errors(dependency.exceptions)
+        if self._rl_coredis:
+            from coredis.typing import RedisCommand
+
+            self._rl_command_type: Any = RedisCommand
+
+    def _key(self, key: str) -> str:
+        return self.bridge.prefixed_key(key)
 
     def _conn(self, readonly: bool = False) -> Any:
         return cast(Any, self.bridge).get_connection(readonly)
 
-    async def module_support(self) -> ModuleSupport:
-        """Probe the server once (two read-only commands) for what its module offers."""
-        if self._rl_support is None:
-            support = await self._probe()
-            if self._rl_support is None:
-                self._rl_support = support
-                if not support.loaded:
-                    _warn_not_loaded(self._rl_uri)
-        return self._rl_support
+    async def _step(self, step: _Step) -> Any:
+        if isinstance(step, _Limits):
+            return await getattr(super(), step.method)(*step.args)
+        conn = self._conn(step.readonly)
+        if self._rl_coredis:
+            name, *args = step.args
+            command = self._rl_command_type(str(name).encode(), tuple(args))
+            return await conn.execute_command(command)
+        return await conn.execute_command(*step.args)
 
-    async def _probe(self) -> ModuleSupport:
-        conn = self._conn()
-        key = self.bridge.prefixed_key(PROBE_KEY)
-        moving = True
+    async def _run(self, op: _Op[T]) -> T:
+        """Drive *op*: send its commands, throw error replies into it, return its result."""
         try:
-            await conn.execute_command("RL.PEEK", key, 1, 1, "ALGO", "moving-window")
-        except RedisError as exc:
-            if _is_unknown_command(exc):
-                return _NOT_LOADED
-            if not (isinstance(exc, ResponseError) and unknown_algorithm(exc)):
-                raise
-            moving = False
-        try:
-            await conn.execute_command("RL.INSPECT", key)
-            inspect = True
-        except RedisError as exc:
-            if not _is_unknown_command(exc):
-                raise
-            inspect = False
-        return ModuleSupport(loaded=True, inspect=inspect, moving_window=moving and inspect)
+            step = next(op)
+            while True:
+                try:
+                    reply = await self._step(step)
+                except self._rl_reply_errors as exc:
+                    if isinstance(exc, self._rl_connection_errors):
+                        self._forget_support()
+                    step = op.throw(_ReplyError(exc))
+                except self._rl_connection_errors:
+                    self._forget_support()
+                    raise
+                else:
+                    step = op.send(reply)
+        except StopIteration as stop:
+            return cast(T, stop.value)
+        except _ReplyError as err:
+            raise err.original from None
+
+    async def module_support(self) -> ModuleSupport:
+        """What the server's module offers (probed with two commands that write nothing)."""
+        return await self._run(self._support_op())
 
     async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add *amount* to the fixed window's count (a window starts at its first hit)."""
-        if (await self.module_support()).loaded:
-            args = _incr_args(self.bridge.prefixed_key(key), expiry, amount)
-            try:
-                reply = await self._conn().execute_command(*args)
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-            else:
-                return MAX_LIMIT - int(reply[2])
-        return await super().incr(key, expiry, amount)
+        return await self._run(self._incr_op(key, expiry, amount))
 
     async def get(self, key: str) -> int:
         """The fixed window's count (0 when no window runs)."""
-        support = await self.module_support()
-        if support.loaded:
-            conn = self._conn(True)
-            pkey = self.bridge.prefixed_key(key)
-            try:
-                if support.inspect:
-                    reply = await conn.execute_command("RL.INSPECT", pkey)
-                    return _fixed_window_count_from_inspect(reply)
-                reply = await conn.execute_command("RL.PEEK", pkey, *_PEEK_COUNT)
-                return MAX_LIMIT - int(reply[2])
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-        return await super().get(key)
+        return await self._run(self._get_op(key))
 
     async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
         """Admit *amount* entries iff the moving window's count plus *amount* fits *limit*."""
-        if (await self.module_support()).moving_window:
-            args = _acquire_args(self.bridge.prefixed_key(key), limit, expiry, amount)
-            try:
-                return int((await self._conn().execute_command(*args))[0]) == 1
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-        return await super().acquire_entry(key, limit, expiry, amount)
+        return await self._run(self._acquire_entry_op(key, limit, expiry, amount))
 
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, entries in the window), client clock."""
-        if (await self.module_support()).moving_window:
-            pkey = self.bridge.prefixed_key(key)
-            try:
-                reply = await self._conn(True).execute_command("RL.INSPECT", pkey)
-            except ResponseError as exc:
-                if not is_wrong_type(exc):
-                    raise
-            else:
-                return _moving_window_from_inspect(reply, time.time())
-        return await super().get_moving_window(key, limit, expiry)
+        return await self._run(self._get_moving_window_op(key, limit, expiry))
 
     async def reset(self) -> int | None:
         """Delete every key under ``key_prefix`` with ``SCAN`` + ``DEL``; the number deleted."""
-        conn = self._conn()
-        pattern = _glob_escape(self.bridge.prefixed_key("")) + "*"
-        deleted = 0
-        async for name in conn.scan_iter(match=pattern, count=1000):
-            deleted += int(await conn.delete(name))
-        return deleted
+        return await self._run(self._reset_op())
 
 
-def _async_implementation(implementation: str) -> Literal["redispy", "valkey"]:
-    if implementation not in ("redispy", "valkey"):
+def _implementation(implementation: str) -> Implementation:
+    if implementation not in ("redispy", "coredis", "valkey"):
         raise ConfigurationError(
-            f"rl:// storages run on redis-py's asyncio client, not {implementation!r}"
+            f"implementation must be 'redispy', 'coredis' or 'valkey', not {implementation!r}"
         )
-    return cast(Literal["redispy", "valkey"], implementation)
+    return cast(Implementation, implementation)
 
 
 class AsyncRateLimitStorage(_AsyncModuleMethods, limits.aio.storage.RedisStorage):
     """limits' asyncio ``RedisStorage`` for ``async+rl://`` (also ``async+rls``, ``+unix``).
 
-    The client is :mod:`redis.asyncio` (``implementation="redispy"``, the default here; limits'
-    own default, coredis, is not supported).
+    The client is :mod:`redis.asyncio` by default (``implementation="redispy"``); ``"coredis"``
+    (limits' own default) and ``"valkey"`` work the same.
     """
 
     STORAGE_SCHEME = ["async+rl", "async+rls", "async+rl+unix"]
@@ -496,19 +654,21 @@ class AsyncRateLimitStorage(_AsyncModuleMethods, limits.aio.storage.RedisStorage
         self,
         uri: str,
         wrap_exceptions: bool = False,
-        implementation: Literal["redispy", "coredis", "valkey"] = "redispy",
+        implementation: Implementation = "redispy",
         key_prefix: str = limits.aio.storage.RedisStorage.PREFIX,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``async+redis://`` arguments."""
-        self._rl_uri = uri
+        """Take limits' ``async+redis://`` arguments (and *probe_interval*)."""
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri),
             wrap_exceptions=wrap_exceptions,
-            implementation=_async_implementation(implementation),
+            implementation=_implementation(implementation),
             key_prefix=key_prefix,
             **options,
         )
+        self._rl_bind_client()
 
 
 class AsyncRateLimitClusterStorage(_AsyncModuleMethods, limits.aio.storage.RedisClusterStorage):
@@ -520,19 +680,35 @@ class AsyncRateLimitClusterStorage(_AsyncModuleMethods, limits.aio.storage.Redis
         self,
         uri: str,
         wrap_exceptions: bool = False,
-        implementation: Literal["redispy", "coredis", "valkey"] = "redispy",
+        implementation: Implementation = "redispy",
         key_prefix: str = limits.aio.storage.RedisStorage.PREFIX,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``async+redis+cluster://`` arguments."""
-        self._rl_uri = uri
+        """Take limits' ``async+redis+cluster://`` arguments (and *probe_interval*)."""
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri),
             wrap_exceptions=wrap_exceptions,
-            implementation=_async_implementation(implementation),
+            implementation=_implementation(implementation),
             key_prefix=key_prefix,
             **options,
         )
+        self._rl_bind_client()
+
+    async def reset(self) -> int | None:
+        """``SCAN`` every primary and ``DEL`` each key (keys of one DEL must share a slot)."""
+        pattern = _glob_escape(self._key("")) + "*"
+        names = [name async for name in self._conn().scan_iter(match=pattern, count=1000)]
+        deleted = 0
+        for name in names:
+            key = name.decode() if isinstance(name, bytes) else str(name)
+            deleted += int(await self._run(_single(_Command(("DEL", key)))))
+        return deleted
+
+
+def _single(command: _Command) -> _Op[Any]:
+    return (yield command)
 
 
 class AsyncRateLimitSentinelStorage(_AsyncModuleMethods, limits.aio.storage.RedisSentinelStorage):
@@ -544,22 +720,24 @@ class AsyncRateLimitSentinelStorage(_AsyncModuleMethods, limits.aio.storage.Redi
         self,
         uri: str,
         wrap_exceptions: bool = False,
-        implementation: Literal["redispy", "coredis", "valkey"] = "redispy",
+        implementation: Implementation = "redispy",
         key_prefix: str = limits.aio.storage.RedisStorage.PREFIX,
         service_name: str | None = None,
         use_replicas: bool = True,
         sentinel_kwargs: dict[str, float | str | bool] | None = None,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
         **options: float | str | bool,
     ) -> None:
-        """Take limits' ``async+redis+sentinel://`` arguments."""
-        self._rl_uri = uri
+        """Take limits' ``async+redis+sentinel://`` arguments (and *probe_interval*)."""
+        self._rl_init(uri, probe_interval)
         super().__init__(
             _to_redis_uri(uri),
             wrap_exceptions=wrap_exceptions,
-            implementation=_async_implementation(implementation),
+            implementation=_implementation(implementation),
             key_prefix=key_prefix,
             service_name=service_name,
             use_replicas=use_replicas,
             sentinel_kwargs=sentinel_kwargs,
             **options,
         )
+        self._rl_bind_client()

@@ -13,6 +13,8 @@ __all__ = [
     "Algorithm",
     "Decision",
     "Inspection",
+    "Limit",
+    "MultiDecision",
     "Seconds",
     "Throttle",
     "Window",
@@ -40,6 +42,11 @@ class Algorithm(str, enum.Enum):
     GCRA = "gcra"
     #: An exact log of admitted requests over the last ``window``.
     MOVING_WINDOW = "moving-window"
+    #: limits' sliding window counter, exactly (windows from the first hit, weight rounded down).
+    LIMITS_SLIDING_WINDOW = "limits-sliding-window"
+    #: Concurrency leases (``RL.ACQUIRE``): what ``RL.INSPECT`` reports for such a key. Not an
+    #: ``ALGO`` value: ``RL.ALLOW`` refuses it.
+    LEASES = "leases"
 
     def __str__(self) -> str:
         return self.value
@@ -138,6 +145,73 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit:
+    """One limit of an all-or-nothing call (:meth:`RateLimiter.allow_all`): a key and its rule.
+
+    >>> Limit("tpm:key42", 100_000, "1m", cost=1500).args()
+    [100000, '1m', 'COST', 1500]
+    """
+
+    #: The limiter's key (in a cluster, every key of one call must share a hash tag).
+    key: str
+    #: Requests (or tokens) per window.
+    limit: int
+    #: ``"1m"``, ``60`` (seconds) or a :class:`~datetime.timedelta`.
+    window: Window
+    #: What this request costs under this limit (requests and tokens differ).
+    cost: int = 1
+    #: An :class:`Algorithm` (default: the module's, sliding-window).
+    algorithm: Algorithm | str | None = None
+    #: gcra only: the capacity (default *limit*).
+    burst: int | None = None
+    #: A penalty: once this limit denies, its key stays denied this long (``BLOCK``).
+    block: Window | None = None
+
+    def args(self) -> list[str | int]:
+        """The rule group's arguments: ``limit window [options]``."""
+        return limit_args(
+            "", self.key, self.limit, self.window, self.cost, self.algorithm, self.burst, self.block
+        )[2:]
+
+
+@dataclass(frozen=True, slots=True)
+class MultiDecision:
+    """One ``RL.ALLOWALL`` / ``RL.PEEKALL`` reply: all limits at once, all or nothing."""
+
+    #: Whether every limit admitted the request (and, for ``allow_all``, all were charged).
+    allowed: bool
+    #: The index (0-based, into the limits given) of the limit that decided: when denied, the
+    #: denying one with the longest wait; when admitted, the one with the least remaining.
+    binding: int
+    #: Each limit's key after the call, in the order given. In a denied call a limit that would
+    #: have admitted says ``allowed`` with its key as it stands (nothing was charged).
+    decisions: tuple[Decision, ...]
+
+    @property
+    def retry_after(self) -> float:
+        """0.0 when admitted; else when the whole request would pass (the binding limit's)."""
+        return 0.0 if self.allowed else self.decisions[self.binding].retry_after
+
+    @property
+    def limiting(self) -> Decision:
+        """The binding limit's decision (what HTTP headers should describe)."""
+        return self.decisions[self.binding]
+
+    @classmethod
+    def from_reply(cls, reply: Sequence[Any]) -> MultiDecision:
+        """Build it from ``[allowed, binding, r1, r2, ...]`` (binding 1-based on the wire)."""
+        if len(reply) < 3:
+            raise ValueError(
+                f"expected [allowed, binding, r1, ...] from RL.ALLOWALL, got {reply!r}"
+            )
+        return cls(
+            allowed=int(reply[0]) == 1,
+            binding=int(reply[1]) - 1,
+            decisions=tuple(Decision.from_reply(r) for r in reply[2:]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Throttle:
     """One ``RL.THROTTLE`` / ``CL.THROTTLE`` / ``GCRA`` reply: redis-cell's five integers.
 
@@ -199,8 +273,11 @@ class Inspection:
     now_us: int
     #: The algorithm's own fields (``window_start_us``, ``current``, ``previous`` for
     #: sliding-window; ``window_start_us``, ``count`` for fixed-window; ``tat_us`` for gcra;
-    #: ``count``, ``oldest_us``, ``newest_us``, ``runs`` for moving-window).
+    #: ``count``, ``oldest_us``, ``newest_us``, ``runs`` for moving-window; ``in_flight``,
+    #: ``next_end_us``, ``last_end_us``, ``stored``, ``longest_us``, ``last_id`` for leases).
     state: Mapping[str, int] = field(default_factory=dict)
+    #: When the key's penalty block (``BLOCK``) ends, server µs; 0 when it is not blocked.
+    blocked_until_us: int = 0
 
     @property
     def window(self) -> timedelta:
@@ -229,6 +306,7 @@ class Inspection:
             pairs = {_text(items[i]): items[i + 1] for i in range(0, len(items), 2)}
         algorithm = Algorithm(_text(pairs.pop("algorithm")))
         common = {name: int(pairs.pop(name)) for name in ("limit", "window_us", "burst", "now_us")}
+        blocked_until_us = int(pairs.pop("blocked_until_us", 0))
         return cls(
             algorithm=algorithm,
             limit=common["limit"],
@@ -236,6 +314,7 @@ class Inspection:
             burst=common["burst"],
             now_us=common["now_us"],
             state={k: int(v) for k, v in pairs.items()},
+            blocked_until_us=blocked_until_us,
         )
 
 
@@ -247,11 +326,47 @@ def limit_args(
     cost: int,
     algorithm: Algorithm | str | None,
     burst: int | None,
+    block: Window | None = None,
 ) -> list[str | int]:
     """The arguments of ``RL.ALLOW`` / ``RL.PEEK`` (options only when they differ from defaults)."""
     args: list[str | int] = [command, key, limit, format_window(window)]
     if cost != 1:
         args += ["COST", cost]
+    if algorithm is not None:
+        args += ["ALGO", str(Algorithm(algorithm))]
+    if burst is not None:
+        args += ["BURST", burst]
+    if block is not None:
+        args += ["BLOCK", format_window(block)]
+    return args
+
+
+def all_args(command: str, limits: Sequence[Limit]) -> list[str | int]:
+    """The arguments of ``RL.ALLOWALL`` / ``RL.PEEKALL``: numkeys, the keys, one group per key.
+
+    >>> all_args("RL.ALLOWALL", [Limit("rpm:k", 60, "1m"), Limit("tpm:k", 100_000, "1m", 1500)])
+    ['RL.ALLOWALL', 2, 'rpm:k', 'tpm:k', 60, '1m', 100000, '1m', 'COST', 1500]
+    """
+    if not limits:
+        raise ValueError("give at least one Limit")
+    args: list[str | int] = [command, len(limits)]
+    args += [lim.key for lim in limits]
+    for lim in limits:
+        args += lim.args()
+    return args
+
+
+def settle_args(
+    command: str,
+    key: str,
+    limit: int,
+    window: Window,
+    amount: int,
+    algorithm: Algorithm | str | None,
+    burst: int | None,
+) -> list[str | int]:
+    """The arguments of ``RL.CHARGE`` / ``RL.REFUND``: ``key limit window amount [options]``."""
+    args: list[str | int] = [command, key, limit, format_window(window), amount]
     if algorithm is not None:
         args += ["ALGO", str(Algorithm(algorithm))]
     if burst is not None:

@@ -1,0 +1,1115 @@
+//! Concurrency leases: at most `limit` holders at once, each for at most its lease.
+//!
+//! Rate limits cap how often; leases cap how many at once (a pool of 20 DB connections, a
+//! provider's concurrent-request quota), and stay safe when a holder crashes: every lease ends
+//! by itself. The state is a set of leases `id → end` (µs). At `now` a lease is **held** iff
+//! `end > now` (one ending at `now` is free at `now`).
+//!
+//! * `acquire(limit, lease, id?)` at `now`: if `id` is given and holds a lease, the lease is
+//!   **renewed**: it now ends at `now + lease` (earlier or later than before) and takes no second
+//!   slot; always admitted. Otherwise it is admitted iff fewer than `limit` leases are held, and
+//!   the new lease `id → now + lease` is added (`id` the caller's, or one the server makes).
+//! * `release(id)` at `now`: frees the lease if `id` holds one (`true`), else changes nothing
+//!   (`false`): releasing twice, or after the lease ended, is harmless.
+//! * `in_flight` = leases held after the call; `reset_after` = until the last held lease ends
+//!   (the key's expiry: the key goes with its last lease); `retry_after` (denied) = until enough
+//!   leases end for fewer than `limit` to be held — the earliest end when `limit` are held, the
+//!   `(held − limit + 1)`-th earliest when the limit was lowered below what is held.
+//!
+//! **Ids.** A caller's id is 1 to [`MAX_ID_LEN`] bytes. The server makes ids for callers that
+//! pass none: the master's time in µs, made strictly increasing per key (the last one is kept
+//! in the state) and skipping any number a caller holds, so two holders never share an id while
+//! the key lives, and across the key's lives unless the master's clock steps back. An id that is
+//! a canonical decimal number (`"42"`, not `"042"`) is the same id whoever made it.
+//!
+//! **Bound.** A key holds at most `limit` leases and `limit` ≤ [`MAX_LEASES`], so every call is
+//! O(N) in the worst case with N ≤ [`MAX_LEASES`]: a binary search finds what is held, a scan
+//! finds an id, and inserting or removing shifts the entries after it in one array.
+//!
+//! **Clock steps.** No lease can legitimately end after `now + longest`, `longest` being the
+//! longest lease granted since the key was created. Ends beyond that (a clock that stepped back,
+//! a promoted replica whose clock is behind) are read as `now + longest`, and every write stores
+//! them so: a step back of a day costs at most one lease duration of waiting.
+//!
+//! **Writes and replication.** A write is one [`Effect`] — acquire (new or renewal), release, or
+//! storing a clamped state after a denial — carrying the master's time and the id; the master
+//! applies it with the same function a replica or an AOF replay runs ([`replay`]): first every
+//! lease that ended by then is dropped, then clamped ends are stored, then the effect. So every
+//! node ends with the same set, the same ends and the same expiry, and the replicated form stays
+//! O(1) in the number of leases. Denials, renewals of nothing, releases of nothing and peeks
+//! write nothing.
+//!
+//! Worked example: limit 2, lease 10 s. At 0 s `a` acquires (ends 10 s), at 1 s the server makes
+//! an id for a second holder (ends 11 s). At 2 s a third is denied: `retry_after` 8 s (when `a`
+//! ends), `reset_after` 9 s. At 3 s `a` renews: it now ends at 13 s. At 4 s `a` releases; a third
+//! holder is admitted.
+//!
+//! ```
+//! use redis_ratelimit::algo::leases::{acquire, release, Acquire, LeaseId};
+//! use redis_ratelimit::algo::Outcome;
+//! const S: u64 = 1_000_000;
+//! let a = LeaseId::parse(b"a").unwrap();
+//! let req = |id: Option<&LeaseId>| Acquire::new(2, 10 * S, id.cloned()).unwrap();
+//! let v = acquire(None, &req(Some(&a)), 0).unwrap();
+//! let Outcome::Created(mut key) = v.outcome else { unreachable!() };
+//! let v = acquire(Some(&mut key), &req(None), S).unwrap();
+//! assert_eq!(v.grant.id, Some(LeaseId::Num(S)));
+//! let v = acquire(Some(&mut key), &req(None), 2 * S).unwrap();
+//! assert!(!v.grant.allowed && v.effect.is_none());
+//! assert_eq!((v.grant.retry_after_us, v.grant.reset_after_us), (8 * S, 9 * S));
+//! let v = acquire(Some(&mut key), &req(Some(&a)), 3 * S).unwrap();
+//! assert!(v.grant.allowed && v.grant.in_flight == 2 && v.grant.reset_after_us == 10 * S);
+//! assert!(release(Some(&mut key), &a, 4 * S).unwrap().released);
+//! assert!(acquire(Some(&mut key), &req(None), 4 * S).unwrap().grant.allowed);
+//! ```
+
+use super::kind::{Bounds, Change, Fields, Kind, Replication};
+use super::limiter::{AlgorithmMismatch, Limiter, Outcome};
+use super::{Algorithm, Decision, Rule, State, MAX_TIMESTAMP_US, MAX_WINDOW_US};
+use crate::varint::{put_u64, Reader, Sink, StackBuf};
+
+/// The most leases one key holds: the largest `limit` `RL.ACQUIRE` accepts (a config later).
+pub const MAX_LEASES: u64 = 10_000;
+
+/// The most leases a payload may hold, whatever a node's bound: a fixed format bound, so nodes
+/// with different bounds read each other's states.
+pub const FORMAT_MAX_LEASES: usize = 1_000_000;
+
+/// The longest id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The longest canonical decimal id (`u64::MAX` has 20 digits).
+const MAX_DECIMAL_LEN: usize = 20;
+
+/// A lease's id: a number (what the server makes, and any caller id that is a canonical
+/// decimal) or other bytes. Numbers sort before bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LeaseId {
+    /// A canonical decimal number.
+    Num(u64),
+    /// Any other 1 to [`MAX_ID_LEN`] bytes.
+    Text(Box<[u8]>),
+}
+
+impl LeaseId {
+    /// An id from a caller's bytes; `None` when empty or longer than [`MAX_ID_LEN`].
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::leases::LeaseId;
+    /// assert_eq!(LeaseId::parse(b"42"), Some(LeaseId::Num(42)));
+    /// assert_eq!(LeaseId::parse(b"042"), Some(LeaseId::Text(b"042".to_vec().into())));
+    /// assert_eq!(LeaseId::parse(b""), None);
+    /// ```
+    pub fn parse(bytes: &[u8]) -> Option<LeaseId> {
+        if bytes.is_empty() || bytes.len() > MAX_ID_LEN {
+            return None;
+        }
+        Some(match canonical_decimal(bytes) {
+            Some(n) => LeaseId::Num(n),
+            None => LeaseId::Text(bytes.into()),
+        })
+    }
+
+    /// Calls `f` with the id's bytes (a number in decimal, formatted on the stack).
+    pub fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            LeaseId::Text(t) => f(t),
+            LeaseId::Num(n) => {
+                let mut buf = [0u8; MAX_DECIMAL_LEN];
+                let mut at = buf.len();
+                let mut v = *n;
+                loop {
+                    at = at.saturating_sub(1);
+                    if let Some(slot) = buf.get_mut(at) {
+                        // v % 10 < 10: the cast and the addition cannot overflow.
+                        *slot = b'0'.saturating_add(u8::try_from(v % 10).unwrap_or(0));
+                    }
+                    v /= 10;
+                    if v == 0 || at == 0 {
+                        break;
+                    }
+                }
+                f(buf.get(at..).unwrap_or(&[]))
+            }
+        }
+    }
+
+    /// The id's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.with_bytes(<[u8]>::to_vec)
+    }
+
+    /// Heap bytes it owns (a text id's buffer), for `MEMORY USAGE` and defrag.
+    pub fn heap_block(&self) -> Option<*const u8> {
+        match self {
+            LeaseId::Text(t) => Some(t.as_ptr()),
+            LeaseId::Num(_) => None,
+        }
+    }
+
+    /// A length (0 for a number), then the number or the bytes.
+    fn encode(&self, out: &mut impl Sink) {
+        match self {
+            LeaseId::Num(n) => {
+                put_u64(out, 0);
+                put_u64(out, *n);
+            }
+            LeaseId::Text(t) => {
+                put_u64(out, u64::try_from(t.len()).unwrap_or(u64::MAX));
+                out.push_bytes(t);
+            }
+        }
+    }
+
+    /// Reads an [`LeaseId::encode`]d id; `None` for anything [`LeaseId::parse`] would not make.
+    fn decode(r: &mut Reader<'_>) -> Option<LeaseId> {
+        match usize::try_from(r.u64()?).ok()? {
+            0 => Some(LeaseId::Num(r.u64()?)),
+            n if n <= MAX_ID_LEN => {
+                let bytes = r.take(n)?;
+                canonical_decimal(bytes)
+                    .is_none()
+                    .then(|| LeaseId::Text(bytes.into()))
+            }
+            _ => None,
+        }
+    }
+
+    fn is_valid(&self) -> bool {
+        match self {
+            LeaseId::Num(_) => true,
+            LeaseId::Text(t) => {
+                !t.is_empty() && t.len() <= MAX_ID_LEN && canonical_decimal(t).is_none()
+            }
+        }
+    }
+}
+
+/// The number a canonical decimal spells (`0`, or digits without a leading zero, fitting u64).
+fn canonical_decimal(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty()
+        || bytes.len() > MAX_DECIMAL_LEN
+        || !bytes.iter().all(u8::is_ascii_digit)
+        || (bytes.len() > 1 && bytes.first() == Some(&b'0'))
+    {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &c| {
+        n.checked_mul(10)?
+            .checked_add(u64::from(c.wrapping_sub(b'0')))
+    })
+}
+
+/// One lease: who holds it and when it ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// When it ends (µs since the epoch): held while `now < end_us`.
+    pub end_us: u64,
+    /// The id's fingerprint: finding an id compares these inline before touching a text id's
+    /// bytes on the heap (a scan of 10,000 text ids is then a scan of one array).
+    print: u64,
+    /// Its id.
+    pub id: LeaseId,
+}
+
+/// A 64-bit fingerprint of an id: the number itself, or FNV-1a of the bytes.
+fn fingerprint(id: &LeaseId) -> u64 {
+    match id {
+        LeaseId::Num(n) => *n,
+        LeaseId::Text(t) => t.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        }),
+    }
+}
+
+impl Lease {
+    /// A lease of `id` ending at `end_us`.
+    pub fn new(end_us: u64, id: LeaseId) -> Lease {
+        Lease {
+            end_us,
+            print: fingerprint(&id),
+            id,
+        }
+    }
+
+    /// Whether it sorts before `(end_us, id)` in the table.
+    fn before(&self, end_us: u64, id: &LeaseId) -> bool {
+        (self.end_us, &self.id) < (end_us, id)
+    }
+}
+
+/// The leases of one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Table {
+    /// Sorted by `(end, id)`; ids unique. May still hold leases that ended after the last write
+    /// (every write drops them first).
+    leases: Vec<Lease>,
+    /// The longest lease granted since the key was created (or last held nothing): no lease can
+    /// end after `now + longest_us`.
+    longest_us: u64,
+    /// The last id the server made for this key (0: none).
+    last_id: u64,
+}
+
+/// The state of one leases key (boxed: one pointer in [`State`]). Never empty when stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasesState(Box<Table>);
+
+/// An `RL.ACQUIRE` request: the rule (`limit` leases of `lease` µs) and the caller's id if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acquire {
+    /// `limit` = how many may be held at once, `window_us` = the lease's duration.
+    pub rule: Rule,
+    /// The caller's id (`None`: the server makes one).
+    pub id: Option<LeaseId>,
+}
+
+/// Why a request is refused (the key is left unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseError {
+    /// `limit` outside `1..=MAX_LEASES`.
+    Limit,
+    /// `lease` outside `1..=MAX_WINDOW_US`.
+    Lease,
+    /// The key holds a rate limiter, not leases.
+    Mismatch(AlgorithmMismatch),
+    /// The server could not make an id (numbers up to `u64::MAX` taken): pass `ID`.
+    NoId,
+    /// Replaying would hold more than [`FORMAT_MAX_LEASES`].
+    Full,
+}
+
+impl From<AlgorithmMismatch> for LeaseError {
+    fn from(m: AlgorithmMismatch) -> Self {
+        LeaseError::Mismatch(m)
+    }
+}
+
+impl Acquire {
+    /// A validated request.
+    ///
+    /// ```
+    /// use redis_ratelimit::algo::leases::{Acquire, LeaseError, MAX_LEASES};
+    /// assert!(Acquire::new(10, 30_000_000, None).is_ok());
+    /// assert_eq!(Acquire::new(MAX_LEASES + 1, 1, None), Err(LeaseError::Limit));
+    /// ```
+    pub fn new(limit: u64, lease_us: u64, id: Option<LeaseId>) -> Result<Acquire, LeaseError> {
+        if !(1..=MAX_LEASES).contains(&limit) {
+            return Err(LeaseError::Limit);
+        }
+        let rule = Rule::new(Algorithm::Leases, limit, lease_us, None).map_err(|e| match e {
+            super::RuleError::Limit => LeaseError::Limit,
+            _ => LeaseError::Lease,
+        })?;
+        Ok(Acquire { rule, id })
+    }
+}
+
+/// What `RL.ACQUIRE` answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// Whether the lease was granted (or renewed).
+    pub allowed: bool,
+    /// The lease's id when granted; `None` when denied.
+    pub id: Option<LeaseId>,
+    /// Leases held after the call.
+    pub in_flight: u64,
+    /// Denied: µs until enough leases end for one more (≥ 1); 0 when granted.
+    pub retry_after_us: u64,
+    /// µs until the last held lease ends (the key's TTL); 0 when none is held.
+    pub reset_after_us: u64,
+}
+
+/// One write, as the master made it and as replicas and the AOF replay it ([`replay`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A lease `id` until `now + rule.window_us()`, new or renewed; the key's rule becomes `rule`.
+    Acquire {
+        /// The master's time.
+        now_us: u64,
+        /// The request's rule.
+        rule: Rule,
+        /// The lease's id.
+        id: LeaseId,
+        /// The server made the id (the key remembers the last one it made).
+        server_made: bool,
+    },
+    /// The lease `id` freed.
+    Release {
+        /// The master's time.
+        now_us: u64,
+        /// The lease's id.
+        id: LeaseId,
+    },
+    /// Nothing but the ended leases dropped and the clamped ends stored (a denial that found a
+    /// state ahead of the clock).
+    Clamp {
+        /// The master's time.
+        now_us: u64,
+    },
+}
+
+impl Effect {
+    /// The master's time.
+    pub fn now_us(&self) -> u64 {
+        match self {
+            Effect::Acquire { now_us, .. }
+            | Effect::Release { now_us, .. }
+            | Effect::Clamp { now_us } => *now_us,
+        }
+    }
+}
+
+/// What [`acquire`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseVerdict {
+    /// The reply.
+    pub grant: Grant,
+    /// What to store.
+    pub outcome: Outcome,
+    /// The write to replicate (`None`: nothing written).
+    pub effect: Option<Effect>,
+    /// The stored state lay ahead of the clock and was read clamped.
+    pub clamped: bool,
+}
+
+/// What [`release`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// A held lease was freed.
+    pub released: bool,
+    /// What to store ([`Outcome::Emptied`]: the last lease went, delete the key).
+    pub outcome: Outcome,
+    /// The write to replicate.
+    pub effect: Option<Effect>,
+}
+
+/// The empty table an absent key is read as.
+static EMPTY: Table = Table::empty();
+
+/// What a request will do, decided without changing anything.
+enum Plan {
+    Write(Effect),
+    Deny { grant: Grant, clamp: bool },
+}
+
+impl Table {
+    const fn empty() -> Table {
+        Table {
+            leases: Vec::new(),
+            longest_us: 0,
+            last_id: 0,
+        }
+    }
+
+    /// Index of the first lease held at `now_us` (all before it have ended).
+    fn first_held(&self, now_us: u64) -> usize {
+        self.leases.partition_point(|l| l.end_us <= now_us)
+    }
+
+    /// The latest a lease may end at `now_us`.
+    fn horizon(&self, now_us: u64) -> u64 {
+        now_us.saturating_add(self.longest_us)
+    }
+
+    /// Where `id` is among the leases from index `from` on.
+    fn position(&self, id: &LeaseId, from: usize) -> Option<usize> {
+        let rest = self.leases.get(from..)?;
+        let print = fingerprint(id);
+        rest.iter()
+            .position(|l| l.print == print && l.id == *id)
+            .and_then(|i| i.checked_add(from))
+    }
+
+    /// Gives memory back once the array is mostly empty (a key that held 10,000 leases and now
+    /// holds 10 does not keep 10,000 slots).
+    fn shrink(&mut self) {
+        let (len, cap) = (self.leases.len(), self.leases.capacity());
+        if cap > 16 && cap / 4 > len {
+            self.leases.shrink_to(len.saturating_mul(2));
+        }
+    }
+
+    fn last_end(&self) -> u64 {
+        self.leases.last().map_or(0, |l| l.end_us)
+    }
+
+    fn is_ahead(&self, now_us: u64) -> bool {
+        self.last_end() > self.horizon(now_us)
+    }
+
+    /// The id the server makes at `now_us`: the first number from `max(now, last + 1)` on that
+    /// no held lease has.
+    fn next_id(&self, now_us: u64, first_held: usize) -> Option<u64> {
+        let mut candidate = now_us.max(self.last_id.checked_add(1)?);
+        let mut taken: Vec<u64> = self
+            .leases
+            .get(first_held..)?
+            .iter()
+            .filter_map(|l| match l.id {
+                LeaseId::Num(n) if n >= candidate => Some(n),
+                _ => None,
+            })
+            .collect();
+        taken.sort_unstable();
+        for n in taken {
+            if n == candidate {
+                candidate = candidate.checked_add(1)?;
+            } else if n > candidate {
+                break;
+            }
+        }
+        Some(candidate)
+    }
+
+    /// Decides an acquire at `now_us`.
+    fn plan(&self, req: &Acquire, now_us: u64) -> Result<Plan, LeaseError> {
+        let first = self.first_held(now_us);
+        let held = self.leases.len().saturating_sub(first);
+        let write = |id: LeaseId, server_made: bool| {
+            Plan::Write(Effect::Acquire {
+                now_us,
+                rule: req.rule,
+                id,
+                server_made,
+            })
+        };
+        if let Some(id) = &req.id {
+            if self.position(id, first).is_some() {
+                return Ok(write(id.clone(), false)); // a renewal
+            }
+        }
+        let limit = usize::try_from(req.rule.limit()).unwrap_or(usize::MAX);
+        if held < limit {
+            return Ok(match &req.id {
+                Some(id) => write(id.clone(), false),
+                None => write(
+                    LeaseId::Num(self.next_id(now_us, first).ok_or(LeaseError::NoId)?),
+                    true,
+                ),
+            });
+        }
+        // Held ≥ limit ≥ 1: the (held − limit)-th held lease (0-based) must end first.
+        let horizon = self.horizon(now_us);
+        let waits_for = first.saturating_add(held.saturating_sub(limit));
+        let frees_at = self
+            .leases
+            .get(waits_for)
+            .map_or(now_us, |l| l.end_us.min(horizon));
+        Ok(Plan::Deny {
+            grant: Grant {
+                allowed: false,
+                id: None,
+                in_flight: u64::try_from(held).unwrap_or(u64::MAX),
+                retry_after_us: frees_at.saturating_sub(now_us).max(1),
+                reset_after_us: self.last_end().min(horizon).saturating_sub(now_us),
+            },
+            clamp: self.is_ahead(now_us),
+        })
+    }
+
+    /// Drops every lease that ended by `now_us`; a table left empty forgets its longest lease.
+    fn drop_ended(&mut self, now_us: u64) {
+        let first = self.first_held(now_us);
+        self.leases.drain(..first);
+        if self.leases.is_empty() {
+            self.longest_us = 0;
+        }
+        self.shrink();
+    }
+
+    /// Stores ends after `now + longest` as `now + longest` (a clock step back).
+    fn clamp(&mut self, now_us: u64) {
+        if !self.is_ahead(now_us) {
+            return;
+        }
+        let horizon = self.horizon(now_us);
+        // The clamped leases join those ending at the horizon already: sort them all by id.
+        let from = self.leases.partition_point(|l| l.end_us < horizon);
+        if let Some(tail) = self.leases.get_mut(from..) {
+            for l in tail.iter_mut() {
+                l.end_us = horizon;
+            }
+            tail.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        }
+    }
+
+    /// Applies a write (see [`replay`]).
+    fn apply(&mut self, effect: &Effect) -> Result<Change, LeaseError> {
+        let now_us = effect.now_us();
+        self.drop_ended(now_us);
+        self.clamp(now_us);
+        match effect {
+            Effect::Acquire {
+                rule,
+                id,
+                server_made,
+                ..
+            } => {
+                if let Some(i) = self.position(id, 0) {
+                    self.leases.remove(i);
+                } else if self.leases.len() >= FORMAT_MAX_LEASES {
+                    return Err(LeaseError::Full);
+                }
+                if self.leases.capacity() == 0 {
+                    // Most keys hold one lease: no room for four.
+                    self.leases.reserve_exact(1);
+                }
+                let end_us = now_us.saturating_add(rule.window_us());
+                let at = self.leases.partition_point(|l| l.before(end_us, id));
+                self.leases.insert(at, Lease::new(end_us, id.clone()));
+                self.longest_us = self.longest_us.max(rule.window_us());
+                if let (true, LeaseId::Num(n)) = (server_made, id) {
+                    self.last_id = self.last_id.max(*n);
+                }
+            }
+            Effect::Release { id, .. } => {
+                if let Some(i) = self.position(id, 0) {
+                    self.leases.remove(i);
+                    self.shrink();
+                }
+            }
+            Effect::Clamp { .. } => {}
+        }
+        Ok(if self.leases.is_empty() {
+            Change::Emptied
+        } else {
+            Change::Updated
+        })
+    }
+}
+
+impl LeasesState {
+    /// A state from its parts; `None` unless it keeps every invariant (what decoding accepts).
+    pub fn from_parts(leases: Vec<Lease>, longest_us: u64, last_id: u64) -> Option<LeasesState> {
+        let s = LeasesState(Box::new(Table {
+            leases,
+            longest_us,
+            last_id,
+        }));
+        s.is_valid().then_some(s)
+    }
+
+    /// The stored leases, sorted by `(end, id)` (some may have ended since the last write).
+    pub fn leases(&self) -> &[Lease] {
+        &self.0.leases
+    }
+
+    /// The longest lease granted since the key was created, µs.
+    pub fn longest_us(&self) -> u64 {
+        self.0.longest_us
+    }
+
+    /// The last id the server made (0: none).
+    pub fn last_id(&self) -> u64 {
+        self.0.last_id
+    }
+
+    /// Leases held at `now_us`.
+    pub fn held(&self, now_us: u64) -> u64 {
+        let n = self
+            .0
+            .leases
+            .len()
+            .saturating_sub(self.0.first_held(now_us));
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `id` holds a lease at `now_us`.
+    pub fn holds(&self, id: &LeaseId, now_us: u64) -> bool {
+        self.0.position(id, self.0.first_held(now_us)).is_some()
+    }
+
+    /// When the last lease ends (the key's expiry).
+    pub fn expires_at_us(&self) -> u64 {
+        self.0.last_end()
+    }
+
+    /// Whether some lease ends after anything possible at `now_us` (a clock step back).
+    pub fn is_ahead(&self, now_us: u64) -> bool {
+        self.0.is_ahead(now_us)
+    }
+
+    /// Whether every invariant holds: 1 to [`FORMAT_MAX_LEASES`] leases sorted by `(end, id)`
+    /// with unique valid ids, ends in `1..=MAX_TIMESTAMP_US`, a longest lease in
+    /// `1..=MAX_WINDOW_US`. O(N log N): for decoded states.
+    pub fn is_valid(&self) -> bool {
+        let t = &self.0;
+        let sorted = t
+            .leases
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.before(b.end_us, &b.id)));
+        let mut ids: Vec<&LeaseId> = t.leases.iter().map(|l| &l.id).collect();
+        ids.sort_unstable();
+        let unique = ids.windows(2).all(|w| matches!(w, [a, b] if a != b));
+        (1..=FORMAT_MAX_LEASES).contains(&t.leases.len())
+            && sorted
+            && unique
+            && t.leases.iter().all(|l| {
+                (1..=MAX_TIMESTAMP_US).contains(&l.end_us)
+                    && l.id.is_valid()
+                    && l.print == fingerprint(&l.id)
+            })
+            && (1..=MAX_WINDOW_US).contains(&t.longest_us)
+    }
+
+    /// The heap blocks it owns besides itself: the table, its array, each text id (for
+    /// `MEMORY USAGE`).
+    pub fn heap_blocks(&self) -> impl Iterator<Item = *const u8> + '_ {
+        let table: *const Table = &*self.0;
+        let array = (self.0.leases.capacity() > 0).then_some(self.0.leases.as_ptr().cast::<u8>());
+        std::iter::once(table.cast::<u8>())
+            .chain(array)
+            .chain(self.0.leases.iter().filter_map(|l| l.id.heap_block()))
+    }
+
+    /// Moves its heap blocks to the ones `relocate` returns (active defrag); a null return leaves
+    /// that block.
+    ///
+    /// # Safety
+    /// `relocate` receives a block of the global allocator; a non-null return must be a block of
+    /// the same size class holding the same bytes, the old one freed (`RM_DefragAlloc`).
+    pub unsafe fn relocate(&mut self, mut relocate: impl FnMut(*mut u8) -> *mut u8) {
+        let table: *mut Table = &mut *self.0;
+        let moved = relocate(table.cast());
+        if !moved.is_null() {
+            // SAFETY: the table's bytes now live at `moved` and the old block is freed: adopt
+            // the new one and never drop the old Box.
+            let old = std::mem::replace(&mut self.0, unsafe { Box::from_raw(moved.cast()) });
+            std::mem::forget(old);
+        }
+        let leases = &mut self.0.leases;
+        if leases.capacity() > 0 {
+            let moved = relocate(leases.as_mut_ptr().cast());
+            if !moved.is_null() {
+                let (len, cap) = (leases.len(), leases.capacity());
+                std::mem::forget(std::mem::take(leases));
+                // SAFETY: as above; the leases moved with their array.
+                *leases = unsafe { Vec::from_raw_parts(moved.cast(), len, cap) };
+            }
+        }
+        for l in leases.iter_mut() {
+            let LeaseId::Text(t) = &mut l.id else {
+                continue;
+            };
+            let moved = relocate(t.as_mut_ptr());
+            if !moved.is_null() {
+                let len = t.len();
+                let old = std::mem::replace(t, Box::new([]));
+                std::mem::forget(old);
+                // SAFETY: as above, a block of `len` bytes.
+                *t = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(moved, len)) };
+            }
+        }
+    }
+}
+
+fn leases_of(l: &Limiter) -> Result<&LeasesState, AlgorithmMismatch> {
+    match &l.state {
+        State::Leases(s) => Ok(s),
+        other => Err(mismatch(other.algorithm())),
+    }
+}
+
+fn leases_of_mut(l: &mut Limiter) -> Result<&mut LeasesState, AlgorithmMismatch> {
+    match &mut l.state {
+        State::Leases(s) => Ok(s),
+        other => Err(mismatch(other.algorithm())),
+    }
+}
+
+fn mismatch(stored: Algorithm) -> AlgorithmMismatch {
+    AlgorithmMismatch {
+        stored,
+        requested: Algorithm::Leases,
+    }
+}
+
+/// `RL.ACQUIRE`: decides `req` at `now_us` against the key (`None` = absent) and applies the
+/// write, if any, with [`replay`] (so the master stores exactly what replicas will).
+pub fn acquire(
+    mut stored: Option<&mut Limiter>,
+    req: &Acquire,
+    now_us: u64,
+) -> Result<LeaseVerdict, LeaseError> {
+    let state = stored.as_deref().map(leases_of).transpose()?;
+    let table = state.map_or(&EMPTY, |s| &*s.0);
+    let clamped = table.is_ahead(now_us);
+    let effect = match table.plan(req, now_us)? {
+        Plan::Write(effect) => effect,
+        Plan::Deny { grant, clamp } => {
+            let effect = clamp.then_some(Effect::Clamp { now_us });
+            let outcome = match &effect {
+                Some(e) => replay(stored, e)?,
+                None => Outcome::Unchanged,
+            };
+            return Ok(LeaseVerdict {
+                grant,
+                outcome,
+                effect,
+                clamped,
+            });
+        }
+    };
+    let outcome = replay(stored.as_deref_mut(), &effect)?;
+    let after = match (&outcome, stored.as_deref()) {
+        (Outcome::Created(l), _) => leases_of(l)?,
+        (_, Some(l)) => leases_of(l)?,
+        (_, None) => return Err(LeaseError::Full), // unreachable: an acquire always stores
+    };
+    let id = match &effect {
+        Effect::Acquire { id, .. } => Some(id.clone()),
+        _ => None,
+    };
+    let grant = Grant {
+        allowed: true,
+        id,
+        in_flight: after.held(now_us),
+        retry_after_us: 0,
+        reset_after_us: after.expires_at_us().saturating_sub(now_us),
+    };
+    Ok(LeaseVerdict {
+        grant,
+        outcome,
+        effect: Some(effect),
+        clamped,
+    })
+}
+
+/// `RL.RELEASE`: frees the lease `id` holds at `now_us`, if any.
+pub fn release(
+    stored: Option<&mut Limiter>,
+    id: &LeaseId,
+    now_us: u64,
+) -> Result<Released, LeaseError> {
+    let nothing = Released {
+        released: false,
+        outcome: Outcome::Unchanged,
+        effect: None,
+    };
+    let Some(limiter) = stored else {
+        return Ok(nothing);
+    };
+    if !leases_of(limiter)?.holds(id, now_us) {
+        return Ok(nothing);
+    }
+    let effect = Effect::Release {
+        now_us,
+        id: id.clone(),
+    };
+    let outcome = replay(Some(limiter), &effect)?;
+    Ok(Released {
+        released: true,
+        outcome,
+        effect: Some(effect),
+    })
+}
+
+/// Applies a write at the master's time, unconditionally (the master decided): drops the leases
+/// that ended by then, stores clamped ends, then acquires, releases or does nothing more. The
+/// one function master, replicas and AOF replay run, so all end with the same state.
+pub fn replay(stored: Option<&mut Limiter>, effect: &Effect) -> Result<Outcome, LeaseError> {
+    let Some(limiter) = stored else {
+        let Effect::Acquire { rule, .. } = effect else {
+            return Ok(Outcome::Unchanged);
+        };
+        let mut table = Table::empty();
+        table.apply(effect)?;
+        return Ok(Outcome::Created(Limiter {
+            rule: *rule,
+            state: State::Leases(LeasesState(Box::new(table))),
+        }));
+    };
+    let change = leases_of_mut(limiter)?.0.apply(effect)?;
+    if let Effect::Acquire { rule, .. } = effect {
+        limiter.rule = *rule;
+    }
+    Ok(match change {
+        Change::Emptied => Outcome::Emptied,
+        Change::Updated | Change::Unchanged => Outcome::Updated,
+    })
+}
+
+impl Kind for LeasesState {
+    const REPLICATION: Replication = Replication::Effects;
+    const RATE_LIMIT: bool = false;
+
+    /// Leases are not a rate limit: `RL.ALLOW` never reaches here (its `ALGO` refuses
+    /// `leases`); a look that writes nothing.
+    fn decide_absent(rule: &Rule, _cost: u64, _now_us: u64) -> (Decision, Option<Self>) {
+        (Decision::look(rule.limit(), rule.limit(), 0), None)
+    }
+
+    fn decide(
+        &mut self,
+        stored: &Rule,
+        rule: &Rule,
+        cost: u64,
+        now_us: u64,
+        _bounds: &Bounds,
+    ) -> (Decision, Change) {
+        (self.peek(stored, rule, cost, now_us), Change::Unchanged)
+    }
+
+    /// The leases in a rate limiter's terms: capacity = limit, remaining = limit − in flight,
+    /// reset after = until the last lease ends.
+    fn peek(&self, _stored: &Rule, rule: &Rule, _cost: u64, now_us: u64) -> Decision {
+        let t = &self.0;
+        let reset = t.last_end().min(t.horizon(now_us)).saturating_sub(now_us);
+        Decision::look(
+            rule.limit(),
+            rule.limit().saturating_sub(self.held(now_us)),
+            reset,
+        )
+    }
+
+    /// Leases are never charged: `RL.CHARGE` refuses `ALGO leases` while parsing; a charge that
+    /// reached here anyway changes nothing.
+    fn charge(
+        &mut self,
+        _stored: &Rule,
+        _rule: &Rule,
+        _cost: u64,
+        _now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        Change::Unchanged
+    }
+
+    /// No leases (see [`Kind::charge`]: never reached from a command).
+    fn charge_absent(_rule: &Rule, _cost: u64, _now_us: u64) -> Self {
+        LeasesState(Box::new(Table::empty()))
+    }
+
+    /// Leases are given back with `RL.RELEASE`, never refunded: changes nothing.
+    fn refund(
+        &mut self,
+        _stored: &Rule,
+        _rule: &Rule,
+        _amount: u64,
+        _now_us: u64,
+        _bounds: &Bounds,
+    ) -> Change {
+        Change::Unchanged
+    }
+
+    /// No leases held (leases take no `BLOCK`, so no key lives on for a block alone).
+    fn nothing(_rule: &Rule, _now_us: u64) -> Self {
+        LeasesState(Box::new(Table::empty()))
+    }
+
+    fn carried_over(&self, _stored: &Rule, _rule: &Rule, now_us: u64) -> Option<Self> {
+        let mut t = (*self.0).clone();
+        t.drop_ended(now_us);
+        t.clamp(now_us);
+        (!t.leases.is_empty()).then(|| LeasesState(Box::new(t)))
+    }
+
+    fn is_ahead(&self, _rule: &Rule, now_us: u64) -> bool {
+        LeasesState::is_ahead(self, now_us)
+    }
+
+    fn expires_at_us(&self, _rule: &Rule) -> u64 {
+        LeasesState::expires_at_us(self)
+    }
+
+    /// Also: the rule's lease (the last one granted) is at most the longest.
+    fn is_valid(&self, rule: &Rule) -> bool {
+        LeasesState::is_valid(self) && rule.window_us() <= self.0.longest_us
+    }
+
+    /// `longest_us last_id n`, then each lease's end (the first absolute, then the gap to the
+    /// previous one) and id (a length, 0 for a number followed by the number, else the bytes).
+    fn encode(&self, out: &mut impl Sink) {
+        let t = &self.0;
+        put_u64(out, t.longest_us);
+        put_u64(out, t.last_id);
+        put_u64(out, u64::try_from(t.leases.len()).unwrap_or(u64::MAX));
+        let mut previous = 0;
+        for l in &t.leases {
+            put_u64(out, l.end_us.saturating_sub(previous));
+            l.id.encode(out);
+            previous = l.end_us;
+        }
+    }
+
+    /// Built lease by lease as the bytes are read: nothing is reserved from the declared count.
+    fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
+        let longest_us = bytes.u64()?;
+        let last_id = bytes.u64()?;
+        let n = usize::try_from(bytes.u64()?).ok()?;
+        if n == 0 || n > FORMAT_MAX_LEASES {
+            return None;
+        }
+        let mut leases = Vec::new();
+        let mut end_us: u64 = 0;
+        for _ in 0..n {
+            end_us = end_us.checked_add(bytes.u64()?)?;
+            let id = LeaseId::decode(bytes)?;
+            leases.push(Lease::new(end_us, id));
+        }
+        LeasesState::from_parts(leases, longest_us, last_id)
+    }
+
+    /// `in_flight next_end_us last_end_us stored longest_us last_id`: the leases held at
+    /// `now_us`, the earliest and latest end among them (clamped; 0 when none), the leases
+    /// stored (ended ones included until the next write), the longest lease granted and the
+    /// last id the server made.
+    fn inspect(state: Option<&Self>, _stored: &Rule, now_us: u64, out: &mut Fields) {
+        let t = state.map_or(&EMPTY, |s| &*s.0);
+        let first = t.first_held(now_us);
+        let horizon = t.horizon(now_us);
+        let end = |l: Option<&Lease>| l.map_or(0, |l| l.end_us.min(horizon));
+        let held = t.leases.len().saturating_sub(first);
+        out.push(("in_flight", u64::try_from(held).unwrap_or(u64::MAX)));
+        out.push(("next_end_us", end(t.leases.get(first))));
+        out.push((
+            "last_end_us",
+            if held > 0 { end(t.leases.last()) } else { 0 },
+        ));
+        out.push(("stored", u64::try_from(t.leases.len()).unwrap_or(u64::MAX)));
+        out.push(("longest_us", t.longest_us));
+        out.push(("last_id", t.last_id));
+    }
+}
+
+// ---- The replicated form of an effect (`RL.APPLY key effect`) ----
+
+/// The payload version of an effect, and the oldest reader that can replay it: the header rule
+/// of `RL.APPLY` hits (see `datatype::codec`); a release that does not know the leases tag
+/// refuses the payload.
+pub const EFFECT_VERSION: u8 = 3;
+
+const OP_ACQUIRE: u8 = 1;
+const OP_RELEASE: u8 = 2;
+const OP_CLAMP: u8 = 3;
+
+/// Extension record: the number of leases the master stores after the write.
+const EXT_STORED: u64 = 2;
+
+/// Encodes an effect for `RL.APPLY`: header `version, oldest reader, tag, op`, varints `now_us`,
+/// then for an acquire `limit lease_us server_made id`, for a release `id`; then a record
+/// `(2, length, stored)` with the leases the master stores after it (the replica checks its
+/// own). O(1) in the number of leases: at most 160 bytes, built on the stack up to 64.
+///
+/// ```
+/// use redis_ratelimit::algo::leases::{decode_effect, encode_effect, Acquire, Effect, LeaseId};
+/// let rule = Acquire::new(10, 30_000_000, None).unwrap().rule;
+/// let e = Effect::Acquire { now_us: 1_700_000_000_000_000, rule, id: LeaseId::Num(7), server_made: true };
+/// let bytes = encode_effect(&e, 3);
+/// assert!(bytes.as_slice().len() < 24);
+/// assert_eq!(decode_effect(bytes.as_slice()), Some((e, Some(3))));
+/// ```
+pub fn encode_effect(effect: &Effect, stored_after: u64) -> StackBuf<64> {
+    let mut out = StackBuf::<64>::new();
+    let op = match effect {
+        Effect::Acquire { .. } => OP_ACQUIRE,
+        Effect::Release { .. } => OP_RELEASE,
+        Effect::Clamp { .. } => OP_CLAMP,
+    };
+    out.push_bytes(&[EFFECT_VERSION, EFFECT_VERSION, Algorithm::Leases.tag(), op]);
+    put_u64(&mut out, effect.now_us());
+    match effect {
+        Effect::Acquire {
+            rule,
+            id,
+            server_made,
+            ..
+        } => {
+            put_u64(&mut out, rule.limit());
+            put_u64(&mut out, rule.window_us());
+            put_u64(&mut out, u64::from(*server_made));
+            id.encode(&mut out);
+        }
+        Effect::Release { id, .. } => id.encode(&mut out),
+        Effect::Clamp { .. } => {}
+    }
+    let mut record = StackBuf::<16>::new();
+    put_u64(&mut record, stored_after);
+    put_u64(&mut out, EXT_STORED);
+    put_u64(
+        &mut out,
+        u64::try_from(record.as_slice().len()).unwrap_or(u64::MAX),
+    );
+    out.push_bytes(record.as_slice());
+    out
+}
+
+/// Whether `bytes` is an effect payload for leases (by its tag), whatever its version.
+pub fn is_effect(bytes: &[u8]) -> bool {
+    bytes.get(2) == Some(&Algorithm::Leases.tag())
+}
+
+/// Decodes an [`encode_effect`] payload: the effect and the master's stored count if sent.
+/// A later version is read when its oldest-reader byte allows, ignoring unknown records;
+/// anything else is `None`.
+pub fn decode_effect(bytes: &[u8]) -> Option<(Effect, Option<u64>)> {
+    let mut r = Reader::new(bytes);
+    let version = r.byte()?;
+    let min_reader = r.byte()?;
+    let later = version > EFFECT_VERSION;
+    let readable = if later {
+        min_reader <= EFFECT_VERSION
+    } else {
+        version == EFFECT_VERSION && min_reader == EFFECT_VERSION
+    };
+    if !readable || r.byte()? != Algorithm::Leases.tag() {
+        return None;
+    }
+    let op = r.byte()?;
+    let now_us = r.u64()?;
+    if now_us > MAX_TIMESTAMP_US {
+        return None;
+    }
+    let effect = match op {
+        OP_ACQUIRE => {
+            let limit = r.u64()?;
+            let lease_us = r.u64()?;
+            let server_made = match r.u64()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            let id = LeaseId::decode(&mut r)?;
+            // Any rule the master accepted, under whatever bound it had.
+            let rule = Rule::new(Algorithm::Leases, limit, lease_us, None).ok()?;
+            Effect::Acquire {
+                now_us,
+                rule,
+                id,
+                server_made,
+            }
+        }
+        OP_RELEASE => Effect::Release {
+            now_us,
+            id: LeaseId::decode(&mut r)?,
+        },
+        OP_CLAMP => Effect::Clamp { now_us },
+        _ => return None,
+    };
+    let mut stored = None;
+    while !r.is_empty() {
+        let id = r.u64()?;
+        let len = usize::try_from(r.u64()?).ok()?;
+        let mut record = Reader::new(r.take(len)?);
+        match id {
+            EXT_STORED => stored = Some(record.u64()?),
+            _ if later => continue,
+            _ => return None,
+        }
+        if !later && !record.is_empty() {
+            return None;
+        }
+    }
+    Some((effect, stored))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod tests;
