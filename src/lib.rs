@@ -44,6 +44,7 @@ mod panic;
 mod replication;
 #[cfg(feature = "module")]
 mod stats;
+#[cfg(feature = "module")]
 mod sweep;
 pub mod varint;
 

@@ -1104,6 +1104,11 @@ pub fn decode_effect(bytes: &[u8]) -> Option<(Effect, Option<u64>)> {
     Some((effect, stored))
 }
 
+/// The reference model (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod reference;
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

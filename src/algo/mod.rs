@@ -107,6 +107,10 @@ pub use sliding_window::SlidingWindowState;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod reference;
+/// The reference semantics of charges, refunds and blocks (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod settle_reference;
 #[cfg(test)]
 mod settle_tests;
 #[cfg(test)]
