@@ -4,8 +4,11 @@
 use std::fs;
 use std::path::Path;
 
+use redis_ratelimit::algo::leases::{self, encode_effect, Acquire, Effect, LeaseId};
 use redis_ratelimit::algo::{Algorithm, Bounds, Limiter, Outcome, Rule};
 use redis_ratelimit::datatype::codec::{encode, encode_hit};
+
+const T: u64 = 1_700_000_000_000_000;
 
 fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     let d = dir.join(target);
@@ -13,10 +16,21 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     fs::write(d.join(name), bytes).unwrap();
 }
 
-/// A limiter of `rule` after `hits` requests of cost 1, 1 ms apart.
+/// A limiter of `rule` after `hits` requests of cost 1, 1 ms apart (leases: `hits` leases).
 fn limiter(rule: &Rule, hits: u64) -> Limiter {
-    let t = 1_700_000_000_000_000;
+    let t = T;
     let mut stored: Option<Limiter> = None;
+    if rule.algorithm() == Algorithm::Leases {
+        for i in 0..hits {
+            let id = (i % 2 == 0).then(|| LeaseId::parse(format!("w{i}").as_bytes()).unwrap());
+            let req = Acquire::new(rule.limit(), rule.window_us(), id).unwrap();
+            let v = leases::acquire(stored.as_mut(), &req, t + i * 1_000).unwrap();
+            if let Outcome::Created(l) = v.outcome {
+                stored = Some(l);
+            }
+        }
+        return stored.unwrap();
+    }
     for i in 0..hits {
         let (_, outcome) = Limiter::decide(stored.as_mut(), rule, 1, t + i * 1_000).unwrap();
         if let Outcome::Created(l) = outcome {
@@ -57,6 +71,21 @@ fn main() {
             "LOADMODULE\nenable-debug-command\nyes\ncompat-commands\ncl.throttle,gcra",
         ),
         (
+            "allowall",
+            "RL.ALLOWALL\n2\nuser:1\nuser:1:day\n10\n1s\nBLOCK\n5s\n10000\n1d\nCOST\n3\nALGO\nmoving-window",
+        ),
+        ("peekall", "RL.PEEKALL\n1\nk\n5\n1m\nALGO\ngcra\nBURST\n9"),
+        ("allowall-bad", "RL.ALLOWALL\n3\na\nb\n1\n1s\n2\n2s"),
+        (
+            "charge",
+            "RL.CHARGE\n100000\n1m\n48500\nALGO\ngcra\nBURST\n200000",
+        ),
+        ("refund", "RL.REFUND\n10\n1s\n3\nALGO\nfixed-window"),
+        ("block", "RL.ALLOW\n5\n1m\nBLOCK\n15m\nCOST\n2"),
+        ("acquire", "RL.ACQUIRE\n10\n30s"),
+        ("acquire-id", "RL.ACQUIRE\n3\n500ms\nID\nworker-1"),
+        ("release", "RL.RELEASE\n1700000000000001"),
+        (
             "fields",
             "-\n00000000000000000000001.5ms\n+2.5E+1\n.5\n99999999999999999999d",
         ),
@@ -66,6 +95,7 @@ fn main() {
     }
     for &a in Algorithm::ALL {
         let burst = a.takes_burst().then_some(7);
+        let rate = a.is_rate_limit();
         for (rule, hits) in [
             (Rule::new(a, 10, 60_000_000, None).unwrap(), 1),
             (Rule::new(a, 3, 1_000, burst).unwrap(), 3),
@@ -74,6 +104,38 @@ fn main() {
             let l = limiter(&rule, hits);
             let name = format!("{}-{}-{hits}", a.name(), rule.limit());
             write(dir, "decode", &name, &encode(&l));
+            if rate {
+                // Version 3: a debt (charged past the capacity) and a block.
+                let mut debt = l.clone();
+                let b = Bounds::DEFAULT;
+                Limiter::charge(Some(&mut debt), &rule, rule.capacity() * 2, T + 50_000, &b)
+                    .unwrap();
+                write(dir, "decode", &format!("{name}-debt"), &encode(&debt));
+                let mut blocked = l.clone();
+                let cap = rule.capacity();
+                Limiter::decide_with(Some(&mut blocked), &rule, cap, T + 50_000, &b, 60_000_000)
+                    .unwrap();
+                write(dir, "decode", &format!("{name}-block"), &encode(&blocked));
+                // Version-4 hits: a refund, a block.
+                if let Some(hit) = debt.refund_hit(T + 60_000, 1, &b) {
+                    let bytes = encode_hit(&hit);
+                    write(
+                        dir,
+                        "decode_hit",
+                        &format!("{name}-refund"),
+                        bytes.as_slice(),
+                    );
+                }
+                if let Some(hit) = blocked.hit(T + 50_000, 0, &b) {
+                    let bytes = encode_hit(&hit);
+                    write(
+                        dir,
+                        "decode_hit",
+                        &format!("{name}-block"),
+                        bytes.as_slice(),
+                    );
+                }
+            }
             if let Some(hit) = l.hit(1_700_000_000_100_000, 1, &Bounds::DEFAULT) {
                 write(
                     dir,
@@ -98,16 +160,57 @@ fn main() {
         v1.extend_from_slice(&w.to_le_bytes());
     }
     write(dir, "decode", "v1-sliding", &v1);
-    // Operation sequences: a fixed byte pattern per kind (first byte picks the kind).
+    // Lease effects (RL.APPLY): acquire (server id, caller id), release, clamp.
+    let rule = Acquire::new(10, 30_000_000, None).unwrap().rule;
+    let effects = [
+        (
+            "acquire",
+            Effect::Acquire {
+                now_us: T,
+                rule,
+                id: LeaseId::Num(T),
+                server_made: true,
+            },
+        ),
+        (
+            "acquire-id",
+            Effect::Acquire {
+                now_us: T,
+                rule,
+                id: LeaseId::parse(b"worker-1").unwrap(),
+                server_made: false,
+            },
+        ),
+        (
+            "release",
+            Effect::Release {
+                now_us: T,
+                id: LeaseId::Num(7),
+            },
+        ),
+        ("clamp", Effect::Clamp { now_us: T }),
+    ];
+    for (name, e) in effects {
+        write(dir, "decode_effect", name, encode_effect(&e, 3).as_slice());
+    }
+    // Operation sequences: a fixed byte pattern per kind (first byte picks the kind, the second
+    // the driver: 50 the settle/block sequences, 51 the plain ones).
     for (i, &a) in Algorithm::ALL.iter().enumerate() {
-        let mut bytes = vec![i as u8, 50];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1);
-        for _ in 0..600 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            bytes.push(x as u8);
+        for mode in [50u8, 51] {
+            let mut bytes = vec![i as u8, mode];
+            let mut x = 0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1);
+            for _ in 0..600 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            let name = if mode == 50 {
+                format!("{}-settle", a.name())
+            } else {
+                a.name().to_string()
+            };
+            write(dir, "algo", &name, &bytes);
         }
-        write(dir, "algo", a.name(), &bytes);
     }
 }

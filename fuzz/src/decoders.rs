@@ -5,15 +5,19 @@
 //! on the server (RL.ALLOW / RL.PEEK at various times, RL.INSPECT, replication) keeps every
 //! invariant too.
 
+use redis_ratelimit::algo::leases::{
+    self, decode_effect, encode_effect, Acquire, LeaseId, EFFECT_VERSION, MAX_LEASES,
+};
 use redis_ratelimit::algo::moving_window::FORMAT_MAX_RUNS;
 use redis_ratelimit::algo::{
-    Bounds, Limiter, Outcome, Replication, Rule, MAX_COUNT, MAX_TIMESTAMP_US, MAX_WINDOW_US,
+    Algorithm, Bounds, Limiter, Outcome, Replication, Rule, State, MAX_COUNT, MAX_TIMESTAMP_US,
+    MAX_WINDOW_US,
 };
 use redis_ratelimit::datatype::codec::{
     decode, decode_hit, encode, encode_hit, HIT_VERSION, MIN_READER_VERSION, PAYLOAD_VERSION,
 };
 
-use crate::algos::Node;
+use crate::algos::{replicate_lease, Node, Op};
 use crate::alloc::within;
 
 /// A decoder of bytes the module receives from outside.
@@ -35,8 +39,13 @@ pub const DECODERS: &[Decoder] = &[
     },
     Decoder {
         name: "decode_hit",
-        sources: "RL.APPLY (replication, AOF)",
+        sources: "RL.APPLY of a rate limit's hit (replication, AOF)",
         check: check_hit,
+    },
+    Decoder {
+        name: "decode_effect",
+        sources: "RL.APPLY of a lease effect (replication, AOF)",
+        check: check_effect,
     },
 ];
 
@@ -84,9 +93,13 @@ fn check_state(bytes: &[u8]) {
     );
 }
 
-/// What the server does with a restored value: look at it and write to it at telling times,
-/// replicating each write.
+/// What the server does with a restored value: look at it and write to it at telling times
+/// (`RL.ALLOW`, `RL.PEEK`, with and without `BLOCK`, `RL.CHARGE`, `RL.REFUND`; `RL.ACQUIRE`,
+/// `RL.RELEASE` on leases), replicating each write.
 fn exercise(l: &Limiter) {
+    if let State::Leases(_) = &l.state {
+        return exercise_leases(l);
+    }
     // The algorithms' guarantees hold for a clock well before MAX_TIMESTAMP_US (year 9999).
     let exp = l.expires_at_us();
     let clock = |t: u64| t.min(MAX_TIMESTAMP_US / 2);
@@ -121,6 +134,31 @@ fn exercise(l: &Limiter) {
             node.request(&own, cost, now, &Bounds::DEFAULT);
             node.request(&own, 1, now.saturating_add(1), &Bounds::DEFAULT);
         }
+        // Debts, refunds and blocks on it.
+        let mut node = Node {
+            stored: Some(l.clone()),
+            replica: Some(l.clone()),
+        };
+        let cap = own.capacity();
+        for op in [
+            Op::Peek {
+                cost: 1,
+                block_us: 1_000,
+            },
+            Op::Allow {
+                cost: 1,
+                block_us: 1_000,
+            },
+            Op::Charge(cap),
+            Op::Refund(1),
+            Op::Allow {
+                cost: cap,
+                block_us: 0,
+            },
+            Op::Refund(MAX_COUNT),
+        ] {
+            node.op(&own, op, now, &Bounds::DEFAULT);
+        }
     }
     for rule in others.into_iter().flatten() {
         for now in [times[1], times[3]] {
@@ -137,6 +175,100 @@ fn exercise(l: &Limiter) {
             );
         }
     }
+}
+
+/// `RL.ACQUIRE` (new, renewal, another id) and `RL.RELEASE` on a decoded lease key at telling
+/// times, each effect replicated through its payload.
+fn exercise_leases(l: &Limiter) {
+    let State::Leases(s) = &l.state else {
+        return;
+    };
+    let exp = l.expires_at_us();
+    let first = s.leases().first().map(|x| x.id.clone());
+    let limit = l.rule.limit().min(MAX_LEASES);
+    let times = [1_700_000_000_000_000, exp - 1, exp, exp.saturating_add(1)]
+        .map(|t: u64| t.min(MAX_TIMESTAMP_US / 2));
+    for now in times {
+        let mut key = Some(l.clone());
+        let mut replica = Some(l.clone());
+        let ids = [None, first.clone(), LeaseId::parse(b"fuzz")];
+        for (i, id) in ids.into_iter().enumerate() {
+            let Ok(req) = Acquire::new(limit, l.rule.window_us(), id) else {
+                continue;
+            };
+            let t = now.saturating_add(i as u64);
+            let v = leases::acquire(key.as_mut(), &req, t).expect("a lease key");
+            match v.outcome {
+                Outcome::Created(l) => key = Some(l),
+                Outcome::Emptied => key = None,
+                Outcome::Updated | Outcome::Unchanged => {}
+            }
+            if let Some(e) = &v.effect {
+                replicate_lease(&mut replica, key.as_ref(), e);
+            }
+            assert_eq!(key, replica, "replica after {req:?} at {t}");
+        }
+        if let Some(id) = &first {
+            let r = leases::release(key.as_mut(), id, now.saturating_add(5)).expect("a lease key");
+            match r.outcome {
+                Outcome::Created(l) => key = Some(l),
+                Outcome::Emptied => key = None,
+                Outcome::Updated | Outcome::Unchanged => {}
+            }
+            if let Some(e) = &r.effect {
+                replicate_lease(&mut replica, key.as_ref(), e);
+            }
+            assert_eq!(key, replica, "replica after a release at {now}");
+        }
+        if let Some(k) = &key {
+            assert!(k.is_valid(), "{k:?}");
+            assert_eq!(decode(&encode(k)).as_ref(), Some(k));
+        }
+        // A rate limit's request on it is refused.
+        let other = Rule::new(Algorithm::FixedWindow, 1, 1, None).expect("a rule");
+        assert!(Limiter::peek(Some(l), &other, 1, now).is_err());
+    }
+}
+
+/// A lease effect (`RL.APPLY key effect`): refused, or an effect whose payload of this version
+/// is canonical; replaying it on an absent key, then again, leaves valid states.
+fn check_effect(bytes: &[u8]) {
+    let Some((effect, after)) = within("decode_effect", decode_budget(bytes.len()), || {
+        decode_effect(bytes)
+    }) else {
+        return;
+    };
+    assert!(leases::is_effect(bytes));
+    assert!(effect.now_us() <= MAX_TIMESTAMP_US, "{effect:?}");
+    if bytes.first() == Some(&EFFECT_VERSION) {
+        let again = encode_effect(&effect, after.unwrap_or(u64::MAX));
+        assert_eq!(
+            again.as_slice(),
+            bytes,
+            "an effect of this version is not canonical: {effect:?} {after:?}"
+        );
+    }
+    within(
+        "replaying a decoded effect",
+        use_budget(bytes.len()),
+        || {
+            let mut key: Option<Limiter> = None;
+            for _ in 0..2 {
+                let Ok(outcome) = leases::replay(key.as_mut(), &effect) else {
+                    return;
+                };
+                match outcome {
+                    Outcome::Created(l) => key = Some(l),
+                    Outcome::Emptied => key = None,
+                    Outcome::Updated | Outcome::Unchanged => {}
+                }
+                if let Some(l) = &key {
+                    assert!(l.is_valid(), "replay left an invalid {l:?}");
+                    assert_eq!(decode(&encode(l)).as_ref(), Some(l));
+                }
+            }
+        },
+    );
 }
 
 fn check_hit(bytes: &[u8]) {

@@ -9,7 +9,7 @@ fn seeds_and_regressions_pass() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
     for dir in ["corpus", "regressions"] {
-        for target in ["args", "decode", "decode_hit", "algo"] {
+        for target in ["args", "decode", "decode_hit", "decode_effect", "algo"] {
             let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
                 continue;
             };
@@ -70,11 +70,18 @@ fn a_multiline_error_is_caught() {
 fn every_command_reads_its_canonical_form() {
     let valid: &[&[&str]] = &[
         &["10", "1m", "COST", "2"],
-        &["10", "1m", "ALGO", "gcra", "BURST", "3"],
+        &["10", "1m", "ALGO", "gcra", "BURST", "3", "BLOCK", "1.5s"],
+        &["2", "a", "b", "10", "1s", "BLOCK", "5s", "100", "1d", "COST", "3"],
+        &["1", "a", "10", "1s", "ALGO", "moving-window"],
+        &["100000", "1m", "48500", "ALGO", "gcra", "BURST", "200000"],
+        &["10", "1s", "3"],
+        &["10", "30s", "ID", "worker-1"],
+        &["42"],
         &["15", "30", "60", "1"],
         &["15", "30", "60", "1"],
         &["4", "3", "0.5", "TOKENS", "2"],
     ];
+    assert_eq!(COMMANDS.len(), valid.len());
     for (cmd, args) in COMMANDS.iter().zip(valid) {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         assert!((cmd.parse)(&args).is_ok(), "{}", cmd.name);
