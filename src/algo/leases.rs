@@ -1041,8 +1041,9 @@ pub fn is_effect(bytes: &[u8]) -> bool {
 }
 
 /// Decodes an [`encode_effect`] payload: the effect and the master's stored count if sent.
-/// A later version is read when its oldest-reader byte allows, ignoring unknown records;
-/// anything else is `None`.
+/// Records come in increasing id order, each at most once; this version's payload has the
+/// count. A later version is read when its oldest-reader byte allows, ignoring unknown
+/// records; anything else is `None`.
 pub fn decode_effect(bytes: &[u8]) -> Option<(Effect, Option<u64>)> {
     let mut r = Reader::new(bytes);
     let version = r.byte()?;
@@ -1088,8 +1089,15 @@ pub fn decode_effect(bytes: &[u8]) -> Option<(Effect, Option<u64>)> {
         _ => return None,
     };
     let mut stored = None;
+    let mut previous_id = None;
     while !r.is_empty() {
         let id = r.u64()?;
+        // One encoding per effect: records in increasing id order, each at most once (a
+        // repeated record would leave which one counts to the reader).
+        if previous_id.is_some_and(|p| id <= p) {
+            return None;
+        }
+        previous_id = Some(id);
         let len = usize::try_from(r.u64()?).ok()?;
         let mut record = Reader::new(r.take(len)?);
         match id {
@@ -1100,6 +1108,10 @@ pub fn decode_effect(bytes: &[u8]) -> Option<(Effect, Option<u64>)> {
         if !later && !record.is_empty() {
             return None;
         }
+    }
+    // This version always carries the master's count (a later one may not).
+    if !later && stored.is_none() {
+        return None;
     }
     Some((effect, stored))
 }

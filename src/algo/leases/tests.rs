@@ -456,6 +456,37 @@ fn replicated_effects_stay_small() {
 }
 
 #[test]
+/// Found by `scripts/fuzz` (decode_effect): a version-3 effect without its `stored` record was
+/// read (as was one with the record twice, the second counting), so one effect had several
+/// encodings. Now this version's payload is exactly what [`encode_effect`] writes.
+fn effect_payloads_have_one_encoding() {
+    let found = [
+        3u8, 3, 6, 2, 131, 128, 249, 192, 193, 196, 130, 3, 0, 130, 1,
+    ];
+    assert_eq!(decode_effect(&found), None);
+    let e = Effect::Release {
+        now_us: BASE,
+        id: LeaseId::Num(130),
+    };
+    let good = encode_effect(&e, 2).as_slice().to_vec();
+    assert_eq!(decode_effect(&good), Some((e.clone(), Some(2))));
+    // Without the record, with it twice, or out of order behind an unknown one (later version).
+    let header_len = good.len() - 3;
+    assert_eq!(decode_effect(&good[..header_len]), None);
+    let mut twice = good.clone();
+    twice.extend_from_slice(&[2, 1, 5]);
+    assert_eq!(decode_effect(&twice), None);
+    let mut later = good[..header_len].to_vec();
+    later[0] = 4;
+    later.extend_from_slice(&[9, 1, 0xaa, 2, 1, 2]);
+    assert_eq!(decode_effect(&later), None);
+    // A later version may leave the record out.
+    let mut later = good[..header_len].to_vec();
+    later[0] = 4;
+    assert_eq!(decode_effect(&later), Some((e, None)));
+}
+
+#[test]
 fn effect_payloads_are_strict_and_forward_compatible() {
     let rule = Acquire::new(10, 30_000_000, None).unwrap().rule;
     let effects = [
