@@ -575,6 +575,30 @@ fn sample_states() -> Vec<Limiter> {
     ]
 }
 
+/// Found by `scripts/fuzz` (decode): a lease key's payload grew its vector by doubling, holding
+/// up to 24 bytes per payload byte at once. Now it reserves once: the declared count when the
+/// bytes can hold it, never more than the bytes left allow.
+#[test]
+fn decoding_reserves_once_and_within_the_payload() {
+    use crate::datatype::codec::{decode, encode};
+    for l in sample_states() {
+        let State::Leases(s) = &decode(&encode(&l)).unwrap().state else {
+            panic!()
+        };
+        assert_eq!(s.0.leases.capacity(), s.0.leases.len());
+    }
+    // A count of a million in front of two leases' bytes: reserves at most what they allow.
+    let mut r = crate::varint::Reader::new(&[0, 0, 0xc0, 0x84, 0x3d, 1, 0, 1, 1, 0, 2]);
+    assert_eq!(
+        <LeasesState as crate::algo::kind::Kind>::decode(&mut r, &sample_states()[0].rule),
+        None
+    );
+    let bytes = [9u8; 30];
+    let mut r = crate::varint::Reader::new(&bytes);
+    r.take(20).unwrap();
+    assert_eq!(r.remaining(), 10);
+}
+
 #[test]
 fn decoding_is_strict() {
     use crate::datatype::codec::{decode, encode};
