@@ -71,7 +71,9 @@ fn every_command_reads_its_canonical_form() {
     let valid: &[&[&str]] = &[
         &["10", "1m", "COST", "2"],
         &["10", "1m", "ALGO", "gcra", "BURST", "3", "BLOCK", "1.5s"],
-        &["2", "a", "b", "10", "1s", "BLOCK", "5s", "100", "1d", "COST", "3"],
+        &[
+            "2", "a", "b", "10", "1s", "BLOCK", "5s", "100", "1d", "COST", "3",
+        ],
         &["1", "a", "10", "1s", "ALGO", "moving-window"],
         &["100000", "1m", "48500", "ALGO", "gcra", "BURST", "200000"],
         &["10", "1s", "3"],

@@ -228,6 +228,8 @@ fn decode_versioned(bytes: &[u8]) -> Option<Limiter> {
         let len = usize::try_from(r.u64()?).ok()?;
         let mut record = Reader::new(r.take(len)?);
         match id {
+            // Penalty blocks are for rate limits: leases take none (in any version).
+            EXT_BLOCK if !rule.algorithm().is_rate_limit() => return None,
             EXT_BLOCK if !v2 && block.is_none() => block = Some(read_block(&mut record)?),
             _ if later => continue,
             _ => return None,
@@ -618,6 +620,39 @@ mod tests {
         both.set_block(Some(block));
         out.push(Limiter { rule, state: both });
         out
+    }
+
+    /// Found by `scripts/fuzz` (decode): a lease key's payload with a block record was read as
+    /// a blocked lease key (which no command writes, and on which RL.ACQUIRE then failed as
+    /// if the key held another kind). Leases take no block, in any version.
+    #[test]
+    fn a_lease_key_with_a_block_is_refused() {
+        use crate::algo::leases::{Lease, LeaseId, LeasesState};
+        let t = 1_700_000_000_000_000u64;
+        let rule = Rule::new(Algorithm::Leases, 5, 30_000_000, None).unwrap();
+        let leases = vec![Lease::new(t + 30_000_000, LeaseId::Num(7))];
+        let plain = Limiter {
+            rule,
+            state: State::Leases(LeasesState::from_parts(leases, 30_000_000, 7).unwrap()),
+        };
+        assert_eq!(decode(&encode(&plain)), Some(plain.clone()));
+        let mut blocked = plain.clone();
+        blocked.state.set_block(Some(Block {
+            start_us: t,
+            until_us: t + 60_000_000,
+        }));
+        let bytes = encode(&blocked);
+        assert_eq!(decode(&bytes), None);
+        // Nor from a later version that this one may read.
+        let mut later = bytes.clone();
+        later[0] = 9;
+        assert_eq!(decode(&later), None);
+        let found = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/decode/lease-key-with-a-block"
+        ))
+        .unwrap();
+        assert_eq!(decode(&found), None);
     }
 
     #[test]
