@@ -22,7 +22,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{info_field, mutate_dump, Conn, Reply, Rng, Server};
-use redis_ratelimit::algo::{Algorithm, Bounds, Hit, Limiter, Outcome, Replication, Rule};
+use redis_ratelimit::algo::leases::{self, encode_effect, Acquire, LeaseId};
+use redis_ratelimit::algo::{Algorithm, Bounds, Limiter, Outcome, Replication, Rule};
 use redis_ratelimit::datatype::codec::{encode, encode_hit};
 
 /// The error classes the storm may meet (README, Errors): the module's own, and the server's
@@ -38,15 +39,24 @@ type Gen = fn(&mut Rng, &Material, Algorithm) -> Vec<Vec<u8>>;
 const COMMANDS: &[(&str, Gen, Option<Algorithm>)] = &[
     ("RL.ALLOW", rule_args, None),
     ("RL.PEEK", rule_args, None),
+    ("RL.ALLOWALL", rule_args, None),
+    ("RL.PEEKALL", rule_args, None),
+    ("RL.CHARGE", settle_args, None),
+    ("RL.REFUND", settle_args, None),
+    ("RL.ACQUIRE", acquire_args, Some(Algorithm::Leases)),
+    ("RL.RELEASE", release_args, Some(Algorithm::Leases)),
     ("RL.THROTTLE", throttle_args, Some(Algorithm::Gcra)),
     ("CL.THROTTLE", throttle_args, Some(Algorithm::Gcra)),
     ("GCRA", gcra_args, Some(Algorithm::Gcra)),
     ("RL.INSPECT", no_args, None),
     ("RL.SETSTATE", setstate_args, None),
-    ("RL.APPLY", apply_args, Some(Algorithm::MovingWindow)),
+    ("RL.APPLY", apply_args, None),
     ("RESTORE", restore_args, None),
     ("PERSIST", no_args, None),
 ];
+
+/// Commands that take `numkeys key [key …]` and one generated argument list per key.
+const NUMKEYS: &[&str] = &["RL.ALLOWALL", "RL.PEEKALL"];
 
 /// Commands that may write a key of any type (never sent to keys of other types, which must
 /// stay unchanged).
@@ -128,7 +138,7 @@ fn algo(rng: &mut Rng, algorithm: Algorithm) -> String {
     algorithm.name().to_string()
 }
 
-/// `limit window [COST n] [ALGO a] [BURST n]`, options in any order.
+/// `limit window [COST n] [ALGO a] [BURST n] [BLOCK d]`, options in any order.
 fn rule_args(rng: &mut Rng, _: &Material, algorithm: Algorithm) -> Vec<Vec<u8>> {
     let mut out = vec![limit(rng), window(rng)];
     let mut opts: Vec<[String; 2]> = Vec::new();
@@ -147,6 +157,9 @@ fn rule_args(rng: &mut Rng, _: &Material, algorithm: Algorithm) -> Vec<Vec<u8>> 
     if (algorithm.takes_burst() && rng.chance(50)) || rng.chance(2) {
         opts.push(["BURST".into(), limit(rng)]);
     }
+    if rng.chance(15) {
+        opts.push(["BLOCK".into(), window(rng)]);
+    }
     while !opts.is_empty() {
         let i = rng.below(opts.len() as u64) as usize;
         let [name, value] = opts.swap_remove(i);
@@ -158,6 +171,57 @@ fn rule_args(rng: &mut Rng, _: &Material, algorithm: Algorithm) -> Vec<Vec<u8>> 
         out.extend([name, value]);
     }
     out.into_iter().map(String::into_bytes).collect()
+}
+
+/// `limit window n [ALGO a] [BURST n]` (`RL.CHARGE`, `RL.REFUND`): amounts up to far past the
+/// capacity (debts).
+fn settle_args(rng: &mut Rng, _: &Material, algorithm: Algorithm) -> Vec<Vec<u8>> {
+    let amount = match rng.below(4) {
+        0 => "0".into(),
+        1 => (1 + rng.below(5)).to_string(),
+        2 => (1 + rng.below(100)).to_string(),
+        _ => limit(rng),
+    };
+    let mut out = vec![limit(rng), window(rng), amount];
+    if algorithm != Algorithm::SlidingWindow || rng.chance(50) {
+        out.extend(["ALGO".into(), algo(rng, algorithm)]);
+    }
+    if algorithm.takes_burst() && rng.chance(50) {
+        out.extend(["BURST".into(), limit(rng)]);
+    }
+    out.into_iter().map(String::into_bytes).collect()
+}
+
+/// A lease id: a few names and numbers (the server's own ids are numbers too), long ones.
+fn lease_id(rng: &mut Rng) -> Vec<u8> {
+    match rng.below(6) {
+        0..=2 => pick_str(rng, &["a", "b", "worker-1", "7", "007", "0"]).into(),
+        3 => rng.next_u64().to_string().into_bytes(),
+        4 => vec![b'x'; 1 + rng.below(140) as usize],
+        _ => {
+            let n = 1 + rng.below(20) as usize;
+            rng.bytes(n)
+        }
+    }
+}
+
+/// `limit lease [ID id]` (`RL.ACQUIRE`).
+fn acquire_args(rng: &mut Rng, _: &Material, _: Algorithm) -> Vec<Vec<u8>> {
+    let limit = match rng.below(6) {
+        0..=3 => (1 + rng.below(5)).to_string(),
+        4 => pick_str(rng, &["10000", "10001", "0"]).into(),
+        _ => limit(rng),
+    };
+    let mut out = vec![limit.into_bytes(), window(rng).into_bytes()];
+    if rng.chance(60) {
+        out.extend([b"ID".to_vec(), lease_id(rng)]);
+    }
+    out
+}
+
+/// `id` (`RL.RELEASE`).
+fn release_args(rng: &mut Rng, _: &Material, _: Algorithm) -> Vec<Vec<u8>> {
+    vec![lease_id(rng)]
 }
 
 fn throttle_args(rng: &mut Rng, _: &Material, _: Algorithm) -> Vec<Vec<u8>> {
@@ -252,7 +316,12 @@ fn junk(rng: &mut Rng) -> Vec<u8> {
 
 /// The args of `name`, with random damage: a missing, extra or replaced argument, or none.
 fn arguments(rng: &mut Rng, m: &Material, gen: Gen, algorithm: Algorithm) -> Vec<Vec<u8>> {
-    let mut args = gen(rng, m, algorithm);
+    let args = gen(rng, m, algorithm);
+    damage(rng, args)
+}
+
+/// A missing, extra or replaced argument, or none.
+fn damage(rng: &mut Rng, mut args: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     match rng.below(15) {
         0 if !args.is_empty() => {
             let n = rng.below(args.len() as u64) as usize;
@@ -273,19 +342,58 @@ fn arguments(rng: &mut Rng, m: &Material, gen: Gen, algorithm: Algorithm) -> Vec
     args
 }
 
-/// One command: name, key, arguments.
-fn command(rng: &mut Rng, m: &Material) -> Vec<Vec<u8>> {
-    let &(name, gen, only) = rng.pick(COMMANDS);
-    let algorithm = only.unwrap_or_else(|| *rng.pick(Algorithm::ALL));
+/// A key for `name`: mostly one that holds `algorithm`, sometimes another storm key or a key of
+/// another type.
+fn key_for(rng: &mut Rng, name: &str, algorithm: Algorithm) -> String {
     let kinds = Algorithm::ALL.len() as u64;
     let index = Algorithm::ALL.iter().position(|&a| a == algorithm).unwrap() as u64;
-    let key = if rng.chance(6) && !REPLACING.contains(&name) {
+    if rng.chance(6) && !REPLACING.contains(&name) {
         rng.pick(WRONG_TYPE).0.to_string()
     } else if rng.chance(85) {
         format!("s:{}", index + kinds * rng.below(STORM_KEYS / kinds))
     } else {
         format!("s:{}", rng.below(STORM_KEYS))
-    };
+    }
+}
+
+/// One command: name, key, arguments (`numkeys`, the keys, a group per key for the multi-key
+/// commands).
+fn command(rng: &mut Rng, m: &Material) -> Vec<Vec<u8>> {
+    let &(name, gen, only) = rng.pick(COMMANDS);
+    let algorithm = only.unwrap_or_else(|| *rng.pick(Algorithm::ALL));
+    if NUMKEYS.contains(&name) {
+        let n = match rng.below(10) {
+            0..=3 => 1,
+            4..=7 => 2 + rng.below(3),
+            8 => 1 + rng.below(16),
+            _ => 17,
+        };
+        let kinds: Vec<Algorithm> = (0..n)
+            .map(|_| {
+                if rng.chance(70) {
+                    algorithm
+                } else {
+                    *rng.pick(Algorithm::ALL)
+                }
+            })
+            .collect();
+        let numkeys = if rng.chance(5) {
+            junk(rng)
+        } else {
+            n.to_string().into_bytes()
+        };
+        let mut cmd = vec![name.as_bytes().to_vec(), numkeys];
+        for &a in &kinds {
+            cmd.push(key_for(rng, name, a).into_bytes());
+        }
+        let mut groups = Vec::new();
+        for &a in &kinds {
+            groups.extend(gen(rng, m, a));
+        }
+        cmd.extend(damage(rng, groups));
+        return cmd;
+    }
+    let key = key_for(rng, name, algorithm);
     let mut cmd = vec![name.as_bytes().to_vec(), key.into_bytes()];
     cmd.extend(arguments(rng, m, gen, algorithm));
     cmd
@@ -392,7 +500,20 @@ fn send_op(c: &mut Conn, rng: &mut Rng, m: &Material) -> Vec<Vec<Vec<u8>>> {
     }
 }
 
-/// DUMPs of every kind (short and long states), and valid state and hit payloads.
+/// The commands that make a key of `a` with `hits` writes, or put it in debt, or block it.
+fn make_key(c: &mut Conn, key: &str, a: Algorithm, limit: u64, window: &str, hits: usize) {
+    for i in 0..hits {
+        let cmd = if a == Algorithm::Leases {
+            format!("RL.ACQUIRE {key} {limit} {window} ID w{i}")
+        } else {
+            format!("RL.ALLOW {key} {limit} {window} ALGO {}", a.name())
+        };
+        c.cmd_str(&cmd).ok();
+    }
+}
+
+/// DUMPs of every kind (short and long states; rate limits also in debt and under a block), and
+/// valid state payloads (the same), hit payloads (with refunds and blocks) and lease effects.
 fn material(c: &mut Conn) -> Material {
     let now = c.time_us() as u64;
     let (mut dumps, mut states, mut hits) = (Vec::new(), Vec::new(), Vec::new());
@@ -402,48 +523,78 @@ fn material(c: &mut Conn) -> Material {
             .enumerate()
         {
             let key = format!("d:{i}:{n}");
-            for _ in 0..(1 + 10 * n) {
-                c.cmd_str(&format!(
-                    "RL.ALLOW {key} {limit} {window} ALGO {}",
-                    a.name()
-                ))
-                .ok();
+            let mut variants = vec![(key.clone(), 1 + 10 * n)];
+            if a.is_rate_limit() {
+                variants.push((format!("{key}:debt"), 1));
+                variants.push((format!("{key}:block"), 1));
             }
-            match c.cmd(&["DUMP", &key]) {
-                Reply::Bulk(b) => dumps.push((a, b)),
-                other => panic!("DUMP {key}: {other:?}"),
+            for (key, writes) in variants {
+                make_key(c, &key, a, *limit, window, writes);
+                if key.ends_with(":debt") {
+                    c.cmd_str(&format!(
+                        "RL.CHARGE {key} {limit} {window} {} ALGO {}",
+                        limit * 3,
+                        a.name()
+                    ))
+                    .ok();
+                }
+                if key.ends_with(":block") {
+                    c.cmd_str(&format!(
+                        "RL.ALLOW {key} {limit} {window} ALGO {} COST {limit} BLOCK 1h",
+                        a.name()
+                    ))
+                    .ok();
+                }
+                match c.cmd(&["DUMP", &key]) {
+                    Reply::Bulk(b) => dumps.push((a, b)),
+                    other => panic!("DUMP {key}: {other:?}"),
+                }
+                c.del(&key);
             }
-            c.del(&key);
         }
         for (limit, window_us, cost) in
             [(10, 3_600_000_000, 1), (5, 50_000, 5), (100, 2_000_000, 7)]
         {
             let rule = Rule::new(a, limit, window_us, None).unwrap();
+            let b = Bounds::DEFAULT;
             for at in [now, now + 1_000, now.saturating_sub(window_us / 2)] {
-                if let (_, Outcome::Created(l)) = Limiter::decide(None, &rule, cost, at).unwrap() {
-                    states.push((a, encode(&l)));
-                    if a.replication() == Replication::Hits {
-                        for bounds in [Bounds::DEFAULT, Bounds { max_runs: 1_000 }] {
-                            let hit = l.hit(at, cost, &bounds).unwrap();
-                            hits.push((a, encode_hit(&hit).as_slice().to_vec()));
-                        }
+                if a == Algorithm::Leases {
+                    let req = Acquire::new(limit, window_us, LeaseId::parse(b"w")).unwrap();
+                    let v = leases::acquire(None, &req, at).unwrap();
+                    if let Outcome::Created(l) = v.outcome {
+                        states.push((a, encode(&l)));
+                        let e = v.effect.unwrap();
+                        hits.push((a, encode_effect(&e, 1).as_slice().to_vec()));
+                    }
+                    continue;
+                }
+                let Outcome::Created(l) =
+                    Limiter::charge(None, &rule, cost, at, &b).unwrap().outcome
+                else {
+                    continue;
+                };
+                states.push((a, encode(&l)));
+                // In debt, and blocked.
+                let mut debt = l.clone();
+                Limiter::charge(Some(&mut debt), &rule, limit * 3, at, &b).unwrap();
+                states.push((a, encode(&debt)));
+                let mut blocked = debt.clone();
+                Limiter::decide_with(Some(&mut blocked), &rule, 1, at, &b, 60_000_000).unwrap();
+                states.push((a, encode(&blocked)));
+                if a.replication() == Replication::Hits {
+                    for bounds in [Bounds::DEFAULT, Bounds { max_runs: 1_000 }] {
+                        let hit = l.hit(at, cost, &bounds).unwrap();
+                        hits.push((a, encode_hit(&hit).as_slice().to_vec()));
+                    }
+                    for hit in [debt.refund_hit(at, 1, &b), blocked.hit(at, 0, &b)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        hits.push((a, encode_hit(&hit).as_slice().to_vec()));
                     }
                 }
             }
         }
-    }
-    if hits.is_empty() {
-        // No kind replicates hits: RL.APPLY only meets damage.
-        let rule = Rule::new(Algorithm::ALL[0], 1, 1, None).unwrap();
-        let hit = Hit {
-            rule,
-            now_us: now,
-            cost: 1,
-            bounds: Bounds::DEFAULT,
-            after: None,
-            needs_current_replay: false,
-        };
-        hits.push((rule.algorithm(), encode_hit(&hit).as_slice().to_vec()));
     }
     Material {
         dumps,
@@ -497,10 +648,20 @@ fn storm() {
     }
     c.cmd_str("SET keep:ttl v EX 36000").ok();
     untouched.push("keep:ttl".into());
-    for a in Algorithm::ALL {
+    for &a in Algorithm::ALL {
         let key = format!("keep:rl:{}", a.name());
-        c.cmd_str(&format!("RL.ALLOW {key} 10 1h ALGO {}", a.name()))
-            .ok();
+        make_key(&mut c, &key, a, 10, "1h", 2);
+        if a.is_rate_limit() {
+            let key = format!("keep:rl:{}:block", a.name());
+            make_key(&mut c, &key, a, 1, "1h", 1);
+            c.cmd_str(&format!("RL.ALLOW {key} 1 1h ALGO {} BLOCK 2h", a.name()))
+                .ok();
+            untouched.push(key);
+            let key = format!("keep:rl:{}:debt", a.name());
+            c.cmd_str(&format!("RL.CHARGE {key} 10 1h 25 ALGO {}", a.name()))
+                .ok();
+            untouched.push(key);
+        }
         untouched.push(key);
     }
     let before = snapshot(&mut c, &untouched);
@@ -566,9 +727,9 @@ fn storm() {
     }
     assert!(tally.ok > ops / 10 && tally.errors.values().sum::<usize>() > ops / 10);
 
-    // Every ratelimit key has a TTL. Without the keyspace hook (Valkey 8.1+), a key RESTOREd or
-    // PERSISTed without one gets it back from its next RL.ALLOW (README, Persistence): do that.
-    let hook = c.stat("keyspace_hook") == 1;
+    // Every ratelimit key has a TTL: a key RESTOREd with 0 gets it right after the command, a
+    // PERSISTed one from the TTL sweep, within `1 s + 2 (K + S) / ttl-sweep-rate` (README,
+    // Persistence): a few seconds at most here.
     let keys = scan_all(&mut c);
     let mut limiters = 0;
     for key in &keys {
@@ -576,12 +737,9 @@ fn storm() {
             continue;
         }
         limiters += 1;
-        if !hook && c.pttl(key) == -1 {
-            let algo = c.inspect(key).map(|f| f["algorithm"].clone());
-            if let Some(algo) = algo {
-                let r = c.rl_raw("ALLOW", key, &format!("1 1s ALGO {algo} COST 2"));
-                assert!(r.error().is_none(), "{key}: {r:?}");
-            }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while c.pttl(key) == -1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let pttl = c.pttl(key);
         assert_ne!(pttl, -1, "{key} has no TTL");
