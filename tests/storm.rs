@@ -1,7 +1,9 @@
 //! The storm: a large random mix of valid and invalid commands against the module's keys on a
-//! real server with a replica attached — random arities, random bytes, huge numbers, wrong key
-//! types, RESTORE of damaged DUMP payloads of every kind, RL.SETSTATE / RL.APPLY of valid and
-//! damaged payloads, PERSIST, each alone, inside MULTI/EXEC or inside EVAL. Then:
+//! real server with a replica attached — every command (multi-key ones with 1 to 17 keys,
+//! debts, blocks, leases), random arities, random bytes, huge numbers, wrong key types, RESTORE
+//! of damaged DUMP payloads of every kind (in debt and blocked too), RL.SETSTATE / RL.APPLY of
+//! valid and damaged payloads (states, hits, lease effects), PERSIST, each alone, inside
+//! MULTI/EXEC or inside EVAL. Then:
 //!
 //! * both servers are alive, and no reply or log line speaks of a panic;
 //! * every error reply is of a class README lists (Errors), and so is every `INFO errorstats`

@@ -5,9 +5,11 @@
 //! accepts on stable. Each target is one line calling into this crate:
 //!
 //! * `args` ([`commands`]): argument parsing of every command, the field parsers against oracles;
-//! * `decode`, `decode_hit` ([`decoders`]): every decoder of the type;
-//! * `algo` ([`algos`]): random operation sequences against the reference models, every kind,
-//!   with replication checked at each step.
+//! * `decode`, `decode_hit`, `decode_effect` ([`decoders`]): every decoder of the type (states,
+//!   rate-limit hits, lease effects);
+//! * `algo` ([`algos`]): random operation sequences against the reference models, every kind
+//!   (`RL.ALLOW`; `RL.ALLOW` / `RL.PEEK` with `BLOCK`, `RL.CHARGE`, `RL.REFUND`; `RL.ACQUIRE` /
+//!   `RL.RELEASE`), with replication checked at each step.
 //!
 //! Every target runs under a counting allocator ([`alloc`]).
 
