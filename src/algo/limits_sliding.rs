@@ -325,7 +325,13 @@ impl Kind for LimitsSlidingState {
         now_us: u64,
         _bounds: &Bounds,
     ) -> Change {
-        *self = self.clamped(stored, now_us).charged(rule, cost, now_us);
+        // Clamped under the request's rule too: after a shorter window the counters' expiries
+        // are read capped at 2E / E from now, so they are stored so (found by fuzzing `algo`:
+        // the reply's reset_after and the key's TTL differed after a window change).
+        *self = self
+            .clamped(stored, now_us)
+            .clamped(rule, now_us)
+            .charged(rule, cost, now_us);
         Change::Updated
     }
 
@@ -343,9 +349,15 @@ impl Kind for LimitsSlidingState {
         now_us: u64,
         _bounds: &Bounds,
     ) -> Change {
-        let Some(view) = Kind::carried_over(self, stored, rule, now_us) else {
+        // As a charge: read under both rules' clamps (a shorter window caps the expiries).
+        let t = now_us / 1000;
+        let (view, _) = self
+            .clamped(stored, now_us)
+            .clamped(rule, now_us)
+            .accessed(rule, t);
+        if view.last_expire_ms() <= t {
             return Change::Unchanged;
-        };
+        }
         if view.current == 0 && view.previous == 0 {
             if view == *self {
                 return Change::Unchanged;
@@ -447,5 +459,36 @@ mod unit {
         assert!(!d.allowed);
         assert_eq!(c, Change::Updated);
         assert_eq!(s.counters(), ((0, 3_000), (3, 2_000)));
+    }
+
+    /// Found by `scripts/fuzz` (algo): `RL.CHARGE` / `RL.REFUND` under a shorter window kept
+    /// the counters' longer expiries, so the key lived past the reply's `reset_after` (which
+    /// reads them capped under the new rule). Both now store what the new rule reads.
+    #[test]
+    fn settling_under_a_shorter_window_stores_what_it_reads() {
+        use crate::algo::Limiter;
+        let (hour, short) = (rule(2, 3_600), rule(82, 86));
+        let now = 1_700_383_199_999_999;
+        let b = Bounds::DEFAULT;
+        for refund in [false, true] {
+            let (_, s) = LimitsSlidingState::decide_absent(&hour, 2, now - 1_000_000_000);
+            let mut l = Limiter {
+                rule: hour,
+                state: crate::algo::State::LimitsSlidingWindow(s.unwrap()),
+            };
+            Limiter::charge(Some(&mut l), &hour, 3, now - 1_000, &b).unwrap();
+            let v = if refund {
+                Limiter::refund(Some(&mut l), &short, 1, now, &b).unwrap()
+            } else {
+                Limiter::charge(Some(&mut l), &short, 56, now, &b).unwrap()
+            };
+            assert_eq!(v.outcome, crate::algo::Outcome::Updated);
+            assert_eq!(
+                l.expires_at_us(),
+                now + v.decision.reset_after_us,
+                "refund {refund}: {l:?}"
+            );
+            assert!(!l.is_ahead(now));
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::algo::{leases, Limiter, Outcome};
 use crate::datatype::codec::decode_hit;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
-use crate::logging::log_warning_limited;
+use crate::logging::Limited;
 use crate::stats;
 
 /// `RL.APPLY key hit`
@@ -56,7 +56,8 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     };
     if !agrees {
         stats::REPLICA_MISMATCHES.add(1);
-        log_warning_limited(
+        static MISMATCH_LOG: Limited = Limited::new();
+        MISMATCH_LOG.warning(
             "ratelimit: a replayed moving-window hit left a log unlike the master's (a hit was \
              missed or refused before): the key stays approximate until it expires",
         );

@@ -19,7 +19,7 @@ use crate::args::{parse_acquire, parse_lease_id};
 use crate::datatype::key::LimiterKey;
 use crate::expiry;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, wrote_generic, Arg, Ctx};
-use crate::logging::log_warning_limited;
+use crate::logging::Limited;
 use crate::replication::replicate_apply;
 use crate::{clock, stats};
 
@@ -215,7 +215,8 @@ pub(crate) fn apply_effect(ctx: Ctx, key_name: Arg, payload: &[u8]) -> Result<()
     };
     if master_stored.is_some_and(|theirs| theirs != ours) {
         stats::REPLICA_MISMATCHES.add(1);
-        log_warning_limited(
+        static MISMATCH_LOG: Limited = Limited::new();
+        MISMATCH_LOG.warning(
             "ratelimit: a replayed lease effect left a set unlike the master's (an effect was \
              missed or refused before): the key stays approximate until its leases end",
         );
