@@ -54,6 +54,8 @@ ROWS: list[tuple[str, str, str]] = [
     ("limits_fixed", "fresh existing", "EVALSHA {fixed_lua} 1 lf:{r} 3600 1"),
     ("limits_sliding", "fresh existing", "EVALSHA {sliding_lua} 2 lsp:{r} ls:{r} 1000 3600 1"),
     ("limits_moving", "fresh existing", "EVALSHA {moving_lua} 1 lm:{r} {now} 1000 3600 1"),
+    # What rl:// sends for limits' sliding window counter instead of limits_sliding.
+    ("rl_sliding", "fresh existing", "RL.ALLOW lsw:{r} 1000 1h ALGO limits-sliding-window"),
     ("cell", "fresh existing cell", "CL.THROTTLE c:{r} 999 10 86400 1"),  # gcra's rule
     ("incr_hot", "hot p1", "INCR hot:incr"),
     ("denied_sliding", "hot p1", "RL.ALLOW hot:s 100 1h"),
@@ -88,6 +90,7 @@ COMPARE: list[tuple[str, str, str]] = [
     ("fixed-window ÷ limits' fixed window (Lua)", "fixed", "limits_fixed"),
     ("sliding-window ÷ limits' sliding window counter (Lua)", "sliding", "limits_sliding"),
     ("moving-window ÷ limits' moving window (Lua)", "moving", "limits_moving"),
+    ("limits sliding via rl:// ÷ via limits' Lua", "rl_sliding", "limits_sliding"),
     ("gcra ÷ redis-cell CL.THROTTLE", "gcra", "cell"),
     ("hot moving-window log ÷ limits' hot list", "hot_log", "limits_moving_hot"),
     ("RL.ACQUIRE + RL.RELEASE ÷ INCR + INCR (each pair in one script)", "lease_pair",

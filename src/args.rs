@@ -6,7 +6,7 @@
 //! text, which is part of the public API (README "Errors").
 
 use crate::algo::leases::{Acquire, LeaseError, LeaseId, MAX_ID_LEN, MAX_LEASES};
-use crate::algo::multi::{Group, MAX_KEYS};
+use crate::algo::multi::Group;
 use crate::algo::{Algorithm, Rule, RuleError, MAX_BLOCK_US, MAX_COUNT, MAX_WINDOW_US};
 
 /// A parsed `RL.ALLOW` / `RL.PEEK` request (everything after the key).
@@ -94,6 +94,8 @@ pub enum ArgError {
     Amount,
     /// `RL.ALLOWALL`: `numkeys` is not an integer in range.
     NumKeys,
+    /// A window or BLOCK longer than `ratelimit.max-window-ms` (which one).
+    TooLong(&'static str),
     /// `RL.ALLOWALL`: not one rule group per key.
     GroupCount {
         /// Keys named.
@@ -151,9 +153,11 @@ impl ArgError {
             ArgError::Amount => {
                 format!("ERR the amount must be an integer from 0 to {MAX_COUNT}")
             }
-            ArgError::NumKeys => {
-                format!("ERR numkeys must be an integer from 1 to {MAX_KEYS}")
-            }
+            ArgError::NumKeys => format!(
+                "ERR numkeys must be an integer from 1 to {} (ratelimit.max-keys)",
+                crate::config::max_keys()
+            ),
+            ArgError::TooLong(what) => crate::config::too_long(what),
             ArgError::GroupCount { keys, groups } => format!(
                 "ERR {keys} keys need {keys} rule groups (limit window [options] each), got {groups}"
             ),
@@ -319,6 +323,9 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
         .next()
         .and_then(parse_window)
         .ok_or_else(|| ArgError::Window)?;
+    if !crate::config::duration_allowed(window_us) {
+        return Err(ArgError::TooLong("window"));
+    }
     let amount = if allowed.contains(&Opt::Cost) {
         None
     } else {
@@ -370,7 +377,14 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
                 .replace(
                     parse_window(value)
                         .filter(|&d| d <= MAX_BLOCK_US)
-                        .ok_or_else(|| ArgError::Block)?,
+                        .ok_or_else(|| ArgError::Block)
+                        .and_then(|d| {
+                            if crate::config::duration_allowed(d) {
+                                Ok(d)
+                            } else {
+                                Err(ArgError::TooLong("BLOCK"))
+                            }
+                        })?,
                 )
                 .is_some(),
         };
@@ -392,8 +406,10 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
 /// the reply text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeaseArgError {
-    /// `limit` is not an integer from 1 to [`MAX_LEASES`].
+    /// `limit` is not an integer from 1 to `ratelimit.max-leases` (at most [`MAX_LEASES`]).
     Limit,
+    /// A lease longer than `ratelimit.max-window-ms`.
+    TooLong,
     /// `lease` is not a valid duration.
     Lease,
     /// An id that is empty or longer than [`MAX_ID_LEN`] bytes.
@@ -415,15 +431,18 @@ impl LeaseArgError {
     /// assert_eq!(err, LeaseArgError::Limit);
     /// assert_eq!(
     ///     err.message(),
-    ///     "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)"
+    ///     "ERR limit must be an integer from 1 to 10000 (the most leases one key holds: \
+    ///      ratelimit.max-leases)"
     /// );
     /// ```
     pub fn message(&self) -> String {
         match self {
             LeaseArgError::Limit => format!(
-                "ERR limit must be an integer from 1 to {MAX_LEASES} (the most leases one key \
-                 holds)"
+                "ERR limit must be an integer from 1 to {} (the most leases one key holds: \
+                 ratelimit.max-leases)",
+                crate::config::max_leases()
             ),
+            LeaseArgError::TooLong => crate::config::too_long("lease"),
             LeaseArgError::Lease => "ERR lease must be a duration from 1 microsecond to 365d: \
                  whole seconds (30) or a number with a unit ms, s, m, h or d (500ms, 1.5s, 1m)"
                 .to_string(),
@@ -454,12 +473,15 @@ where
     let limit = args
         .next()
         .and_then(parse_count)
-        .filter(|l| (1..=MAX_LEASES).contains(l))
+        .filter(|l| (1..=crate::config::max_leases().min(MAX_LEASES)).contains(l))
         .ok_or(LeaseArgError::Limit)?;
     let lease_us = args
         .next()
         .and_then(parse_window)
         .ok_or(LeaseArgError::Lease)?;
+    if !crate::config::duration_allowed(lease_us) {
+        return Err(LeaseArgError::TooLong);
+    }
     let mut id = None;
     while let Some(name) = args.next() {
         if !name.eq_ignore_ascii_case(b"ID") {

@@ -12,23 +12,49 @@ pub fn log_warning(msg: &str) {
     log(c"warning", msg);
 }
 
-/// Logs `msg` at `warning` level at most once a minute (with how many were held back), for
-/// events that an outside party can repeat at will: the log must not be floodable.
-pub fn log_warning_limited(msg: &str) {
-    static LAST_SECS: AtomicU64 = AtomicU64::new(0);
-    static HELD: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let last = LAST_SECS.load(Ordering::Relaxed);
-    if last != 0 && now < last.saturating_add(60) {
-        HELD.fetch_add(1, Ordering::Relaxed);
-        return;
+/// A line that an outside party can make the module write at will (a refused `RESTORE`, a
+/// replayed hit that disagrees): the log must not be floodable. Each source has its own
+/// [`Limited`], so one source never holds back another's lines.
+pub struct Limited {
+    last_secs: AtomicU64,
+    held: AtomicU64,
+}
+
+impl Limited {
+    /// A source that has logged nothing yet.
+    pub const fn new() -> Limited {
+        Limited {
+            last_secs: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+        }
     }
-    LAST_SECS.store(now.max(1), Ordering::Relaxed);
-    match HELD.swap(0, Ordering::Relaxed) {
-        0 => log_warning(msg),
-        held => log_warning(&format!("{msg} ({held} more like it in the last minute)")),
+
+    /// Logs `msg` at `warning` level at most once a minute, saying how many were held back
+    /// since the last one; the ones held back go to the `verbose` level (where the server logs
+    /// its own `RESTORE` errors), so a server run at `loglevel verbose` still sees each.
+    pub fn warning(&self, msg: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_secs.load(Ordering::Relaxed);
+        if last != 0 && now < last.saturating_add(60) {
+            self.held.fetch_add(1, Ordering::Relaxed);
+            log(c"verbose", msg);
+            return;
+        }
+        self.last_secs.store(now.max(1), Ordering::Relaxed);
+        match self.held.swap(0, Ordering::Relaxed) {
+            0 => log_warning(msg),
+            held => log_warning(&format!(
+                "{msg} ({held} more like it since the last such line, at verbose level)"
+            )),
+        }
+    }
+}
+
+impl Default for Limited {
+    fn default() -> Self {
+        Limited::new()
     }
 }
 

@@ -54,8 +54,6 @@ pub(crate) fn request() {
 }
 
 struct Sweep {
-    /// Keys (or empty scan steps) one tick may look at.
-    per_tick: u64,
     /// A pass is under way.
     running: bool,
     /// Another pass must follow the current one.
@@ -76,12 +74,9 @@ struct Step<'a> {
     found: &'a mut Vec<(c_int, Vec<u8>)>,
 }
 
-/// Starts the sweep at `rate` keys per second (0: no sweep).
-pub(crate) fn start(ctx: Ctx, rate: u32) -> Result<(), String> {
-    stats::SWEEP_RATE.set(u64::from(rate));
-    if rate == 0 {
-        return Ok(());
-    }
+/// Starts the sweep's timer. Its rate is the config `ratelimit.ttl-sweep-rate`, read on every
+/// tick (`CONFIG SET` takes effect at the next one); while it is 0 a tick does nothing.
+pub(crate) fn start(ctx: Ctx) -> Result<(), String> {
     let (Some(create_cursor), Some(_), Some(_), Some(_), Some(_), Some(subscribe)) = (
         unsafe { raw::RedisModule_ScanCursorCreate },
         unsafe { raw::RedisModule_Scan },
@@ -99,9 +94,7 @@ pub(crate) fn start(ctx: Ctx, rate: u32) -> Result<(), String> {
         let event = raw::RedisModuleEvent { id, dataver: 1 };
         unsafe { subscribe(ctx, event, Some(on_server_event)) };
     }
-    let per_tick = (u64::from(rate).saturating_mul(INTERVAL_MS) / 1000).max(1);
     let sweep = Box::new(Sweep {
-        per_tick,
         running: false,
         again: false,
         persists: 0,
@@ -130,6 +123,11 @@ extern "C" fn on_server_event(
     })
 }
 
+/// Keys per second the sweep may look at (`ratelimit.ttl-sweep-rate`; 0: paused).
+fn rate() -> u64 {
+    crate::config::SWEEP_RATE.load(Ordering::Relaxed)
+}
+
 fn schedule(ctx: Ctx, sweep: *mut c_void, after_ms: u64) {
     if let Some(create_timer) = unsafe { raw::RedisModule_CreateTimer } {
         unsafe { create_timer(ctx, after_ms as raw::mstime_t, Some(tick), sweep) };
@@ -143,7 +141,7 @@ extern "C" fn tick(ctx: Ctx, data: *mut c_void) {
         let Some(sweep) = (unsafe { data.cast::<Sweep>().as_mut() }) else {
             return false;
         };
-        if stats::KEYS.get() > 0 && acts_as_master() {
+        if rate() > 0 && stats::KEYS.get() > 0 && acts_as_master() {
             sweep.tick(ctx);
         }
         sweep.running
@@ -197,7 +195,8 @@ impl Sweep {
             return;
         };
         let mut found = Vec::new();
-        let mut budget = self.per_tick;
+        // Keys (or empty scan steps) one tick may look at.
+        let mut budget = (rate().saturating_mul(INTERVAL_MS) / 1000).max(1);
         while budget > 0 {
             if unsafe { select(ctx, self.db) } != raw::REDISMODULE_OK as c_int {
                 // Past the last database: the pass is complete.

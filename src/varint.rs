@@ -284,6 +284,11 @@ impl<'a> Reader<'a> {
     pub fn is_empty(&self) -> bool {
         self.pos >= self.bytes.len()
     }
+
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.pos)
+    }
 }
 
 #[cfg(test)]

@@ -146,11 +146,11 @@ fn errors_say_what_to_fix_and_leave_the_key_unchanged() {
         ),
         (
             &["RL.ACQUIRE", "l", "0", "1s"],
-            "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)",
+            "ERR limit must be an integer from 1 to 10000 (the most leases one key holds: ratelimit.max-leases)",
         ),
         (
             &["RL.ACQUIRE", "l", "10001", "1s"],
-            "ERR limit must be an integer from 1 to 10000 (the most leases one key holds)",
+            "ERR limit must be an integer from 1 to 10000 (the most leases one key holds: ratelimit.max-leases)",
         ),
         (
             &["RL.ACQUIRE", "l", "1", "1x"],

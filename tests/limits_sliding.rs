@@ -55,9 +55,23 @@ fn reads_shift_as_limits_does_and_replicate() {
     assert_ne!(c.digest_value("r"), before, "the shift was not stored");
     let f = c.inspect("r").unwrap();
     assert_eq!((f["previous"].as_str(), f["current"].as_str()), ("4", "0"));
+    // On an absent limiter COST 0 is limits' acquire of 0: an empty current counter for 2E
+    // (RL.PEEK still writes nothing).
+    assert_eq!(c.peek("fresh", &format!("{args} COST 0")).remaining, 10);
+    assert!(c.inspect("fresh").is_none(), "RL.PEEK created a key");
+    let r = c.allow("fresh", &format!("{args} COST 0"));
+    assert_eq!((r.allowed, r.remaining), (true, 10));
+    let f = c.inspect("fresh").unwrap();
+    assert_eq!((f["current"].as_str(), f["previous"].as_str()), ("0", "0"));
+    let pttl = c.pttl("fresh");
+    assert!(
+        (1_001..=2_000).contains(&pttl),
+        "a counter for 2 windows: {pttl}"
+    );
     master.wait_replicas(&mut c, 1);
     assert_eq!(replica.digest(), master.digest());
     assert_eq!(replica.conn().pexpiretime("r"), c.pexpiretime("r"));
+    assert_eq!(replica.conn().pexpiretime("fresh"), c.pexpiretime("fresh"));
 }
 
 #[test]

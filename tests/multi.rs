@@ -144,15 +144,15 @@ fn multi_key_errors_leave_every_key_unchanged() {
         ),
         (
             "RL.ALLOWALL 0 e:a 5 1h",
-            "ERR numkeys must be an integer from 1 to 16",
+            "ERR numkeys must be an integer from 1 to 16 (ratelimit.max-keys)",
         ),
         (
             "RL.ALLOWALL 17 e:a 5 1h",
-            "ERR numkeys must be an integer from 1 to 16",
+            "ERR numkeys must be an integer from 1 to 16 (ratelimit.max-keys)",
         ),
         (
             "RL.ALLOWALL x e:a 5 1h",
-            "ERR numkeys must be an integer from 1 to 16",
+            "ERR numkeys must be an integer from 1 to 16 (ratelimit.max-keys)",
         ),
         (
             "RL.ALLOWALL 2 e:a e:b 5 1h",

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{crc64, make_dump, split_dump, Conn, Reply, Rng, Server};
+use common::{crc64, make_dump, mutate_dump, split_dump, Conn, Reply, Rng, Server};
 
 /// The payload from the review: a valid checksum, the type id directly followed by the end
 /// marker. It crashed the first release ("short read" inside the module).
@@ -77,51 +77,6 @@ fn real_dumps(c: &mut Conn) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// One random, checksum-valid damage to the module part of `dump`.
-fn mutate(rng: &mut Rng, dump: &[u8]) -> Vec<u8> {
-    let (mut body, version) = split_dump(dump);
-    // body[0] is the object type; the module id and the value follow.
-    let n = body.len();
-    match rng.below(7) {
-        0 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            body[i] ^= 1 << rng.below(8);
-        }
-        1 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            let random = rng.next_u64() as u8;
-            body[i] = *rng.pick(&[0, 1, 0x7f, 0x80, 0xff, random]);
-        }
-        2 => body.truncate(1 + rng.below(n as u64 - 1) as usize),
-        3 => {
-            let i = 1 + rng.below(n as u64) as usize;
-            let len = 1 + rng.below(8) as usize;
-            let extra = rng.bytes(len);
-            body.splice(i..i, extra);
-        }
-        4 => {
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            let len = (1 + rng.below(6) as usize).min(n - i);
-            body.drain(i..i + len);
-        }
-        5 => {
-            // Damage inside the payload string itself (after the 10-byte type id and opcode).
-            let start = 11.min(n - 1);
-            for _ in 0..1 + rng.below(4) {
-                let i = start + rng.below((n - start) as u64) as usize;
-                body[i] = rng.next_u64() as u8;
-            }
-        }
-        _ => {
-            // A wrong payload length byte, a different type id, or an early end marker.
-            let i = 1 + rng.below(n as u64 - 1) as usize;
-            body.truncate(i);
-            body.push(0);
-        }
-    }
-    make_dump(&body, version)
-}
-
 #[test]
 fn thousands_of_mutated_dumps_never_crash_the_server() {
     const MUTATIONS: usize = 4_000;
@@ -134,7 +89,7 @@ fn thousands_of_mutated_dumps_never_crash_the_server() {
         let payloads: Vec<Vec<u8>> = (0..100)
             .map(|_| {
                 let d = rng.pick(&dumps).clone();
-                mutate(&mut rng, &d)
+                mutate_dump(&mut rng, &d)
             })
             .collect();
         for (i, p) in payloads.iter().enumerate() {
@@ -198,4 +153,78 @@ fn thousands_of_mutated_dumps_never_crash_the_server() {
     assert!(differing.is_empty(), "changed by a reload: {differing:?}");
     assert_eq!(before.len(), after.len());
     s.assert_alive();
+}
+
+/// Anyone allowed to RESTORE can send refused payloads at will: the log gets at most one
+/// warning line a minute for them (README, Trust). A refused value while *loading* a dataset,
+/// which stops the load, is always logged — also right after a flood of refused RESTOREs.
+#[test]
+fn refused_restores_cannot_flood_the_log() {
+    const ATTEMPTS: usize = 3_000;
+    let mut s = Server::start_with(&[("rdbcompression", "no")]);
+    let mut c = s.conn();
+    let dumps = real_dumps(&mut c);
+    let mut rng = Rng::from_env("refused_restores_cannot_flood_the_log");
+    let lines = |s: &Server| s.log().lines().filter(|l| l.contains("ratelimit:")).count();
+    let before = lines(&s);
+    let mut refused = 0;
+    for batch in 0..ATTEMPTS / 100 {
+        for i in 0..100 {
+            let d = rng.pick(&dumps).clone();
+            let p = mutate_dump(&mut rng, &d);
+            let key = format!("f:{batch}:{i}");
+            c.send(&[b"RESTORE".as_slice(), key.as_bytes(), b"0", &p])
+                .unwrap();
+        }
+        for _ in 0..100 {
+            if let Reply::Error(_) = c.read().unwrap() {
+                refused += 1;
+            }
+        }
+    }
+    // The review's short read too (a module line of its own kind).
+    for _ in 0..100 {
+        let r = c.cmd(&[b"RESTORE".as_slice(), b"f:short", b"0", REVIEW_PAYLOAD]);
+        assert!(r.error().is_some());
+    }
+    s.assert_alive();
+    let written = lines(&s) - before;
+    eprintln!("{refused} refused RESTOREs (+100 short reads) wrote {written} log lines");
+    assert!(refused > ATTEMPTS / 2, "{refused}");
+    // One for the first refusal; a second only if the loop straddled a minute.
+    assert!((1..=2).contains(&written), "{written} lines:\n{}", s.log());
+    assert!(s.log().contains("(RESTORE)"), "{}", s.log());
+
+    // Now a dataset load in the same process meets a refused value: that line is written.
+    c.cmd_str("FLUSHALL").ok();
+    c.allow("a", "10 1h");
+    c.cmd_str("SAVE").ok();
+    let path = s.dir().join("dump.rdb");
+    let mut rdb = std::fs::read(&path).unwrap();
+    // The value's payload: a string of 17..40 bytes starting with version 2, oldest reader 2,
+    // tag 1 (sliding-window); make its tag unknown, and zero the checksum (not verified then).
+    let at = (17..40u8)
+        .find_map(|len| rdb.windows(5).position(|w| w == [5, len, 2, 2, 1]))
+        .expect("the payload in the uncompressed dump");
+    rdb[at + 4] = 99;
+    let n = rdb.len();
+    rdb[n - 8..].fill(0);
+    std::fs::write(&path, &rdb).unwrap();
+    // The load stops at the refused value: DEBUG RELOAD answers an error (Redis 7.0 keeps
+    // running on an empty dataset) or the server exits; either way the line is there.
+    c.send(&["DEBUG", "RELOAD", "NOSAVE"]).unwrap();
+    match c.read() {
+        Ok(Reply::Error(e)) => eprintln!("DEBUG RELOAD NOSAVE: {e}"),
+        Ok(other) => panic!("a refused value loaded: {other:?}"),
+        Err(e) => eprintln!("DEBUG RELOAD NOSAVE: the server closed the connection ({e})"),
+    }
+    let log = s.log();
+    let load_line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("invalid ratelimit value"))
+        .unwrap_or_else(|| panic!("no line for the refused load:\n{log}"));
+    assert!(!load_line.contains("(RESTORE)"), "{load_line}");
+    assert!(load_line.contains(" # "), "at warning level: {load_line}");
+    s.kill();
 }

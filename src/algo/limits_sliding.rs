@@ -18,8 +18,11 @@
 //! Unlike the module's epoch-aligned `sliding-window`, windows start at the first hit, the
 //! previous window's weight is its remaining TTL and the weighted count is rounded down — which
 //! is why this is a kind of its own. Because the shift happens on *access*, a read changes the
-//! state as in `limits`: `RL.ALLOW … COST 0` stores a shift (it is a write command), `RL.PEEK`
-//! only reports it.
+//! state as in `limits`: `RL.ALLOW … COST 0` is limits' acquire of 0 — it stores a shift and, on a
+//! limiter without a current counter (an absent key), starts one at 0 for `2E`, as limits'
+//! script does (it is a write command); `RL.PEEK` only reports. limits' read path
+//! (`get_sliding_window`) is `RL.INSPECT`, then `COST 0` only when the key exists (its current
+//! counter is then alive, so `COST 0` stores just the shift, as the read does).
 //!
 //! Reply fields: `remaining` = `limit − weighted` after the call (limits' `get_window_stats`
 //! remaining); `retry_after` = the first ms at which the same hit would pass if nothing else
@@ -166,6 +169,15 @@ impl LimitsSlidingState {
         }
         let store_shift = shifted.then_some(s);
         if cost == 0 {
+            // limits' acquire of 0: `INCRBY current 0` keeps only the shift; with no current
+            // counter (an absent limiter) it starts one at 0 for 2E, which anchors the next
+            // windows — when the weighted count is within the limit, as for any hit.
+            if s.current_expire_ms <= t && s.weighted(rule, t) <= u128::from(limit) {
+                let mut w = s;
+                w.current = 0;
+                w.current_expire_ms = t.saturating_add(window_ms(rule).saturating_mul(2));
+                return (Decision::look(limit, remaining(&w), reset(&w)), Some(w));
+            }
             return (Decision::look(limit, remaining(&s), reset(&s)), store_shift);
         }
         if s.admits_at(rule, cost, t) {
@@ -314,7 +326,13 @@ impl Kind for LimitsSlidingState {
         now_us: u64,
         _bounds: &Bounds,
     ) -> Change {
-        *self = self.clamped(stored, now_us).charged(rule, cost, now_us);
+        // Clamped under the request's rule too: after a shorter window the counters' expiries
+        // are read capped at 2E / E from now, so they are stored so (found by fuzzing `algo`:
+        // the reply's reset_after and the key's TTL differed after a window change).
+        *self = self
+            .clamped(stored, now_us)
+            .clamped(rule, now_us)
+            .charged(rule, cost, now_us);
         Change::Updated
     }
 
@@ -332,9 +350,15 @@ impl Kind for LimitsSlidingState {
         now_us: u64,
         _bounds: &Bounds,
     ) -> Change {
-        let Some(view) = Kind::carried_over(self, stored, rule, now_us) else {
+        // As a charge: read under both rules' clamps (a shorter window caps the expiries).
+        let t = now_us / 1000;
+        let (view, _) = self
+            .clamped(stored, now_us)
+            .clamped(rule, now_us)
+            .accessed(rule, t);
+        if view.last_expire_ms() <= t {
             return Change::Unchanged;
-        };
+        }
         if view.current == 0 && view.previous == 0 {
             if view == *self {
                 return Change::Unchanged;
@@ -487,5 +511,36 @@ mod unit {
         assert!(!d.allowed);
         assert_eq!(c, Change::Updated);
         assert_eq!(s.counters(), ((0, 3_000), (3, 2_000)));
+    }
+
+    /// Found by `scripts/fuzz` (algo): `RL.CHARGE` / `RL.REFUND` under a shorter window kept
+    /// the counters' longer expiries, so the key lived past the reply's `reset_after` (which
+    /// reads them capped under the new rule). Both now store what the new rule reads.
+    #[test]
+    fn settling_under_a_shorter_window_stores_what_it_reads() {
+        use crate::algo::Limiter;
+        let (hour, short) = (rule(2, 3_600), rule(82, 86));
+        let now = 1_700_383_199_999_999;
+        let b = Bounds::DEFAULT;
+        for refund in [false, true] {
+            let (_, s) = LimitsSlidingState::decide_absent(&hour, 2, now - 1_000_000_000);
+            let mut l = Limiter {
+                rule: hour,
+                state: crate::algo::State::LimitsSlidingWindow(s.unwrap()),
+            };
+            Limiter::charge(Some(&mut l), &hour, 3, now - 1_000, &b).unwrap();
+            let v = if refund {
+                Limiter::refund(Some(&mut l), &short, 1, now, &b).unwrap()
+            } else {
+                Limiter::charge(Some(&mut l), &short, 56, now, &b).unwrap()
+            };
+            assert_eq!(v.outcome, crate::algo::Outcome::Updated);
+            assert_eq!(
+                l.expires_at_us(),
+                now + v.decision.reset_after_us,
+                "refund {refund}: {l:?}"
+            );
+            assert!(!l.is_ahead(now));
+        }
     }
 }

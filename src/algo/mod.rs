@@ -103,8 +103,14 @@ pub use moving_window::MovingWindowState;
 pub use rule::{Rule, RuleError};
 pub use sliding_window::SlidingWindowState;
 
-#[cfg(test)]
-mod reference;
+/// Reference models, for the property tests and the fuzz targets (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod reference;
+/// The reference semantics of charges, refunds and blocks (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod settle_reference;
 #[cfg(test)]
 mod settle_tests;
 #[cfg(test)]

@@ -10,7 +10,8 @@
 )]
 
 use super::multi::{allow_all, decide_all, Group};
-use super::reference::{self, BucketRef, FixedRef, LogRef, Model, SlidingRef};
+use super::reference::{BucketRef, FixedRef, LogRef, Model, SlidingRef};
+use super::settle_reference::{reference_op, Did, Op, RefKey};
 use super::tests::{changed_rule, next_time, random_cost, random_rule, Rng, BASE_US};
 use super::*;
 use crate::datatype::codec::{decode, decode_hit, encode, encode_hit};
@@ -21,171 +22,6 @@ fn seeds(default: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
-}
-
-/// One key as the reference sees it: the rule it was written under, the model, the block.
-#[derive(Clone, Debug)]
-struct RefKey<M> {
-    rule: Rule,
-    m: M,
-    /// `(start, until)`.
-    block: Option<(u64, u64)>,
-}
-
-/// What an operation did, in the reference's terms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Did {
-    Nothing,
-    Created,
-    Updated,
-    Emptied,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Op {
-    Allow { cost: u64, block_us: u64 },
-    Peek { cost: u64, block_us: u64 },
-    Charge(u64),
-    Refund(u64),
-}
-
-impl<M: Model> RefKey<M> {
-    fn view(&self, rule: &Rule, now: u64) -> M {
-        if self.rule == *rule {
-            self.m.clone()
-        } else {
-            self.m.carry_over(&self.rule, rule, now)
-        }
-    }
-
-    /// The block in force at `now`, as seen then: one that starts later starts now.
-    fn block_at(&self, now: u64) -> Option<(u64, u64)> {
-        self.block
-            .map(|(s, u)| {
-                if s > now {
-                    (now, now + (u - s))
-                } else {
-                    (s, u)
-                }
-            })
-            .filter(|&(_, u)| u > now)
-    }
-
-    fn converted(&self, rule: &Rule, now: u64) -> bool {
-        self.rule != *rule
-            || self.m.is_ahead(&self.rule, now)
-            || self.block.is_some_and(|(s, _)| s > now)
-    }
-}
-
-/// The reference semantics of one operation: the reply, what it did, the key after.
-fn reference_op<M: Model>(
-    key: Option<&RefKey<M>>,
-    rule: &Rule,
-    op: Op,
-    now: u64,
-) -> (Decision, Did, Option<RefKey<M>>) {
-    let fresh = |m: M, block| RefKey {
-        rule: *rule,
-        m,
-        block,
-    };
-    let unchanged = key.cloned();
-    match op {
-        Op::Allow { cost, block_us } | Op::Peek { cost, block_us } => {
-            let writes = matches!(op, Op::Allow { .. });
-            let Some(k) = key else {
-                let (d, w) = reference::decide(&M::empty(), rule, cost, now);
-                return match w {
-                    Some(m) if writes => (d, Did::Created, Some(fresh(m, None))),
-                    _ => (d, Did::Nothing, None),
-                };
-            };
-            let view = k.view(rule, now);
-            if let Some(b) = k.block_at(now) {
-                let d = reference::decide_blocked(&view, rule, cost, now, b.1);
-                let denied = matches!(d.retry_after, RetryAfter::After(_));
-                if writes && denied && k.converted(rule, now) {
-                    return (d, Did::Updated, Some(fresh(view.at(rule, now), Some(b))));
-                }
-                return (d, Did::Nothing, unchanged);
-            }
-            let (d, w) = reference::decide(&view, rule, cost, now);
-            let denied = matches!(d.retry_after, RetryAfter::After(_));
-            if denied && block_us > 0 {
-                let b = (now, now + block_us);
-                let d = reference::decide_blocked(&view, rule, cost, now, b.1);
-                if !writes {
-                    return (d, Did::Nothing, unchanged);
-                }
-                return (d, Did::Updated, Some(fresh(view.at(rule, now), Some(b))));
-            }
-            if !writes {
-                return (d, Did::Nothing, unchanged);
-            }
-            match w {
-                Some(m) => (d, Did::Updated, Some(fresh(m, None))),
-                None if denied && k.converted(rule, now) => {
-                    (d, Did::Updated, Some(fresh(view.at(rule, now), None)))
-                }
-                None => (d, Did::Nothing, unchanged),
-            }
-        }
-        Op::Charge(cost) => {
-            let until = |b: Option<(u64, u64)>| b.map_or(0, |b| b.1);
-            let Some(k) = key else {
-                if cost == 0 {
-                    return (
-                        reference::settled(&M::empty(), rule, now, 0),
-                        Did::Nothing,
-                        None,
-                    );
-                }
-                let mut m = M::empty();
-                m.force(rule, now, cost);
-                let d = reference::settled(&m, rule, now, 0);
-                return (d, Did::Created, Some(fresh(m, None)));
-            };
-            let mut view = k.view(rule, now);
-            let b = k.block_at(now);
-            if cost == 0 {
-                return (
-                    reference::settled(&view, rule, now, until(b)),
-                    Did::Nothing,
-                    unchanged,
-                );
-            }
-            view.force(rule, now, cost);
-            let d = reference::settled(&view, rule, now, until(b));
-            (d, Did::Updated, Some(fresh(view, b)))
-        }
-        Op::Refund(amount) => {
-            let Some(k) = key else {
-                return (
-                    reference::settled(&M::empty(), rule, now, 0),
-                    Did::Nothing,
-                    None,
-                );
-            };
-            let mut view = k.view(rule, now);
-            let b = k.block_at(now);
-            let until = b.map_or(0, |b| b.1);
-            if amount == 0 || reference::is_empty(&view, rule, now) {
-                return (
-                    reference::settled(&view, rule, now, until),
-                    Did::Nothing,
-                    unchanged,
-                );
-            }
-            view.give_back(rule, now, amount);
-            if reference::is_empty(&view, rule, now) && b.is_none() {
-                let d = reference::settled(&M::empty(), rule, now, 0);
-                return (d, Did::Emptied, None);
-            }
-            let d = reference::settled(&view, rule, now, until);
-            (d, Did::Updated, Some(fresh(view, b)))
-        }
-    }
 }
 
 /// The same operation on the real code: the reply, what it did, and how it replicates.
@@ -723,14 +559,13 @@ fn limits_sliding_window_charge_and_refund_match_limits_keys() {
                     if let Outcome::Created(l) = d.outcome {
                         stored = Some(l);
                     }
-                    // COST 0 is limits' read, whose shift is kept (the kind's COST_ZERO_WRITES).
-                    let allowed = if n == 0 {
-                        lua.get(e, t);
-                        true
-                    } else {
-                        lua.acquire(limit, e, n, t)
-                    };
-                    assert_eq!(d.decision.allowed, allowed, "{}", context());
+                    // COST 0 is limits' acquire of 0 (the kind's COST_ZERO_WRITES): the shift,
+                    // and a current counter of 0 where none is alive. It replies allowed (a look)
+                    // where limits' script answers whether the weighted count is within the limit.
+                    let allowed = lua.acquire(limit, e, n, t);
+                    if n > 0 {
+                        assert_eq!(d.decision.allowed, allowed, "{}", context());
+                    }
                 }
                 1 => {
                     let v = Limiter::charge(stored.as_mut(), &rule, n, now, &b).unwrap();

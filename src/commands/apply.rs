@@ -9,6 +9,7 @@
 //! decided. A log that does not end as the master's did is counted in `INFO ratelimit`
 //! (`replica_mismatches`) and logged: the replica has missed or refused a hit before.
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use redis_module::raw;
@@ -18,12 +19,12 @@ use crate::algo::{leases, Limiter, Outcome};
 use crate::datatype::codec::decode_hit;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
-use crate::logging::log_warning_limited;
+use crate::logging::Limited;
 use crate::stats;
 
 /// `RL.APPLY key hit`
 pub(crate) extern "C" fn rl_apply(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, apply)
+    run(&cmd::RL_APPLY, ctx, argv, argc, apply)
 }
 
 fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
@@ -55,7 +56,8 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     };
     if !agrees {
         stats::REPLICA_MISMATCHES.add(1);
-        log_warning_limited(
+        static MISMATCH_LOG: Limited = Limited::new();
+        MISMATCH_LOG.warning(
             "ratelimit: a replayed moving-window hit left a log unlike the master's (a hit was \
              missed or refused before): the key stays approximate until it expires",
         );

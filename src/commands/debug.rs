@@ -5,6 +5,7 @@
 //! becomes an `ERR internal error …` reply, a line in the server log, and nothing else — the
 //! server stays up and an open key is closed during unwinding.
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use redis_module::raw;
@@ -15,7 +16,7 @@ use crate::ffi::{arg_bytes, Arg, Ctx};
 
 /// `RL.DEBUG subcommand [key]`
 pub(crate) extern "C" fn rl_debug(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, debug)
+    run(&cmd::RL_DEBUG, ctx, argv, argc, debug)
 }
 
 #[allow(clippy::panic)] // the point of the command

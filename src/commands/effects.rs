@@ -31,7 +31,7 @@ pub(crate) fn apply(
     effect: Effect,
     event: &CStr,
 ) -> Result<(), CmdError> {
-    let bounds = Bounds::DEFAULT;
+    let bounds = crate::config::bounds();
     match outcome {
         Outcome::Created(limiter) => {
             replicate(ctx, key_name, &limiter, now_us, effect, &bounds);

@@ -9,6 +9,7 @@
 //! in-window entries' times, and the runs stored). A state that holds nothing any more reports
 //! zeros.
 
+use crate::stats::cmd;
 use std::ffi::{c_char, c_int, c_long};
 
 use redis_module::raw;
@@ -21,7 +22,7 @@ use crate::ffi::{Arg, Ctx};
 
 /// `RL.INSPECT key`
 pub(crate) extern "C" fn rl_inspect(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, inspect)
+    run(&cmd::RL_INSPECT, ctx, argv, argc, inspect)
 }
 
 /// A reply value.

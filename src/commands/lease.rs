@@ -6,6 +6,7 @@
 //! many leases the key holds), signal the write → reply. A denial, a release of nothing and a
 //! renewal that is refused write nothing, replicate nothing and signal nothing.
 
+use crate::stats::cmd;
 use std::ffi::{c_char, c_int, c_long};
 
 use redis_module::raw;
@@ -18,18 +19,18 @@ use crate::args::{parse_acquire, parse_lease_id};
 use crate::datatype::key::LimiterKey;
 use crate::expiry;
 use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, wrote_generic, Arg, Ctx};
-use crate::logging::log_warning_limited;
+use crate::logging::Limited;
 use crate::replication::replicate_apply;
 use crate::{clock, stats};
 
 /// `RL.ACQUIRE key limit lease [ID id]`
 pub(crate) extern "C" fn rl_acquire(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, acquire)
+    run(&cmd::RL_ACQUIRE, ctx, argv, argc, acquire)
 }
 
 /// `RL.RELEASE key id`
 pub(crate) extern "C" fn rl_release(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, release)
+    run(&cmd::RL_RELEASE, ctx, argv, argc, release)
 }
 
 fn lease_error(e: LeaseError) -> CmdError {
@@ -60,9 +61,19 @@ fn acquire(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let req = parse_acquire(rest.iter().map(|&a| arg_bytes(a)))
         .map_err(|e| CmdError::Owned(e.message()))?;
     let now_us = clock::now_us();
+    let counters = stats::algo(req.rule.algorithm());
+    counters.calls.add(1);
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
-    let verdict = leases::acquire(stored.as_deref_mut(), &req, now_us).map_err(lease_error)?;
+    let mut stored = key.get().map_err(|_| {
+        counters.errors.add(1);
+        WRONGTYPE
+    })?;
+    let verdict = leases::acquire(stored.as_deref_mut(), &req, now_us).map_err(|e| {
+        counters.errors.add(1);
+        lease_error(e)
+    })?;
+    counters.verdict(verdict.grant.allowed);
+    stats::answered(verdict.grant.allowed);
     if verdict.clamped {
         stats::CLAMPED.add(1);
     }
@@ -204,7 +215,8 @@ pub(crate) fn apply_effect(ctx: Ctx, key_name: Arg, payload: &[u8]) -> Result<()
     };
     if master_stored.is_some_and(|theirs| theirs != ours) {
         stats::REPLICA_MISMATCHES.add(1);
-        log_warning_limited(
+        static MISMATCH_LOG: Limited = Limited::new();
+        MISMATCH_LOG.warning(
             "ratelimit: a replayed lease effect left a set unlike the master's (an effect was \
              missed or refused before): the key stays approximate until its leases end",
         );

@@ -1,9 +1,10 @@
 //! `RL.ALLOW` and `RL.PEEK`: one request against one limiter key (with `BLOCK`, a penalty).
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::{AlgorithmMismatch, Bounds, Decision, Limiter, Outcome, RetryAfter, Rule};
+use crate::algo::{AlgorithmMismatch, Decision, Limiter, Outcome, RetryAfter, Rule};
 use crate::args::parse_group;
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, ceil_ms, reply_integers, wrote, Arg, Ctx};
@@ -12,12 +13,16 @@ use crate::{clock, stats};
 
 /// `RL.ALLOW key limit window [COST n] [ALGO a] [BURST n] [BLOCK d]`
 pub(crate) extern "C" fn rl_allow(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, true))
+    run(&cmd::RL_ALLOW, ctx, argv, argc, |ctx, args| {
+        limit_command(ctx, args, true)
+    })
 }
 
 /// `RL.PEEK key limit window [COST n] [ALGO a] [BURST n] [BLOCK d]`
 pub(crate) extern "C" fn rl_peek(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| limit_command(ctx, args, false))
+    run(&cmd::RL_PEEK, ctx, argv, argc, |ctx, args| {
+        limit_command(ctx, args, false)
+    })
 }
 
 /// The shared pipeline: arity → parse → decide (and store) → reply. `commit` is false for
@@ -52,9 +57,20 @@ pub(crate) fn peek_with(
     now_us: u64,
     block_us: u64,
 ) -> Result<Decision, CmdError> {
+    let counters = stats::algo(rule.algorithm());
+    counters.calls.add(1);
     let key = LimiterKey::open(ctx, key_name, false);
-    let stored = key.get().map_err(|_| WRONGTYPE)?;
-    Limiter::peek_with(stored.as_deref(), rule, cost, now_us, block_us).map_err(mismatch_error)
+    let decided = key.get().map_err(|_| WRONGTYPE).and_then(|stored| {
+        Limiter::peek_with(stored.as_deref(), rule, cost, now_us, block_us).map_err(mismatch_error)
+    });
+    match &decided {
+        Ok(d) => {
+            counters.verdict(d.allowed);
+            stats::answered(d.allowed);
+        }
+        Err(_) => counters.errors.add(1),
+    }
+    decided
 }
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
@@ -88,16 +104,23 @@ pub(crate) fn charge_with(
     if cost == 0 && !rule.algorithm().cost_zero_writes() {
         return peek_with(ctx, key_name, rule, cost, now_us, 0);
     }
-    // The operator's bounds become configurable with the module configs; the defaults until then.
-    let bounds = Bounds::DEFAULT;
+    let counters = stats::algo(rule.algorithm());
+    counters.calls.add(1);
+    let bounds = crate::config::bounds();
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| {
+        counters.errors.add(1);
+        WRONGTYPE
+    })?;
     // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
     // keeps it (a counter inside its window) only checks that the key still has it.
     let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
     let verdict =
         Limiter::decide_with(stored.as_deref_mut(), rule, cost, now_us, &bounds, block_us)
-            .map_err(mismatch_error)?;
+            .map_err(|m| {
+                counters.errors.add(1);
+                mismatch_error(m)
+            })?;
     let d = verdict.decision;
     if verdict.clamped {
         stats::CLAMPED.add(1);
@@ -107,6 +130,8 @@ pub(crate) fn charge_with(
     } else {
         stats::DENIED.add(1);
     }
+    counters.verdict(d.allowed);
+    stats::answered(d.allowed);
     let charged = if d.allowed { cost } else { 0 };
     let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
     match verdict.outcome {

@@ -48,8 +48,10 @@ pub(crate) enum CmdError {
 pub(crate) const WRONGTYPE: CmdError =
     CmdError::Static(c"WRONGTYPE Operation against a key holding the wrong kind of value");
 
-/// Runs a command body, turning its error or panic into an error reply.
+/// Runs a command body, turning its error or panic into an error reply; counts the call (and
+/// its error) in `command`'s INFO counters.
 pub(crate) fn run(
+    command: &'static crate::stats::Calls,
     ctx: Ctx,
     argv: *mut Arg,
     argc: c_int,
@@ -60,6 +62,7 @@ pub(crate) fn run(
         Ok(n) if !argv.is_null() => unsafe { std::slice::from_raw_parts(argv, n) },
         _ => &[],
     };
+    crate::stats::begin(command);
     let result = match catch_unwind(AssertUnwindSafe(|| body(ctx, args))) {
         Ok(r) => r,
         Err(payload) => Err(CmdError::Owned(format!(
@@ -68,6 +71,7 @@ pub(crate) fn run(
         ))),
     };
     if let Err(e) = result {
+        command.errors.add(1);
         reply_error(ctx, &e);
     }
     raw::REDISMODULE_OK as c_int
@@ -110,6 +114,7 @@ mod tests {
     fn a_panicking_command_returns_to_the_server() {
         // Outside a server the reply functions are absent; what matters is that `run` returns.
         let status = run(
+            &crate::stats::cmd::RL_DEBUG,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             0,

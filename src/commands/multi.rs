@@ -14,6 +14,7 @@
 //! and a `numkeys` command has no legacy positions); the key spec (KEYNUM) serves
 //! `COMMAND GETKEYS`-style introspection and ACL key checks.
 
+use crate::stats::cmd;
 use std::ffi::{c_int, c_long};
 
 use redis_module::raw;
@@ -21,8 +22,8 @@ use redis_module::raw;
 use super::effects::{apply, Effect};
 use super::limit::{mismatch_error, reply_fields};
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::multi::{allow_all, decide_all, AllDecision, Group, MAX_KEYS};
-use crate::algo::{Bounds, Limiter, Outcome};
+use crate::algo::multi::{allow_all, decide_all, AllDecision, Group};
+use crate::algo::{Limiter, Outcome};
 use crate::args::{echo, parse_count, parse_groups, ArgError};
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, reply_integers, Arg, Ctx};
@@ -30,12 +31,16 @@ use crate::{clock, stats};
 
 /// `RL.ALLOWALL numkeys key [key …] limit window [options] …`
 pub(crate) extern "C" fn rl_allowall(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| all_command(ctx, args, true))
+    run(&cmd::RL_ALLOWALL, ctx, argv, argc, |ctx, args| {
+        all_command(ctx, args, true)
+    })
 }
 
 /// `RL.PEEKALL numkeys key [key …] limit window [options] …`
 pub(crate) extern "C" fn rl_peekall(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, |ctx, args| all_command(ctx, args, false))
+    run(&cmd::RL_PEEKALL, ctx, argv, argc, |ctx, args| {
+        all_command(ctx, args, false)
+    })
 }
 
 /// The keys (`numkeys` of them from argument 2) when `args` names them validly.
@@ -45,7 +50,7 @@ fn keys_of(args: &[Arg]) -> Result<(&[Arg], &[Arg]), CmdError> {
     };
     let n = parse_count(arg_bytes(*numkeys))
         .and_then(|n| usize::try_from(n).ok())
-        .filter(|n| (1..=MAX_KEYS).contains(n))
+        .filter(|n| (1..=crate::config::max_keys()).contains(n))
         .ok_or_else(|| CmdError::Owned(ArgError::NumKeys.message()))?;
     // n keys, then at least `limit window` per key.
     if rest.len() < n.saturating_mul(3) {
@@ -75,11 +80,23 @@ fn all_command(ctx: Ctx, args: &[Arg], commit: bool) -> Result<(), CmdError> {
         }
     }
     let now_us = clock::now_us();
-    let decision = if commit {
-        allow(ctx, keys, &groups, now_us)?
+    let decided = if commit {
+        allow(ctx, keys, &groups, now_us)
     } else {
-        peek(ctx, keys, &groups, now_us)?
+        peek(ctx, keys, &groups, now_us)
     };
+    // Each key is one decision of its algorithm (an error: one for each key's algorithm).
+    for (i, g) in groups.iter().enumerate() {
+        let counters = stats::algo(g.rule.algorithm());
+        counters.calls.add(1);
+        match decided.as_ref().map(|d| d.groups.get(i)) {
+            Ok(Some(d)) => counters.verdict(d.allowed),
+            Ok(None) => {}
+            Err(_) => counters.errors.add(1),
+        }
+    }
+    let decision = decided?;
+    stats::answered(decision.allowed);
     reply(ctx, &decision);
     Ok(())
 }
@@ -100,7 +117,7 @@ fn peek(ctx: Ctx, keys: &[Arg], groups: &[Group], now_us: u64) -> Result<AllDeci
 
 /// `RL.ALLOWALL`: every key opened for writing, decided, then written.
 fn allow(ctx: Ctx, keys: &[Arg], groups: &[Group], now_us: u64) -> Result<AllDecision, CmdError> {
-    let bounds = Bounds::DEFAULT;
+    let bounds = crate::config::bounds();
     let mut open: Vec<LimiterKey> = keys
         .iter()
         .map(|&k| LimiterKey::open(ctx, k, true))

@@ -16,7 +16,7 @@ use super::limit::{rl_allow, rl_peek};
 use super::multi::{rl_allowall, rl_peekall};
 use super::setstate::rl_setstate;
 use super::settle::{rl_charge, rl_refund};
-use super::throttle::{gcra, rl_throttle};
+use super::throttle::{cl_throttle, gcra, rl_throttle};
 use crate::config::CompatCommands;
 use crate::ffi::{Arg, Ctx};
 use crate::logging::log_notice;
@@ -204,7 +204,7 @@ const THROTTLE_KEY: u32 =
 /// redis-cell's name: registered unless `compat-commands` leaves it out or the name is taken.
 const CL_THROTTLE: CommandSpec = CommandSpec {
     name: c"cl.throttle",
-    handler: rl_throttle,
+    handler: cl_throttle,
     flags: c"write deny-oom fast",
     arity: -5,
     key_at: KeyAt::First,

@@ -4,6 +4,7 @@
 //! from it, so a replica or an AOF replay ends with the master's exact state and PEXPIRETIME
 //! whatever its own clock says. It is validated as strictly as RDB loading.
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use redis_module::raw;
@@ -15,7 +16,7 @@ use crate::ffi::{arg_bytes, ceil_ms, reply_ok, wrote, Arg, Ctx};
 
 /// `RL.SETSTATE key payload`
 pub(crate) extern "C" fn rl_setstate(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, setstate)
+    run(&cmd::RL_SETSTATE, ctx, argv, argc, setstate)
 }
 
 fn setstate(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {

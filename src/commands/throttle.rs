@@ -2,6 +2,7 @@
 //! command): parse with [`crate::compat`], decide and store through the same pipeline as
 //! `RL.ALLOW` ([`charge`]: expiry, effects replication, signalling), reply five integers.
 
+use crate::stats::cmd;
 use std::ffi::c_int;
 
 use super::limit::charge;
@@ -11,14 +12,19 @@ use crate::clock;
 use crate::compat::{parse_gcra, parse_throttle, throttle_reply};
 use crate::ffi::{arg_bytes, reply_integers, Arg, Ctx};
 
-/// `RL.THROTTLE` and `CL.THROTTLE`: `key max_burst count_per_period period [quantity]`
+/// `RL.THROTTLE key max_burst count_per_period period [quantity]`
 pub(crate) extern "C" fn rl_throttle(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, throttle)
+    run(&cmd::RL_THROTTLE, ctx, argv, argc, throttle)
+}
+
+/// `CL.THROTTLE`: the same as `RL.THROTTLE`, counted apart.
+pub(crate) extern "C" fn cl_throttle(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
+    run(&cmd::CL_THROTTLE, ctx, argv, argc, throttle)
 }
 
 /// `GCRA key max_burst tokens_per_period period [TOKENS n]`
 pub(crate) extern "C" fn gcra(ctx: Ctx, argv: *mut Arg, argc: c_int) -> c_int {
-    run(ctx, argv, argc, gcra_command)
+    run(&cmd::GCRA, ctx, argv, argc, gcra_command)
 }
 
 fn throttle(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
@@ -47,6 +53,9 @@ fn gcra_command(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
 }
 
 fn decide_and_reply(ctx: Ctx, key_name: Arg, request: &Request) -> Result<(), CmdError> {
+    if !crate::config::duration_allowed(request.rule.window_us()) {
+        return Err(CmdError::Owned(crate::config::too_long("period")));
+    }
     let decision = charge(ctx, key_name, &request.rule, request.cost, clock::now_us())?;
     reply_integers(ctx, &throttle_reply(&decision));
     Ok(())

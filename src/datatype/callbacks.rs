@@ -12,7 +12,7 @@ use super::value::{self, Word};
 use super::ENCODING_VERSION;
 use crate::algo::run_log::RunLog;
 use crate::algo::{Limiter, State};
-use crate::logging::log_warning;
+use crate::logging::{log_warning, Limited};
 use crate::panic::guard;
 use crate::stats;
 
@@ -75,9 +75,13 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             if !buf.is_null() {
                 unsafe { free(buf.cast()) };
             }
-            log_warning(&format!(
-                "ratelimit: short read of a ratelimit value (encoding version {encver}): refused"
-            ));
+            refused(
+                rdb,
+                &format!(
+                    "ratelimit: short read of a ratelimit value (encoding version {encver}): \
+                     refused"
+                ),
+            );
             return ptr::null_mut();
         }
         let bytes = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len) };
@@ -92,22 +96,61 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             }
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
-                log_warning(&format!(
-                    "ratelimit: a ratelimit value in encoding version {encver} (payload header \
-                     {header:?}) needs a newer module (this one writes version \
-                     {ENCODING_VERSION}): upgrade the module"
-                ));
+                refused(
+                    rdb,
+                    &format!(
+                        "ratelimit: a ratelimit value in encoding version {encver} (payload \
+                         header {header:?}) needs a newer module (this one writes version \
+                         {ENCODING_VERSION}): upgrade the module"
+                    ),
+                );
                 ptr::null_mut()
             }
             None => {
-                log_warning(&format!(
-                    "ratelimit: an invalid ratelimit value ({len} bytes, encoding version \
-                     {encver}): refused"
-                ));
+                refused(
+                    rdb,
+                    &format!(
+                        "ratelimit: an invalid ratelimit value ({len} bytes, encoding version \
+                         {encver}): refused"
+                    ),
+                );
                 ptr::null_mut()
             }
         }
     })
+}
+
+/// Says why a value was refused. Loading an RDB file or a replication stream stops at a refused
+/// value, and the operator must learn why: always a warning. A refused `RESTORE` (or `MIGRATE`'s
+/// restore on the target) is an error reply to a client that can repeat it at will: at most one
+/// warning a minute, the others at `verbose` level, as the server logs its own `RESTORE` errors.
+fn refused(rdb: *mut raw::RedisModuleIO, msg: &str) {
+    static RESTORE_LOG: Limited = Limited::new();
+    if loading(rdb) {
+        log_warning(msg);
+    } else {
+        RESTORE_LOG.warning(&format!("{msg} (RESTORE)"));
+    }
+}
+
+/// Whether the server is loading a dataset (an RDB file at start-up or `DEBUG RELOAD`, a
+/// replica's full sync, also asynchronously): the value is not from `RESTORE`. When the server
+/// cannot say, a load is assumed (its line must not be lost).
+fn loading(rdb: *mut raw::RedisModuleIO) -> bool {
+    let (Some(context_of), Some(flags_of)) =
+        (unsafe { raw::RedisModule_GetContextFromIO }, unsafe {
+            raw::RedisModule_GetContextFlags
+        })
+    else {
+        return true;
+    };
+    // The server owns the context it creates for the IO and frees it after the load callback.
+    let ctx = unsafe { context_of(rdb) };
+    if ctx.is_null() {
+        return true;
+    }
+    let flags = u32::try_from(unsafe { flags_of(ctx) }).unwrap_or(u32::MAX);
+    flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_ASYNC_LOADING) != 0
 }
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {

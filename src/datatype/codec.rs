@@ -70,6 +70,8 @@
 //!   a refund (`RL.REFUND`: the cost is given back, newest runs first) or id 4 `start_us
 //!   until_us` for the key's penalty block after the write. Written only when one of them is
 //!   present: the previous release, which knows neither, refuses such a hit.
+//! * Records come in increasing id order, each at most once, in every version (so a hit has one
+//!   encoding; a repeated or out-of-order record is refused).
 //! * A later version is read when its oldest-reader byte is at most 4, ignoring records this
 //!   release does not know — the same rule as for states.
 
@@ -226,6 +228,8 @@ fn decode_versioned(bytes: &[u8]) -> Option<Limiter> {
         let len = usize::try_from(r.u64()?).ok()?;
         let mut record = Reader::new(r.take(len)?);
         match id {
+            // Penalty blocks are for rate limits: leases take none (in any version).
+            EXT_BLOCK if !rule.algorithm().is_rate_limit() => return None,
             EXT_BLOCK if !v2 && block.is_none() => block = Some(read_block(&mut record)?),
             _ if later => continue,
             _ => return None,
@@ -336,8 +340,15 @@ pub fn decode_hit(bytes: &[u8]) -> Option<Hit> {
         return r.is_empty().then_some(hit);
     }
     let mut max_runs = None;
+    let mut previous_id = None;
     while !r.is_empty() {
         let id = r.u64()?;
+        // One encoding per hit: records in increasing id order, each at most once (a repeated
+        // record would leave which one counts to the reader).
+        if previous_id.is_some_and(|p| id <= p) {
+            return None;
+        }
+        previous_id = Some(id);
         let len = usize::try_from(r.u64()?).ok()?;
         let mut record = Reader::new(r.take(len)?);
         match id {
@@ -522,6 +533,27 @@ mod tests {
         }
     }
 
+    /// Found by `scripts/fuzz` (decode_hit): a version-3 hit with its `after` record twice was
+    /// read (the second one counting), so one hit had several encodings.
+    #[test]
+    fn hit_records_are_canonical() {
+        let head = [
+            3, 3, 4, 232, 7, 128, 173, 226, 4, 160, 141, 255, 192, 193, 7, 0,
+        ];
+        let with = |records: &[u8]| [&head[..], records].concat();
+        let canonical = with(&[1, 2, 232, 7, 2, 2, 40, 40]);
+        let hit = decode_hit(&canonical).unwrap();
+        assert_eq!((hit.bounds.max_runs, hit.after), (1_000, Some((40, 40))));
+        assert_eq!(encode_hit(&hit).as_slice(), canonical);
+        for bad in [
+            with(&[2, 2, 3, 2, 1, 2, 232, 7, 2, 2, 40, 40]), // the fuzz input: `after` twice
+            with(&[2, 2, 40, 40, 1, 2, 232, 7]),             // out of order
+            with(&[1, 2, 232, 7, 1, 2, 232, 7, 2, 2, 40, 40]), // the cap twice
+        ] {
+            assert_eq!(decode_hit(&bad), None, "{bad:?}");
+        }
+    }
+
     #[test]
     fn rejects_damage() {
         for l in samples() {
@@ -588,6 +620,39 @@ mod tests {
         both.set_block(Some(block));
         out.push(Limiter { rule, state: both });
         out
+    }
+
+    /// Found by `scripts/fuzz` (decode): a lease key's payload with a block record was read as
+    /// a blocked lease key (which no command writes, and on which RL.ACQUIRE then failed as
+    /// if the key held another kind). Leases take no block, in any version.
+    #[test]
+    fn a_lease_key_with_a_block_is_refused() {
+        use crate::algo::leases::{Lease, LeaseId, LeasesState};
+        let t = 1_700_000_000_000_000u64;
+        let rule = Rule::new(Algorithm::Leases, 5, 30_000_000, None).unwrap();
+        let leases = vec![Lease::new(t + 30_000_000, LeaseId::Num(7))];
+        let plain = Limiter {
+            rule,
+            state: State::Leases(LeasesState::from_parts(leases, 30_000_000, 7).unwrap()),
+        };
+        assert_eq!(decode(&encode(&plain)), Some(plain.clone()));
+        let mut blocked = plain.clone();
+        blocked.state.set_block(Some(Block {
+            start_us: t,
+            until_us: t + 60_000_000,
+        }));
+        let bytes = encode(&blocked);
+        assert_eq!(decode(&bytes), None);
+        // Nor from a later version that this one may read.
+        let mut later = bytes.clone();
+        later[0] = 9;
+        assert_eq!(decode(&later), None);
+        let found = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/regressions/decode/lease-key-with-a-block"
+        ))
+        .unwrap();
+        assert_eq!(decode(&found), None);
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl LimiterKey {
         Ok(unsafe { value::open(value) }.map(|opened| Held {
             key: self,
             value,
+            footprint: value::footprint(opened.limiter()),
             opened,
             dirty: false,
         }))
@@ -113,6 +114,7 @@ impl LimiterKey {
             unsafe { value::free(new) };
             return Err(WrongType);
         }
+        crate::stats::KEYS_CREATED.add(1);
         Ok(())
     }
 
@@ -168,6 +170,9 @@ pub(crate) struct Held<'k> {
     key: &'k LimiterKey,
     value: *mut c_void,
     opened: Opened<'k>,
+    /// What the limiter added to the INFO gauges when it was opened or last stored
+    /// (`value::footprint`).
+    footprint: (u64, u64),
     /// Borrowed mutably since it was opened or last stored.
     dirty: bool,
 }
@@ -205,6 +210,12 @@ impl Held<'_> {
             self.value = new;
         }
         retired.free();
+        let now = value::footprint(self.opened.limiter());
+        if now != self.footprint {
+            value::shift_gauges(self.footprint.0, self.footprint.1, true);
+            value::shift_gauges(now.0, now.1, false);
+            self.footprint = now;
+        }
         Ok(())
     }
 }

@@ -7,11 +7,16 @@
 
 pub mod codec;
 
+#[cfg(feature = "module")]
 mod callbacks;
+#[cfg(feature = "module")]
 pub(crate) mod key;
+#[cfg(feature = "module")]
 pub(crate) mod rules;
+#[cfg(feature = "module")]
 pub(crate) mod value;
 
+#[cfg(feature = "module")]
 pub(crate) use callbacks::RATE_LIMIT_TYPE;
 
 /// RDB encoding version of the type, written before each value. Every version stores one

@@ -25,7 +25,7 @@ use std::ffi::c_void;
 use std::mem::ManuallyDrop;
 
 use super::rules::{self, ID_BITS};
-use crate::algo::{GcraState, Limiter, Rule, State};
+use crate::algo::{Algorithm, GcraState, Limiter, Rule, State};
 use crate::bits::{Packer, Unpacker};
 use crate::stats;
 
@@ -272,10 +272,59 @@ impl Retired {
     }
 }
 
+/// What a limiter adds to the `INFO` gauges: `(moving-window runs, leases stored)`. Kept exact
+/// by adding it when a value is made ([`into_value`]: create, load, RESTORE; [`duplicate`]:
+/// COPY), taking it away when one is freed ([`free`], maybe on the lazyfree thread), and moving
+/// it by the difference when a command changes a value (`key::Held`).
+#[inline]
+pub(crate) fn footprint(limiter: &Limiter) -> (u64, u64) {
+    match limiter.state.kind() {
+        State::MovingWindow(log) => (u64::try_from(log.run_count()).unwrap_or(0), 0),
+        State::Leases(t) => (0, u64::try_from(t.leases().len()).unwrap_or(0)),
+        _ => (0, 0),
+    }
+}
+
+/// Adds (or with `sub`, takes away) a footprint from the gauges; nothing for a counter.
+pub(crate) fn shift_gauges(runs: u64, leases: u64, sub: bool) {
+    for (n, gauge) in [(runs, &stats::RUNS), (leases, &stats::LEASES)] {
+        if n != 0 {
+            if sub {
+                gauge.sub_shared(n);
+            } else {
+                gauge.add_shared(n);
+            }
+        }
+    }
+}
+
+/// The footprint of a live value word, without unpacking it: a packed state is a counter or a
+/// moving-window log of one run (`Kind::may_pack`); leases never pack.
+///
+/// # Safety
+/// As for [`open`].
+unsafe fn footprint_of(value: *mut c_void) -> (u64, u64) {
+    let id = match Word::of(value) {
+        None => return (0, 0),
+        Some(Word::Boxed(p)) => return unsafe { p.as_ref() }.map_or((0, 0), footprint),
+        Some(Word::Packed { id, .. }) => id,
+        Some(Word::Block(block)) => match u32::try_from(unsafe { *block } & u128::from(ID_MASK)) {
+            Ok(id) => id,
+            Err(_) => return (0, 0),
+        },
+    };
+    match rules::get(id) {
+        Some((rule, _)) if rule.algorithm() == Algorithm::MovingWindow => (1, 0),
+        _ => (0, 0),
+    }
+}
+
 /// Makes the value word for a new key holding `limiter` (freed by [`free`]). Counted in
 /// `INFO ratelimit` `keys` until then.
 pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
     stats::KEYS.add_shared(1);
+    let (runs, leases) = footprint(&limiter);
+    shift_gauges(runs, leases, false);
     if PACKING {
         if let Some((bits, id)) = pack(&limiter, WORD_BITS, None) {
             let bits = u64::try_from(bits).unwrap_or(0);
@@ -384,6 +433,8 @@ fn restore_forms(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_void, R
 pub(crate) unsafe fn free(value: *mut c_void) {
     if !value.is_null() {
         stats::KEYS.sub_shared(1);
+        let (runs, leases) = unsafe { footprint_of(value) };
+        shift_gauges(runs, leases, true);
     }
     unsafe { free_word(value) }
 }
@@ -433,6 +484,8 @@ pub(crate) unsafe fn duplicate(value: *mut c_void) -> *mut c_void {
     let copy = unsafe { copy_word(value) };
     if !copy.is_null() {
         stats::KEYS.add_shared(1);
+        let (runs, leases) = unsafe { footprint_of(copy) };
+        shift_gauges(runs, leases, false);
     }
     copy
 }

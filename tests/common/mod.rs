@@ -51,7 +51,7 @@ pub fn server_bin() -> String {
 }
 
 /// A port nobody listens on right now (the server may still lose a race for it: start retries).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
@@ -155,6 +155,11 @@ impl NodeConfig {
         };
         s.launch(None);
         s
+    }
+
+    /// The config file this node would be started with (for tests that start it by hand).
+    pub fn render_for_test(&self, dir: &Path, port: u16, module: &Path) -> String {
+        self.render(dir, port, module)
     }
 
     fn render(&self, dir: &Path, port: u16, module: &Path) -> String {
@@ -769,6 +774,51 @@ pub fn make_dump(body: &[u8], version: [u8; 2]) -> Vec<u8> {
     let crc = crc64(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// One random, checksum-valid damage to the module part of `dump`.
+pub fn mutate_dump(rng: &mut Rng, dump: &[u8]) -> Vec<u8> {
+    let (mut body, version) = split_dump(dump);
+    // body[0] is the object type; the module id and the value follow.
+    let n = body.len();
+    match rng.below(7) {
+        0 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            body[i] ^= 1 << rng.below(8);
+        }
+        1 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            let random = rng.next_u64() as u8;
+            body[i] = *rng.pick(&[0, 1, 0x7f, 0x80, 0xff, random]);
+        }
+        2 => body.truncate(1 + rng.below(n as u64 - 1) as usize),
+        3 => {
+            let i = 1 + rng.below(n as u64) as usize;
+            let len = 1 + rng.below(8) as usize;
+            let extra = rng.bytes(len);
+            body.splice(i..i, extra);
+        }
+        4 => {
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            let len = (1 + rng.below(6) as usize).min(n - i);
+            body.drain(i..i + len);
+        }
+        5 => {
+            // Damage inside the payload string itself (after the 10-byte type id and opcode).
+            let start = 11.min(n - 1);
+            for _ in 0..1 + rng.below(4) {
+                let i = start + rng.below((n - start) as u64) as usize;
+                body[i] = rng.next_u64() as u8;
+            }
+        }
+        _ => {
+            // A wrong payload length byte, a different type id, or an early end marker.
+            let i = 1 + rng.below(n as u64 - 1) as usize;
+            body.truncate(i);
+            body.push(0);
+        }
+    }
+    make_dump(&body, version)
 }
 
 /// The previous release's module (the one before this; see scripts/prev-module), built by

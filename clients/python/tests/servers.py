@@ -141,8 +141,12 @@ def start_server(
     with_module: bool = True,
     extra: list[str] | None = None,
     sentinel_conf: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Server:
-    """Start a server (or a sentinel when *sentinel_conf* is given) and wait until it answers."""
+    """Start a server (or a sentinel when *sentinel_conf* is given) and wait until it answers.
+
+    *env*: variables added to the server's environment (e.g. ``LD_PRELOAD``).
+    """
     binary = server_binary(flavor)
     directory = Path(tempfile.mkdtemp(prefix=f"rl-py-{flavor}-"))
     last_error: Exception | None = None
@@ -173,7 +177,13 @@ def start_server(
                 args += ["--loadmodule", str(module_path())]
             args += extra or []
         log = open(directory / "stdout.log", "ab")  # noqa: SIM115 - the child keeps it open
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+            env=None if env is None else {**os.environ, **env},
+        )
         log.close()
         server = Server(
             flavor, port, with_module, directory, process, sentinel_conf is not None, args=args

@@ -390,9 +390,9 @@ def test_same_answers_as_redis_scheme_for_any_limit(
         for scheme, pfx in (("rl", prefix), ("redis", f"{prefix}-redis"))
     }
     long_window = item.get_expiry() > 365 * 86400
-    if long_window or strategy == "sliding-window-counter" or not server.with_module:
+    if long_window or not server.with_module:
         assert types["rl"] == types["redis"]  # limits' own keys, written by its scripts
-    module_limit = item.amount > 0 and not long_window and strategy != "sliding-window-counter"
+    module_limit = item.amount > 0 and not long_window
     if server.with_module and module_limit:
         assert types["rl"] == {b"ratelimit"}
 

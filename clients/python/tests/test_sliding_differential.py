@@ -10,9 +10,9 @@ real waits that cross window boundaries.
 
 Two pairs: limits' own Lua scripts against themselves under two key prefixes (the harness is
 deterministic), and limits' scripts against the module's ``ALGO limits-sliding-window``
-(:class:`Module`): the same answers over ``RL_DIFF_STEPS`` steps (default 10,000). The module
-pair is an expected failure for now (``xfail(strict=True)``: it turns red once they agree, to drop
-the mark): a cost-0 hit on an absent limiter diverges.
+(:class:`Module`): the same answers over ``RL_DIFF_STEPS`` steps (default 10,000), a cost-0 hit
+on an absent limiter included (the module's ``COST 0`` is limits' acquire of 0 for this
+algorithm).
 
 Redis 7.0 does not freeze the clock within a transaction (``PTTL`` reads the live clock: the
 two sides' TTLs differ by a millisecond now and then), so the exact comparison runs on Valkey.
@@ -20,19 +20,31 @@ two sides' TTLs differ by a millisecond now and then), so the exact comparison r
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import os
 import random
+import shutil
+import struct
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
+import limits.aio.strategies
+import limits.storage
+import limits.strategies
 import pytest
+from limits import parse
 from limits.storage import RedisStorage
-from servers import Server
+from limits.strategies import SlidingWindowCounterRateLimiter
+from servers import Server, start_server
 
 from redis_ratelimit import Inspection
+from redis_ratelimit.limits_storage import AsyncRateLimitStorage, RateLimitStorage
 
 STEPS = int(os.environ.get("RL_DIFF_STEPS", "10000"))
 #: (limit, window in seconds): limits' windows are whole seconds.
@@ -95,8 +107,16 @@ class LimitsLua:
 
 
 class Module:
-    """The module's ``ALGO limits-sliding-window``: one key; a read is ``RL.ALLOW … COST 0``
-    (which stores the shift limits' read makes) and ``RL.INSPECT``."""
+    """The module's ``ALGO limits-sliding-window``: one key; a hit is ``RL.ALLOW … COST n`` (0
+    included: limits' acquire of 0), a read is what ``rl://`` sends — ``RL.INSPECT`` and, when the
+    key exists, ``RL.ALLOW … COST 0`` (which stores the shift limits' read makes) — run as one
+    script here so that it stays inside the transaction (the storage sends the two commands)."""
+
+    READ = (
+        "if redis.call('EXISTS', KEYS[1]) == 1 then "
+        "redis.call('RL.ALLOW', KEYS[1], ARGV[1], ARGV[2], 'COST', 0, 'ALGO', ARGV[3]) end "
+        "return redis.call('RL.INSPECT', KEYS[1])"
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -107,10 +127,8 @@ class Module:
         return 1, lambda replies: int(replies[0][0]) == 1
 
     def window(self, pipe: Any, key: str, limit: int, expiry: int) -> Reader:
-        name = f"{self.prefix}:{key}"
-        pipe.execute_command("RL.ALLOW", name, limit, expiry, "COST", 0, "ALGO", LIMITS_ALGO)
-        pipe.execute_command("RL.INSPECT", name)
-        return 2, lambda replies: _inspect_window(replies[1])
+        pipe.eval(self.READ, 1, f"{self.prefix}:{key}", limit, expiry, LIMITS_ALGO)
+        return 1, lambda replies: _inspect_window(replies[0])
 
     def clear(self, pipe: Any, key: str) -> Reader:
         pipe.delete(f"{self.prefix}:{key}")
@@ -142,15 +160,7 @@ def weighted(limit_expiry: int, window: tuple[int, float, int, float]) -> float:
 @pytest.fixture(
     params=[
         "lua",
-        pytest.param(
-            "module",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="a cost-0 hit on an absent limiter: limits' script starts a current counter "
-                "of 0 for 2 windows (SET … PX), the module writes nothing, so later windows "
-                "anchor differently (seed 16, step 42 on LIMITER/c/1/1)",
-            ),
-        ),
+        "module",
     ]
 )
 def sides(request: pytest.FixtureRequest, module_server: Server) -> Iterator[tuple[Side, Side]]:
@@ -216,3 +226,213 @@ def test_same_answers_at_the_same_server_time(
         client.close()
     # Every kind of answer came up: admissions, denials, reads weighing a previous window.
     assert all(counts.get(kind, 0) > 0 for kind in ("clear", "admitted", "denied", "weighted"))
+
+
+# ---------------------------------------------------------------------------------------------
+# limits' public API: redis:// against rl://, on a server whose wall clock the test sets
+
+#: Public-API steps per server (``RL_DIFF_API_STEPS``), and per asyncio client.
+API_STEPS = int(os.environ.get("RL_DIFF_API_STEPS", "10000"))
+ASYNC_STEPS = int(os.environ.get("RL_DIFF_ASYNC_STEPS", "1500"))
+#: limits' rules, as limits parses them (windows in whole seconds).
+API_RULES = ["3/second", "5/second", "10/2 seconds", "1/second", "25/3 seconds", "7/minute"]
+#: ``rl://`` replaces ``redis://`` after this many steps: the keys alive then migrate.
+SWITCH_AT = 400
+FAKE_CLOCK_SOURCE = Path(__file__).with_name("fakeclock.c")
+
+
+class Clock:
+    """The server's wall clock (``fakeclock.c``): microseconds in a file the server maps."""
+
+    def __init__(self, path: Path, start_us: int) -> None:
+        self.path = path
+        self.us = start_us
+        path.write_bytes(struct.pack("=q", start_us))
+
+    def advance(self, us: int) -> None:
+        self.us += us
+        with open(self.path, "r+b") as out:  # rewritten in place: the server maps the file
+            out.write(struct.pack("=q", self.us))
+
+    def time(self) -> float:
+        """limits' ``time.time()`` in ``get_window_stats``: the same clock, in seconds."""
+        return self.us / 1e6
+
+
+@pytest.fixture(scope="module")
+def clocked(
+    flavor: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Clock]]:
+    """A server of this test's own whose wall clock stands still until the test moves it."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.fail("cc is needed to build tests/fakeclock.c (the Rust toolchain's linker)")
+    directory = tmp_path_factory.mktemp("fakeclock")
+    library = directory / "fakeclock.so"
+    subprocess.run(
+        [cc, "-O2", "-shared", "-fPIC", "-o", str(library), str(FAKE_CLOCK_SOURCE)], check=True
+    )
+    clock = Clock(directory / "clock", int(time.time()) * 1_000_000)
+    env = {"LD_PRELOAD": str(library), "RL_FAKE_CLOCK": str(clock.path)}
+    server = start_server(flavor, with_module=True, env=env)
+    try:
+        assert int(server.client().time()[0]) == clock.us // 1_000_000, "the clock is not faked"
+        yield server, clock
+    finally:
+        server.stop()
+
+
+def _advance(rng: random.Random, clock: Clock) -> None:
+    """Move the server's clock: mostly not or by less than a ms, now and then across windows."""
+    kind = rng.random()
+    if kind < 0.35:
+        return
+    if kind < 0.6:
+        clock.advance(rng.randint(1, 999))  # within or just past the current ms
+    elif kind < 0.97:
+        clock.advance(rng.randint(1_000, 250_000))
+    else:
+        clock.advance(rng.randint(250_000, 8_000_000))  # across window boundaries
+
+
+async def _answer(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
+
+
+async def _drive(
+    rng: random.Random,
+    clock: Clock,
+    theirs: Any,
+    ours_before: Any,
+    ours: Any,
+    steps: int,
+    plain_keys: Callable[[], int],
+) -> dict[str, int]:
+    """The same random operations through limits' strategies on two storages; equal answers.
+
+    *ours_before* serves the ``rl://`` side's key prefix for the first ``SWITCH_AT`` steps (limits'
+    ``redis://``: the two plain keys a switch finds), *ours* (``rl://``) after.
+    """
+    items = [parse(rule) for rule in API_RULES]
+    counts: dict[str, int] = {}
+    for step in range(steps):
+        if step == SWITCH_AT:  # limits' plain keys the switch finds, served by its scripts
+            counts["plain_at_switch"] = plain_keys()
+        item = rng.choice(items)
+        who = rng.choice(IDENTITIES)
+        op = rng.choices(["hit", "test", "stats", "window", "clear"], weights=[12, 4, 4, 2, 1])[0]
+        cost = rng.randint(0, item.amount + 1)
+        answers = []
+        for strategy in (theirs, ours_before if step < SWITCH_AT else ours):
+            if op == "hit":
+                answer = await _answer(strategy.hit(item, who, cost=cost))
+            elif op == "test":
+                answer = await _answer(strategy.test(item, who, cost=cost))
+            elif op == "stats":
+                answer = tuple(await _answer(strategy.get_window_stats(item, who)))
+            elif op == "window":  # the storage method the strategy reads
+                key = item.key_for(who)
+                answer = await _answer(strategy.storage.get_sliding_window(key, item.get_expiry()))
+            else:
+                answer = await _answer(strategy.clear(item, who))
+            answers.append(answer)
+        assert answers[0] == answers[1], (step, op, str(item), who, cost, clock.us)
+        counts[op] = counts.get(op, 0) + 1
+        if op == "hit":
+            kind = "admitted" if answers[0] else "denied"
+            counts[kind] = counts.get(kind, 0) + 1
+        if op == "window" and answers[0][0] > 0 and answers[0][1] > 0:
+            counts["weighted"] = counts.get("weighted", 0) + 1
+        _advance(rng, clock)
+    assert sum(counts[op] for op in ("hit", "test", "stats", "window", "clear")) == steps
+    return counts
+
+
+def _plain_keys(server: Server, prefix: str) -> Callable[[], int]:
+    def count() -> int:
+        client = server.client()
+        names = list(client.scan_iter(match=f"{prefix}:*"))
+        plain = sum(client.type(name) == b"string" for name in names)
+        client.close()
+        return plain
+
+    return count
+
+
+def _commandstats(server: Server) -> dict[str, int]:
+    stats = server.client().info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _check_counts(counts: dict[str, int]) -> None:
+    # Every kind of answer came up: admissions, denials, reads weighing a previous window.
+    for kind in ("clear", "admitted", "denied", "weighted", "stats", "test", "plain_at_switch"):
+        assert counts.get(kind, 0) > 0, (kind, counts)
+
+
+def test_limits_api_redis_and_rl_agree(clocked: tuple[Server, Clock]) -> None:
+    """limits' SlidingWindowCounterRateLimiter on ``redis://`` and on ``rl://``: the same answers.
+
+    hit / test / get_window_stats / clear and the storage's get_sliding_window, costs 0 to
+    limit + 1, several rules and identities, on a server clock the test moves (by µs, ms, and
+    across windows): equal, every step, no tolerance. The ``rl://`` side starts on limits'
+    ``redis://`` (same prefix) and switches after ``SWITCH_AT`` steps, so the keys alive at the
+    switch run through the migration.
+    """
+    server, clock = clocked
+    rng = random.Random(int(os.environ.get("RL_DIFF_SEED", "16")))
+    run = uuid.uuid4().hex[:8]
+    uri = f"redis://{server.url}"
+    theirs = RedisStorage(uri, key_prefix=f"api-{run}-redis")
+    before = RedisStorage(uri, key_prefix=f"api-{run}-rl")
+    ours = limits.storage.storage_from_string(f"rl://{server.url}", key_prefix=f"api-{run}-rl")
+    assert isinstance(ours, RateLimitStorage)
+    theirs_, before_, ours_ = (SlidingWindowCounterRateLimiter(s) for s in (theirs, before, ours))
+    calls_before = _commandstats(server).get("rl.allow", 0)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(limits.strategies, "time", clock)
+            steps = SWITCH_AT + API_STEPS
+            plain = _plain_keys(server, f"api-{run}-rl")
+            drive = _drive(rng, clock, theirs_, before_, ours_, steps, plain)
+            counts = asyncio.run(drive)
+    finally:
+        for storage in (theirs, before, ours):
+            storage.storage.close()
+    _check_counts(counts)
+    assert ours.module_support().limits_sliding
+    # The module served rl:// (limits' scripts the plain keys from before the switch).
+    assert _commandstats(server).get("rl.allow", 0) - calls_before > API_STEPS // 4
+
+
+@pytest.mark.parametrize("implementation", ["redispy", "coredis", "valkey"])
+def test_limits_async_api_redis_and_rl_agree(
+    clocked: tuple[Server, Clock], implementation: str
+) -> None:
+    """The same through limits' asyncio strategy on ``async+rl://`` (each asyncio client)."""
+    server, clock = clocked
+    pytest.importorskip(implementation if implementation != "redispy" else "redis")
+    rng = random.Random(int(os.environ.get("RL_DIFF_SEED", "16")) + 1)
+    run = uuid.uuid4().hex[:8]
+    uri = f"redis://{server.url}"
+    theirs = RedisStorage(uri, key_prefix=f"aapi-{run}-redis")
+    before = RedisStorage(uri, key_prefix=f"aapi-{run}-rl")
+    ours = limits.storage.storage_from_string(
+        f"async+rl://{server.url}", key_prefix=f"aapi-{run}-rl", implementation=implementation
+    )
+    assert isinstance(ours, AsyncRateLimitStorage)
+    theirs_ = SlidingWindowCounterRateLimiter(theirs)
+    before_ = SlidingWindowCounterRateLimiter(before)
+    ours_ = limits.aio.strategies.SlidingWindowCounterRateLimiter(ours)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(limits.strategies, "time", clock)
+            patch.setattr(limits.aio.strategies, "time", clock)
+            steps = SWITCH_AT + ASYNC_STEPS
+            plain = _plain_keys(server, f"aapi-{run}-rl")
+            drive = _drive(rng, clock, theirs_, before_, ours_, steps, plain)
+            counts = asyncio.run(drive)
+    finally:
+        theirs.storage.close()
+        before.storage.close()
+    _check_counts(counts)

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use super::reference::{Model, ModelGrant};
 use super::*;
 use crate::algo::kind::Kind;
 
@@ -30,103 +31,6 @@ impl Rng {
 }
 
 const BASE: u64 = 1_700_000_000_000_000;
-
-/// The definition, as plainly as it can be written: a map id → end.
-///
-/// * held at `t`: the leases with `end > t`, each read as ending at `min(end, t + longest)`;
-/// * a write at `t` first keeps exactly that (so ended leases go and clamped ends are stored;
-///   `longest` is forgotten when nothing is held), then makes its change;
-/// * acquire: renew a held id, or add one when fewer than `limit` are held, else deny with
-///   `retry` = the `(held − limit + 1)`-th earliest end, `reset` = the latest, and write (only)
-///   if some end was clamped;
-/// * release: remove a held id;
-/// * server ids: from `max(t, last + 1)`, the first number no held lease has.
-#[derive(Clone, Debug, Default)]
-struct Model {
-    ends: BTreeMap<Vec<u8>, u64>,
-    longest: u64,
-    last_id: u64,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-struct ModelGrant {
-    allowed: bool,
-    id: Option<Vec<u8>>,
-    in_flight: u64,
-    retry: u64,
-    reset: u64,
-}
-
-impl Model {
-    fn read(&self, t: u64) -> BTreeMap<Vec<u8>, u64> {
-        self.ends
-            .iter()
-            .filter(|(_, &e)| e > t)
-            .map(|(id, &e)| (id.clone(), e.min(t + self.longest)))
-            .collect()
-    }
-
-    fn write(&mut self, t: u64) {
-        self.ends = self.read(t);
-        if self.ends.is_empty() {
-            self.longest = 0;
-        }
-    }
-
-    fn acquire(&mut self, limit: u64, lease: u64, id: Option<&[u8]>, t: u64) -> ModelGrant {
-        let held = self.read(t);
-        let renew = id.is_some_and(|id| held.contains_key(id));
-        if renew || (held.len() as u64) < limit {
-            self.write(t);
-            let id = match id {
-                Some(id) => id.to_vec(),
-                None => {
-                    let mut c = t.max(self.last_id + 1);
-                    while held.contains_key(c.to_string().as_bytes()) {
-                        c += 1;
-                    }
-                    self.last_id = c;
-                    c.to_string().into_bytes()
-                }
-            };
-            self.ends.insert(id.clone(), t + lease);
-            self.longest = self.longest.max(lease);
-            return ModelGrant {
-                allowed: true,
-                id: Some(id),
-                in_flight: self.ends.len() as u64,
-                retry: 0,
-                reset: self.ends.values().max().unwrap() - t,
-            };
-        }
-        let mut ends: Vec<u64> = held.values().copied().collect();
-        ends.sort_unstable();
-        let k = held.len() - limit as usize; // 0-based: the (held − limit + 1)-th earliest
-        let grant = ModelGrant {
-            allowed: false,
-            id: None,
-            in_flight: held.len() as u64,
-            retry: ends[k] - t,
-            reset: ends.last().unwrap() - t,
-        };
-        if self.ends.values().any(|&e| e > t + self.longest) {
-            self.write(t);
-        }
-        grant
-    }
-
-    fn release(&mut self, id: &[u8], t: u64) -> bool {
-        if !self.read(t).contains_key(id) {
-            return false;
-        }
-        self.write(t);
-        self.ends.remove(id);
-        if self.ends.is_empty() {
-            *self = Model::default(); // the key is deleted with its last lease
-        }
-        true
-    }
-}
 
 fn held_of(l: Option<&Limiter>, t: u64) -> BTreeMap<Vec<u8>, u64> {
     let Some(l) = l else {
@@ -552,6 +456,37 @@ fn replicated_effects_stay_small() {
 }
 
 #[test]
+/// Found by `scripts/fuzz` (decode_effect): a version-3 effect without its `stored` record was
+/// read (as was one with the record twice, the second counting), so one effect had several
+/// encodings. Now this version's payload is exactly what [`encode_effect`] writes.
+fn effect_payloads_have_one_encoding() {
+    let found = [
+        3u8, 3, 6, 2, 131, 128, 249, 192, 193, 196, 130, 3, 0, 130, 1,
+    ];
+    assert_eq!(decode_effect(&found), None);
+    let e = Effect::Release {
+        now_us: BASE,
+        id: LeaseId::Num(130),
+    };
+    let good = encode_effect(&e, 2).as_slice().to_vec();
+    assert_eq!(decode_effect(&good), Some((e.clone(), Some(2))));
+    // Without the record, with it twice, or out of order behind an unknown one (later version).
+    let header_len = good.len() - 3;
+    assert_eq!(decode_effect(&good[..header_len]), None);
+    let mut twice = good.clone();
+    twice.extend_from_slice(&[2, 1, 5]);
+    assert_eq!(decode_effect(&twice), None);
+    let mut later = good[..header_len].to_vec();
+    later[0] = 4;
+    later.extend_from_slice(&[9, 1, 0xaa, 2, 1, 2]);
+    assert_eq!(decode_effect(&later), None);
+    // A later version may leave the record out.
+    let mut later = good[..header_len].to_vec();
+    later[0] = 4;
+    assert_eq!(decode_effect(&later), Some((e, None)));
+}
+
+#[test]
 fn effect_payloads_are_strict_and_forward_compatible() {
     let rule = Acquire::new(10, 30_000_000, None).unwrap().rule;
     let effects = [
@@ -638,6 +573,30 @@ fn sample_states() -> Vec<Limiter> {
             BASE,
         ),
     ]
+}
+
+/// Found by `scripts/fuzz` (decode): a lease key's payload grew its vector by doubling, holding
+/// up to 24 bytes per payload byte at once. Now it reserves once: the declared count when the
+/// bytes can hold it, never more than the bytes left allow.
+#[test]
+fn decoding_reserves_once_and_within_the_payload() {
+    use crate::datatype::codec::{decode, encode};
+    for l in sample_states() {
+        let State::Leases(s) = &decode(&encode(&l)).unwrap().state else {
+            panic!()
+        };
+        assert_eq!(s.0.leases.capacity(), s.0.leases.len());
+    }
+    // A count of a million in front of two leases' bytes: reserves at most what they allow.
+    let mut r = crate::varint::Reader::new(&[0, 0, 0xc0, 0x84, 0x3d, 1, 0, 1, 1, 0, 2]);
+    assert_eq!(
+        <LeasesState as crate::algo::kind::Kind>::decode(&mut r, &sample_states()[0].rule),
+        None
+    );
+    let bytes = [9u8; 30];
+    let mut r = crate::varint::Reader::new(&bytes);
+    r.take(20).unwrap();
+    assert_eq!(r.remaining(), 10);
 }
 
 #[test]

@@ -33,22 +33,29 @@ What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
   ``get_moving_window`` reads ``count`` and ``oldest_us`` from ``RL.INSPECT K`` and converts the
   server time to the client's clock through the reply's ``now_us``. A module without them (an
   older build) gets limits' Lua.
-* sliding window counter: limits' Lua scripts, always. limits anchors its windows at the first
-  hit and rounds the weighted previous count down; the module's ``sliding-window`` is
-  epoch-aligned and exact, so it would admit different requests.
+* sliding window counter, when the module has ``ALGO limits-sliding-window`` and ``RL.INSPECT``
+  (limits' own algorithm, exactly; one key, ``prefix:{key}``, the name of limits' current
+  counter): ``acquire_sliding_window_entry`` is ``RL.ALLOW K limit expiry COST amount ALGO
+  limits-sliding-window``; ``get_sliding_window`` reads the two counters and their TTLs from
+  ``RL.INSPECT K`` and, when the key exists, stores the shift limits' read makes with ``RL.ALLOW
+  … COST 0`` (2 commands; 1 when the key does not exist); ``clear_sliding_window`` is one
+  ``DEL`` of the module's key and limits' previous-window key. A hit of cost 0 is ``RL.ALLOW …
+  COST 0`` too: for this algorithm it is limits' acquire of 0 (on a limiter without a current
+  counter it starts one at 0, which anchors the next windows).
 * ``reset()``: ``SCAN MATCH <prefix>:*`` and ``DEL`` (never ``KEYS``).
 
 Limits the module does not take run limits' own Lua scripts, decided by the limit alone so a
 key never changes hands: windows above 365 days (the module's longest, e.g. ``1/2 year``) and
-moving windows of limit 0.
+moving windows and sliding window counters of limit 0.
 
 When the server does not know ``RL.ALLOW`` (managed Redis often refuses modules) the storage warns
 with :class:`ModuleNotLoadedWarning` and runs limits' Lua scripts for everything, exactly as
 ``redis://``. A key that still holds limits' plain value (written before the switch from
-``redis://``) is served by limits' script until it expires. What the server offers is probed
-again after a connection error, an ``unknown command`` reply, and every ``probe_interval``
-seconds while the module is missing: after a failover between servers with and without the
-module the storage follows without a restart.
+``redis://``: a fixed window's counter, a sliding window counter's current counter) answers the
+module's command ``WRONGTYPE`` and is served by limits' script until it expires. What the
+server offers is probed again after a connection error, an ``unknown command`` reply, and every
+``probe_interval`` seconds while the module is missing: after a failover between servers with
+and without the module the storage follows without a restart.
 
 Each method is written once, as a generator of the commands it needs (:class:`_Command`) or of
 limits' own method to fall back to (:class:`_Limits`); a sync and an asyncio driver run it on
@@ -94,8 +101,11 @@ MAX_LIMIT = (1 << 63) - 1
 MAX_MODULE_WINDOW = 365 * 24 * 3600
 #: Seconds between probes while the module is missing (or lacks a command the storage uses).
 DEFAULT_PROBE_INTERVAL = 10.0
-#: The key the capability probe names; ``COST 0`` and ``RL.INSPECT`` never create it.
+#: The key the capability probe names; its commands (``COST 0`` of moving-window, ``RL.PEEK``,
+#: ``RL.INSPECT``) never create it.
 PROBE_KEY = "__redis_ratelimit_probe__"
+#: The module's ALGO for limits' sliding window counter.
+LIMITS_SLIDING = "limits-sliding-window"
 
 T = TypeVar("T")
 
@@ -114,11 +124,14 @@ class ModuleSupport:
     inspect: bool
     #: ``ALGO moving-window`` and ``RL.INSPECT`` exist: moving windows use the module.
     moving_window: bool
+    #: ``ALGO limits-sliding-window`` and ``RL.INSPECT`` exist: sliding window counters use the
+    #: module.
+    limits_sliding: bool = False
 
     @property
     def complete(self) -> bool:
         """Everything the storage uses is there: no periodic probe needed."""
-        return self.loaded and self.inspect and self.moving_window
+        return self.loaded and self.inspect and self.moving_window and self.limits_sliding
 
 
 _NOT_LOADED = ModuleSupport(loaded=False, inspect=False, moving_window=False)
@@ -218,6 +231,24 @@ def _moving_window_from_inspect(reply: Any, now: float) -> tuple[float, int]:
     return inspection.to_local(inspection.state["oldest_us"], now), count
 
 
+def _sliding_window_from_inspection(
+    inspection: Inspection | None,
+) -> tuple[int, float, int, float]:
+    if inspection is None:
+        return 0, 0.0, 0, 0.0
+    if inspection.algorithm is not Algorithm.LIMITS_SLIDING_WINDOW:
+        raise AlgorithmMismatchError(
+            f"key holds a {inspection.algorithm} limiter, not {LIMITS_SLIDING}"
+        )
+    state = inspection.state
+    return (
+        int(state["previous"]),
+        max(0, int(state["previous_ttl_ms"])) / 1000,
+        int(state["current"]),
+        max(0, int(state["current_ttl_ms"])) / 1000,
+    )
+
+
 # RL.PEEK with a longer window keeps a running fixed window and its count (README: changing a
 # rule); the key itself expires when its real window ends.
 _PEEK_COUNT = (MAX_LIMIT, "365d", "COST", 0, "ALGO", "fixed-window")
@@ -269,7 +300,7 @@ class _Operations:
 
     def _probe_op(self) -> _Op[ModuleSupport]:
         key = self._key(PROBE_KEY)
-        moving = True
+        moving = sliding = True
         try:
             # COST 0 writes nothing, but RL.ALLOW is a write command: a replica refuses it, so
             # a connection left on a demoted master after a failover is dropped (redis-py's
@@ -282,13 +313,25 @@ class _Operations:
                 raise
             moving = False
         try:
+            # RL.PEEK: for this algorithm RL.ALLOW … COST 0 writes (limits' acquire of 0).
+            yield _Command(("RL.PEEK", key, 1, 1, "ALGO", LIMITS_SLIDING))
+        except _ReplyError as err:
+            if not err.unknown_algorithm:
+                raise
+            sliding = False
+        try:
             yield _Command(("RL.INSPECT", key))
             inspect = True
         except _ReplyError as err:
             if not err.unknown_command:
                 raise
             inspect = False
-        return ModuleSupport(loaded=True, inspect=inspect, moving_window=moving and inspect)
+        return ModuleSupport(
+            loaded=True,
+            inspect=inspect,
+            moving_window=moving and inspect,
+            limits_sliding=sliding and inspect,
+        )
 
     def _module_refused(self, err: _ReplyError) -> None:
         """Decide what an error reply from a module command means: Lua for this call, or raise.
@@ -361,6 +404,56 @@ class _Operations:
                 return _moving_window_from_inspect(reply, time.time())
         window = yield _Limits("get_moving_window", (key, limit, expiry))
         return cast(tuple[float, int], window)
+
+    def _sliding_key(self, key: str) -> str:
+        """The module's key of a sliding window counter: limits' *current* counter's name.
+
+        ``prefix:{key}``: a plain counter left by ``redis://`` answers WRONGTYPE (limits' script
+        serves it until it expires), and the key keeps limits' cluster slot.
+        """
+        return self._key(f"{{{key}}}")
+
+    def _acquire_sliding_window_op(
+        self, key: str, limit: int, expiry: int, amount: int
+    ) -> _Op[bool]:
+        support = yield from self._support_op()
+        if support.limits_sliding and limit > 0 and _module_window(expiry):
+            # COST 0 included: the module's COST 0 is limits' acquire of 0 for this algorithm
+            # (on a limiter without a current counter it starts one at 0, as limits' script).
+            args = ("RL.ALLOW", self._sliding_key(key), limit, expiry, "COST", amount)
+            try:
+                reply = yield _Command((*args, "ALGO", LIMITS_SLIDING))
+            except _ReplyError as err:
+                self._module_refused(err)
+            else:
+                return int(reply[0]) == 1
+        return bool((yield _Limits("acquire_sliding_window_entry", (key, limit, expiry, amount))))
+
+    def _get_sliding_window_op(self, key: str, expiry: int) -> _Op[tuple[int, float, int, float]]:
+        support = yield from self._support_op()
+        if support.limits_sliding and _module_window(expiry):
+            name = self._sliding_key(key)
+            try:
+                # The counters after the shift an access now makes (nil: no limiter) ...
+                inspection = Inspection.from_reply((yield _Command(("RL.INSPECT", name))))
+                window = _sliding_window_from_inspection(inspection)
+                if inspection is not None:
+                    # ... and limits' read stores that shift (a write): COST 0 does, under
+                    # the stored limit (the shift ignores the limit; limits' read has none).
+                    rule = (inspection.limit, expiry, "COST", 0, "ALGO", LIMITS_SLIDING)
+                    yield _Command(("RL.ALLOW", name, *rule))
+            except _ReplyError as err:
+                self._module_refused(err)
+            else:
+                return window
+        window = yield _Limits("get_sliding_window", (key, expiry))
+        return cast(tuple[int, float, int, float], window)
+
+    def _clear_sliding_window_op(self, key: str, expiry: int) -> _Op[None]:
+        # The module's key is limits' current counter's name: one DEL for both layouts
+        # (limits' two keys share a slot).
+        previous = self._key(f"{{{key}}}/-1")
+        yield _Command(("DEL", self._sliding_key(key), previous))
 
     def _reset_op(self) -> _Op[int]:
         pattern = _glob_escape(self._key("")) + "*"
@@ -453,6 +546,20 @@ class _SyncModuleMethods(_Operations, _SyncBase):
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, entries in the window), client clock."""
         return self._run(self._get_moving_window_op(key, limit, expiry))
+
+    def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        """Admit *amount* iff limits' weighted count plus *amount* fits *limit*."""
+        return self._run(self._acquire_sliding_window_op(key, limit, expiry, amount))
+
+    def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        """(previous count, its TTL, current count, its TTL), TTLs in seconds, after the shift."""
+        return self._run(self._get_sliding_window_op(key, expiry))
+
+    def clear_sliding_window(self, key: str, expiry: int) -> None:
+        """Delete the limiter (the module's key or limits' two keys)."""
+        self._run(self._clear_sliding_window_op(key, expiry))
 
     def reset(self) -> int | None:
         """Delete every key under ``key_prefix`` with ``SCAN`` + ``DEL``; the number deleted."""
@@ -627,6 +734,20 @@ class _AsyncModuleMethods(_Operations, _AsyncBase):
     async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         """(time of the oldest entry in the window, entries in the window), client clock."""
         return await self._run(self._get_moving_window_op(key, limit, expiry))
+
+    async def acquire_sliding_window_entry(
+        self, key: str, limit: int, expiry: int, amount: int = 1
+    ) -> bool:
+        """Admit *amount* iff limits' weighted count plus *amount* fits *limit*."""
+        return await self._run(self._acquire_sliding_window_op(key, limit, expiry, amount))
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        """(previous count, its TTL, current count, its TTL), TTLs in seconds, after the shift."""
+        return await self._run(self._get_sliding_window_op(key, expiry))
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        """Delete the limiter (the module's key or limits' two keys)."""
+        await self._run(self._clear_sliding_window_op(key, expiry))
 
     async def reset(self) -> int | None:
         """Delete every key under ``key_prefix`` with ``SCAN`` + ``DEL``; the number deleted."""
