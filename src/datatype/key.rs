@@ -197,6 +197,8 @@ impl Held<'_> {
     #[inline(always)]
     fn commit(&mut self) -> Result<(), WrongType> {
         self.dirty = false;
+        // (Before `restore`, which may move the limiter out of `opened`.)
+        let now = value::footprint(self.opened.limiter());
         let old_entry = self.opened.entry_id();
         let (new, retired) = value::restore(self.value, &mut self.opened);
         if new != self.value {
@@ -210,7 +212,6 @@ impl Held<'_> {
             self.value = new;
         }
         retired.free();
-        let now = value::footprint(self.opened.limiter());
         if now != self.footprint {
             value::shift_gauges(self.footprint.0, self.footprint.1, true);
             value::shift_gauges(now.0, now.1, false);
