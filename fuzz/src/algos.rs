@@ -458,10 +458,20 @@ pub fn compare_limits(input: &mut Input<'_>, algorithm: Algorithm) -> Option<()>
             _ => input.range(0, 3 * e * 1_000)?,
         };
         let t = now / 1_000;
+        // The server expires a key whose state is over before any command sees it.
+        if node
+            .stored
+            .as_ref()
+            .is_some_and(|l| l.expires_at_us() <= now)
+        {
+            node = Node::default();
+        }
         if input.chance(70)? {
+            // Cost 0 included: limits' acquire of 0, which starts an empty counter on an absent
+            // limiter (RL.ALLOW … COST 0 on this algorithm).
             let cost = match input.range(0, 2)? {
                 0 => 1,
-                1 => input.range(1, limit + 1)?,
+                1 => input.range(0, limit + 1)?,
                 _ => input.range(1, 3)?,
             };
             let mut probe = lua.clone();
@@ -478,8 +488,14 @@ pub fn compare_limits(input: &mut Input<'_>, algorithm: Algorithm) -> Option<()>
                 );
             }
         } else {
+            // limits' read as rl:// sends it: RL.INSPECT, and RL.ALLOW … COST 0 (storing the
+            // shift) only when the key exists.
             let (pc, pt, cc, ct) = lua.get(e, t);
-            let (d, _) = node.request(&rule, 0, now, &Bounds::DEFAULT)?;
+            let d = if node.stored.is_some() {
+                node.request(&rule, 0, now, &Bounds::DEFAULT)?.0
+            } else {
+                Limiter::peek(None, &rule, 0, now).ok()?
+            };
             let fields = node
                 .stored
                 .as_ref()

@@ -382,6 +382,11 @@ impl Limiter {
         rule: &Rule,
         now_us: u64,
     ) -> Result<Decision, AlgorithmMismatch> {
+        if l.is_none() {
+            // Nothing stored: full capacity (a kind whose `COST 0` creates a state, as
+            // limits-sliding-window does, would report that state's expiry).
+            return Ok(Decision::look(rule.capacity(), rule.capacity(), 0));
+        }
         let look = Limiter::peek_with(l, rule, 0, now_us, 0)?;
         let one = Limiter::peek_with(l, rule, 1, now_us, 0)?;
         Ok(Decision {

@@ -169,15 +169,9 @@ impl LimitsSlidingState {
         }
         let store_shift = shifted.then_some(s);
         if cost == 0 {
-            // limits' acquire of 0: `INCRBY current 0` keeps only the shift; with no current
-            // counter (an absent limiter) it starts one at 0 for 2E, which anchors the next
-            // windows — when the weighted count is within the limit, as for any hit.
-            if s.current_expire_ms <= t && s.weighted(rule, t) <= u128::from(limit) {
-                let mut w = s;
-                w.current = 0;
-                w.current_expire_ms = t.saturating_add(window_ms(rule).saturating_mul(2));
-                return (Decision::look(limit, remaining(&w), reset(&w)), Some(w));
-            }
+            // limits' acquire of 0 on a limiter that exists: `INCRBY current 0` keeps only the
+            // shift (its current counter is alive: it outlives the previous one). An absent
+            // limiter: see `decide_absent`.
             return (Decision::look(limit, remaining(&s), reset(&s)), store_shift);
         }
         if s.admits_at(rule, cost, t) {
@@ -265,7 +259,21 @@ impl LimitsSlidingState {
 impl Kind for LimitsSlidingState {
     const COST_ZERO_WRITES: bool = true;
 
+    /// limits' acquire of 0 on a limiter without counters starts a current counter of 0 for
+    /// `2E` (it anchors the next windows): `COST 0` creates it here too.
     fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>) {
+        if cost == 0 {
+            let t = now_us / 1000;
+            let w = LimitsSlidingState {
+                current_expire_ms: t.saturating_add(window_ms(rule).saturating_mul(2)),
+                ..LimitsSlidingState::default()
+            };
+            let reset = w
+                .current_expire_ms
+                .saturating_mul(1000)
+                .saturating_sub(now_us);
+            return (Decision::look(rule.limit(), rule.limit(), reset), Some(w));
+        }
         LimitsSlidingState::default().decide_on(rule, cost, now_us)
     }
 
