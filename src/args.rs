@@ -306,6 +306,9 @@ where
 /// Reads one `limit window [amount] [options]` from `args`. `in_list`: stop at the first
 /// token that is not an option keyword (the next group's limit) instead of refusing it. The
 /// amount (`RL.CHARGE` / `RL.REFUND`) is read when `allowed` has no `COST`.
+// Errors are made lazily: `ArgError` owns heap data in some variants, so an eager `ok_or`
+// builds and drops one (an out-of-line drop call) on every argument that parses.
+#[allow(clippy::unnecessary_lazy_evaluations)]
 fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
     args: &mut std::iter::Peekable<I>,
     allowed: &'static [Opt],
@@ -315,15 +318,22 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
         .next()
         .and_then(parse_count)
         .filter(|&l| l >= 1)
-        .ok_or(ArgError::Limit)?;
-    let window_us = args.next().and_then(parse_window).ok_or(ArgError::Window)?;
+        .ok_or_else(|| ArgError::Limit)?;
+    let window_us = args
+        .next()
+        .and_then(parse_window)
+        .ok_or_else(|| ArgError::Window)?;
     if !crate::config::duration_allowed(window_us) {
         return Err(ArgError::TooLong("window"));
     }
     let amount = if allowed.contains(&Opt::Cost) {
         None
     } else {
-        Some(args.next().and_then(parse_count).ok_or(ArgError::Amount)?)
+        Some(
+            args.next()
+                .and_then(parse_count)
+                .ok_or_else(|| ArgError::Amount)?,
+        )
     };
 
     let mut cost = None;
@@ -338,10 +348,10 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
             None => return Err(ArgError::UnknownOption(name.to_vec(), allowed)),
         };
         args.next();
-        let value = args.next().ok_or(ArgError::MissingValue(opt))?;
+        let value = args.next().ok_or_else(|| ArgError::MissingValue(opt))?;
         let repeated = match opt {
             Opt::Cost => cost
-                .replace(parse_count(value).ok_or(ArgError::Cost)?)
+                .replace(parse_count(value).ok_or_else(|| ArgError::Cost)?)
                 .is_some(),
             Opt::Algo => algo
                 .replace(
@@ -360,14 +370,14 @@ fn group_at<'a, I: Iterator<Item = &'a [u8]>>(
                 .replace(
                     parse_count(value)
                         .filter(|&b| b >= 1)
-                        .ok_or(ArgError::Burst)?,
+                        .ok_or_else(|| ArgError::Burst)?,
                 )
                 .is_some(),
             Opt::Block => block
                 .replace(
                     parse_window(value)
                         .filter(|&d| d <= MAX_BLOCK_US)
-                        .ok_or(ArgError::Block)
+                        .ok_or_else(|| ArgError::Block)
                         .and_then(|d| {
                             if crate::config::duration_allowed(d) {
                                 Ok(d)

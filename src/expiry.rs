@@ -50,13 +50,17 @@ const DRAIN_PER_CALL: usize = 1_024;
 /// missing key, another type, a key with a TTL — is left alone. The caller is the master.
 /// Returns whether the key held a limiter.
 pub(crate) fn repair(ctx: Ctx, key: &mut LimiterKey, name: Arg, now_us: u64) -> bool {
-    let Ok(Some(limiter)) = key.get() else {
+    // The type, then the TTL, before the value: a packed state is unpacked only to be repaired.
+    if !matches!(key.holds_limiter(), Ok(true)) {
         return false;
-    };
+    }
     if key.expire_at_ms().is_some() {
         return true;
     }
-    let expires_at_us = limiter.expires_at_us();
+    let expires_at_us = match key.get() {
+        Ok(Some(limiter)) => limiter.expires_at_us(),
+        _ => return false,
+    };
     stats::TTL_REPAIRS.add(1);
     if expires_at_us <= now_us {
         key.delete();
@@ -299,7 +303,7 @@ extern "C" fn on_generic_event(
         // asks for a sweep pass (it may have been renamed), which other keys must not cause.
         let without_ttl = {
             let open = LimiterKey::open(ctx, key, false);
-            matches!(open.get(), Ok(Some(_))) && open.expire_at_ms().is_none()
+            matches!(open.holds_limiter(), Ok(true)) && open.expire_at_ms().is_none()
         };
         let db = match unsafe { raw::RedisModule_GetSelectedDb } {
             Some(selected) => unsafe { selected(ctx) },

@@ -25,6 +25,7 @@ pub mod algo;
 #[cfg(feature = "module")]
 mod alloc;
 pub mod args;
+pub mod bits;
 #[cfg(feature = "module")]
 mod clock;
 #[cfg(feature = "module")]

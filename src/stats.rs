@@ -1,4 +1,4 @@
-//! Counters shown by `INFO ratelimit` (section `ratelimit_stats`).
+//! Counters shown by `INFO ratelimit` (section `ratelimit_stats`), and the size of the rule table.
 //!
 //! Every counter is written on the server's main thread only (commands, keyspace callbacks,
 //! defrag), so an increment is a relaxed load and store — no locked read-modify-write on the
@@ -255,6 +255,10 @@ pub extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: std
         for (name, counter) in FIELDS.iter().chain(GAUGES.iter()) {
             unsafe { field(ctx, name.as_ptr(), counter.get()) };
         }
+        // The rule table that packed keys name (see `datatype::rules`).
+        let (entries, bytes) = crate::datatype::rules::usage();
+        unsafe { field(ctx, c"rule_table_entries".as_ptr(), entries) };
+        unsafe { field(ctx, c"rule_table_bytes".as_ptr(), bytes) };
         for (name, value) in settings() {
             unsafe { field(ctx, name.as_ptr(), value) };
         }

@@ -25,6 +25,30 @@ pub trait Sink {
             self.push_byte(b);
         }
     }
+    /// Appends `v` as a varint (a sink with room writes it in place).
+    #[inline]
+    fn push_varint(&mut self, mut v: u64) {
+        let mut bytes = [0u8; 10];
+        let n = encode_into_slice(&mut v, &mut bytes);
+        self.push_bytes(bytes.get(..n).unwrap_or(&bytes));
+    }
+}
+
+/// Writes `v` as a varint at the start of `out` (10 bytes hold any `u64`); the bytes written.
+#[inline]
+fn encode_into_slice(v: &mut u64, out: &mut [u8]) -> usize {
+    let mut n: usize = 0;
+    for slot in out.iter_mut() {
+        let low = (*v & 0x7f) as u8;
+        *v >>= 7;
+        n = n.saturating_add(1);
+        if *v == 0 {
+            *slot = low;
+            break;
+        }
+        *slot = low | 0x80;
+    }
+    n
 }
 
 impl Sink for Vec<u8> {
@@ -80,6 +104,22 @@ impl<const N: usize> Default for StackBuf<N> {
 }
 
 impl<const N: usize> Sink for StackBuf<N> {
+    /// In place while the inline buffer has room for any varint: no copy, no `memcpy` call
+    /// (the hot path replicates a counter's state as a handful of varints).
+    #[inline]
+    fn push_varint(&mut self, mut v: u64) {
+        if self.heap.is_none() {
+            if let Some(dst) = self.inline.get_mut(self.len..self.len.saturating_add(10)) {
+                let n = encode_into_slice(&mut v, dst);
+                self.len = self.len.saturating_add(n);
+                return;
+            }
+        }
+        let mut bytes = [0u8; 10];
+        let n = encode_into_slice(&mut v, &mut bytes);
+        self.push_bytes(bytes.get(..n).unwrap_or(&bytes));
+    }
+
     #[inline]
     fn push_bytes(&mut self, bytes: &[u8]) {
         let end = self.len.saturating_add(bytes.len());
@@ -112,29 +152,20 @@ impl<const N: usize> Sink for StackBuf<N> {
 
 /// Appends `v`.
 #[inline]
-pub fn put_u64(out: &mut impl Sink, mut v: u64) {
+pub fn put_u64(out: &mut impl Sink, v: u64) {
     if v < 0x80 {
         out.push_byte(v as u8);
         return;
     }
-    let mut bytes = [0u8; 10];
-    let mut n: usize = 0;
-    for slot in bytes.iter_mut() {
-        let low = (v & 0x7f) as u8;
-        v >>= 7;
-        n = n.saturating_add(1);
-        if v == 0 {
-            *slot = low;
-            break;
-        }
-        *slot = low | 0x80;
-    }
-    out.push_bytes(bytes.get(..n).unwrap_or(&bytes));
+    out.push_varint(v);
 }
 
 /// Appends `v` (encoded on the stack, then appended in one go).
 #[inline]
 pub fn put_u128(out: &mut impl Sink, mut v: u128) {
+    if let Ok(small) = u64::try_from(v) {
+        return put_u64(out, small);
+    }
     let mut bytes = [0u8; 19];
     let mut n: usize = 0;
     for slot in bytes.iter_mut() {

@@ -27,15 +27,24 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
         return;
     }
     c.cmd_str("CONFIG SET activedefrag no").ok();
-    // Fragment the heap: many limiter values (gcra, moving-window logs of a few runs, whose
-    // header and buffer move too, and lease keys), then every other one deleted.
+    // Fragment the heap: many limiter values in each form — gcra packed into the value word
+    // (nothing to move), fixed-window 10000/1d in a 16-byte block, moving-window logs of a few
+    // runs boxed (whose header and buffer move too), lease keys boxed (their table, array and
+    // text ids move too) — then every other one deleted.
     const KEYS: usize = 200_000;
     for chunk in 0..KEYS / 1_000 {
         let mut sent = 0;
         for i in 0..1_000 {
             let n = chunk * 1_000 + i;
             let key = format!("k:{n}");
-            if n % 4 == 1 {
+            if n % 8 == 7 {
+                // Leases: the table, its array and text ids move too.
+                for id in ["worker-a", "worker-b", "7"] {
+                    c.send(&["RL.ACQUIRE", key.as_str(), "10", "1h", "ID", id])
+                        .unwrap();
+                    sent += 1;
+                }
+            } else if n % 3 == 1 {
                 for _ in 0..3 {
                     c.send(&[
                         "RL.ALLOW",
@@ -48,13 +57,17 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
                     .unwrap();
                     sent += 1;
                 }
-            } else if n % 8 == 7 {
-                // Leases: the table, its array and text ids move too.
-                for id in ["worker-a", "worker-b", "7"] {
-                    c.send(&["RL.ACQUIRE", key.as_str(), "10", "1h", "ID", id])
-                        .unwrap();
-                    sent += 1;
-                }
+            } else if n % 3 == 2 {
+                c.send(&[
+                    "RL.ALLOW",
+                    key.as_str(),
+                    "10000",
+                    "1d",
+                    "ALGO",
+                    "fixed-window",
+                ])
+                .unwrap();
+                sent += 1;
             } else {
                 c.send(&["RL.ALLOW", key.as_str(), "100", "1h", "ALGO", "gcra"])
                     .unwrap();
@@ -96,8 +109,15 @@ fn active_defrag_moves_limiter_values_where_the_server_can() {
     assert_eq!(r.remaining, 98);
     let r = c.allow("k:1", "100 1h ALGO moving-window");
     assert_eq!(r.remaining, 96);
+    let r = c.allow("k:5", "10000 1d ALGO fixed-window");
+    assert_eq!(r.remaining, 9998);
     assert_eq!(c.cmd(&["RL.RELEASE", "k:7", "worker-b"]).int(), 1);
     assert_eq!(c.inspect_int("k:7", "in_flight"), 2);
     c.cmd_str("DEBUG RELOAD").ok();
-    assert_eq!(c.allow("k:5", "100 1h ALGO moving-window").remaining, 96);
+    assert_eq!(c.allow("k:13", "100 1h ALGO moving-window").remaining, 96);
+    assert_eq!(c.inspect_int("k:7", "in_flight"), 2);
+    assert_eq!(
+        c.allow("k:11", "10000 1d ALGO fixed-window").remaining,
+        9998
+    );
 }

@@ -35,6 +35,7 @@
 use super::counter::{self, Counter};
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u64, Reader, Sink};
 
 /// State of a fixed-window limiter.
@@ -305,6 +306,33 @@ impl Kind for FixedWindowState {
         let view = state.and_then(|s| s.view(stored, stored, now_us));
         out.push(("window_start_us", view.map_or(0, |s| s.window_start_us)));
         out.push(("count", view.map_or(0, |s| s.count)));
+    }
+
+    /// `count` (up to the limit), then the window's start as the anchor: the windows of keys
+    /// alive together started less than one window apart.
+    #[inline(always)]
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        out.count(self.count, rule.limit())
+            && out.anchor(
+                u128::from(self.window_start_us),
+                bit_width(u128::from(rule.window_us())),
+            )
+    }
+
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        let count = bits.count(rule.limit())?;
+        let window_start_us = u64::try_from(bits.anchor()?).ok()?;
+        Some(FixedWindowState {
+            window_start_us,
+            count,
+        })
     }
 }
 

@@ -53,6 +53,7 @@ use super::counter::{self, Counter};
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::math::{clamp_u64, div_ceil, mul};
 use super::{Decision, RetryAfter, Rule, MAX_TIMESTAMP_US};
+use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u128, put_u64, Reader, Sink};
 
 /// State of a gcra limiter.
@@ -409,6 +410,50 @@ impl Kind for GcraState {
     fn inspect(state: Option<&Self>, stored: &Rule, now_us: u64, out: &mut Fields) {
         let view = state.and_then(|s| s.view(stored, stored, now_us));
         out.push(("tat_us", view.map_or(0, |s| s.tat_us_ceil(stored))));
+    }
+
+    /// `tat × limit` as the anchor: the `tat`s of keys alive together lie within one bucket
+    /// depth `τ = burst × window` (in these units) of each other, `τ + W` with debts. Where the
+    /// packer has room for a debt's depth and one bit more, the debt flag goes first; where it
+    /// has not (a deep bucket in the 47-bit value word), the flag is not stored and a state in
+    /// debt does not pack there (the data type then tries the 16-byte block).
+    #[inline(always)]
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        let (flagged, min_bits) = debt_layout(rule, out.left());
+        if flagged {
+            out.uint(u64::from(self.debt), 1) && out.anchor(self.tat_scaled, min_bits)
+        } else {
+            !self.debt && out.anchor(self.tat_scaled, min_bits)
+        }
+    }
+
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        let (flagged, _) = debt_layout(rule, bits.left());
+        let debt = flagged && bits.uint(1)? == 1;
+        Some(GcraState {
+            tat_scaled: bits.anchor()?,
+            debt,
+        })
+    }
+}
+
+/// The packed layout of a gcra state under `rule` in `left` bits: whether the debt flag is
+/// stored, and the anchor's least width (a bucket's depth, a debt's depth with the flag).
+#[inline(always)]
+fn debt_layout(rule: &Rule, left: u32) -> (bool, u32) {
+    let tau = mul(rule.burst(), rule.window_us());
+    let deep = bit_width(tau.saturating_add(u128::from(rule.window_us())));
+    if left > deep {
+        (true, deep)
+    } else {
+        (false, bit_width(tau))
     }
 }
 

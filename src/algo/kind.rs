@@ -9,6 +9,7 @@
 use std::fmt::Debug;
 
 use super::{Decision, Rule};
+use crate::bits::{Packer, Unpacker};
 use crate::varint::{Reader, Sink};
 
 /// Fields of `RL.INSPECT` a kind adds after the rule: `(name, value)` in reply order.
@@ -161,6 +162,37 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
         None
     }
 
+    /// Writes the state, stored under `rule`, as a few bit fields (see [`crate::bits`]) when
+    /// they fit: its compact form, which the data type keeps inside the key's value word (47
+    /// bits: nothing allocated) or a 16-byte block (112 bits) instead of a boxed limiter.
+    /// `false` (the default): the state stays boxed, whole — always correct, never compact.
+    ///
+    /// The contract (checked by `algo::tests::packed_states_unpack_to_themselves` for every
+    /// kind in the table): [`Kind::unpack`] under the same rule gives back exactly `self`. So:
+    /// field widths depend on the rule only (a count up to the limit: [`Packer::count`]), never
+    /// on the values; a field that does not fit its width fails the packing (a count above a
+    /// lowered limit) rather than being clipped; a time goes last, as the anchor
+    /// ([`Packer::anchor`]), with `min_bits` covering the span of times that keys of the rule
+    /// alive at the same time can hold (a window, a bucket's depth), so that they share its
+    /// high part; any further time is written relative to the anchor or to the rule, or the
+    /// state stays boxed. Pure: no allocation, no clock.
+    fn pack(&self, _rule: &Rule, _out: &mut Packer) -> bool {
+        false
+    }
+
+    /// Whether [`Kind::pack`] may succeed, from the state's shape alone: a cheap check that lets
+    /// a boxed state that cannot pack skip every packing attempt on a write. `false` must imply
+    /// that `pack` fails; the default is `false` exactly when `pack` is not implemented.
+    #[inline]
+    fn may_pack(&self) -> bool {
+        false
+    }
+
+    /// Reads what [`Kind::pack`] wrote under the same `rule`: exactly the state packed.
+    fn unpack(_rule: &Rule, _bits: &mut Unpacker) -> Option<Self> {
+        None
+    }
+
     /// Charges `cost` ≥ 1 at `now_us` under `rule` (the state carried over from `stored` first)
     /// whatever the capacity says (`RL.CHARGE`): what exceeds the capacity is a *debt*, which
     /// later requests wait out. Each kind documents its debt and its bound.
@@ -301,6 +333,14 @@ macro_rules! state_kinds {
             pub(crate) fn replay_absent(self, hit: &Hit) -> Option<State> {
                 match self {
                     $(Algorithm::$variant => <$ty as Kind>::replay_absent(hit).map(State::$variant),)+
+                }
+            }
+
+            /// Reads a packed state of this kind (see [`Kind::unpack`]).
+            #[inline(always)]
+            pub fn unpack_state(self, rule: &Rule, bits: &mut Unpacker) -> Option<State> {
+                match self {
+                    $(Algorithm::$variant => <$ty as Kind>::unpack(rule, bits).map(State::$variant),)+
                 }
             }
 
@@ -448,6 +488,26 @@ macro_rules! state_kinds {
                     State::Blocked(b) => b.state.needs_current_reader(),
                 }
             }
+
+            /// Packs the state stored under `rule` (see [`Kind::pack`]); `false`: it does not fit.
+            /// A state under a penalty block stays boxed (blocks are rare and short-lived; the
+            /// key is compact again from the write that drops its ended block).
+            #[inline(always)]
+            pub fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::pack(s, rule, out),)+
+                    State::Blocked(_) => false,
+                }
+            }
+
+            /// Whether [`State::pack`] may succeed (see [`Kind::may_pack`]).
+            #[inline(always)]
+            pub fn may_pack(&self) -> bool {
+                match self {
+                    $(State::$variant(s) => <$ty as Kind>::may_pack(s),)+
+                    State::Blocked(_) => false,
+                }
+            }
         }
     };
 }
@@ -483,10 +543,15 @@ impl Algorithm {
     /// assert_eq!(Algorithm::from_name(b"token-bucket"), None);
     /// ```
     pub fn from_name(name: &[u8]) -> Option<Algorithm> {
-        Algorithm::ALL
-            .iter()
-            .copied()
-            .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+        // The name as written first (one compare per name; clients send it in lower case), any
+        // case after.
+        let all = Algorithm::ALL.iter().copied();
+        all.clone()
+            .find(|a| a.name().as_bytes() == name)
+            .or_else(|| {
+                all.into_iter()
+                    .find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+            })
     }
 }
 

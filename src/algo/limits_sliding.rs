@@ -50,6 +50,7 @@
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::math::clamp_u64;
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u64, Reader, Sink};
 
 /// The two counters of `limits`' sliding window: counts and absolute expiries in server ms
@@ -420,7 +421,58 @@ impl Kind for LimitsSlidingState {
         out.push(("previous", s.previous));
         out.push(("previous_ttl_ms", s.previous_expire_ms.saturating_sub(t)));
     }
+
+    /// `current previous` (each up to the limit), which counters exist (1 bit: the current one
+    /// alone, or both with the previous one expiring one window before the current one, as the
+    /// shift leaves them; any other state stays on the heap), then the current counter's expiry
+    /// (ms) as the anchor: keys alive together expire within two windows of each other.
+    #[inline(always)]
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        let e = window_ms(rule);
+        let form = match (self.current_expire_ms, self.previous_expire_ms) {
+            (0, _) => return false,
+            (_, 0) if self.previous == 0 => FORM_CURRENT,
+            (c, p) if c.checked_sub(e) == Some(p) => FORM_SHIFTED,
+            _ => return false,
+        };
+        out.count(self.current, rule.limit())
+            && out.count(self.previous, rule.limit())
+            && out.uint(form, 1)
+            && out.anchor(
+                u128::from(self.current_expire_ms),
+                bit_width(u128::from(e.saturating_mul(2))),
+            )
+    }
+
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        let current = bits.count(rule.limit())?;
+        let previous = bits.count(rule.limit())?;
+        let form = bits.uint(1)?;
+        let current_expire_ms = u64::try_from(bits.anchor()?).ok()?;
+        let previous_expire_ms = match form {
+            FORM_CURRENT => 0,
+            FORM_SHIFTED => current_expire_ms.checked_sub(window_ms(rule))?,
+            _ => return None,
+        };
+        Some(LimitsSlidingState {
+            current,
+            current_expire_ms,
+            previous,
+            previous_expire_ms,
+        })
+    }
 }
+
+/// Packed forms (see `pack`): the current counter alone, or both a window apart.
+const FORM_CURRENT: u64 = 0;
+const FORM_SHIFTED: u64 = 1;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::arithmetic_side_effects, clippy::panic)]

@@ -61,6 +61,7 @@
 use super::kind::{Bounds, Change, Fields, Hit, Kind, Replication};
 use super::run_log::RunLog;
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u64, Reader, Sink};
 
 /// The default most runs one key keeps (see the module docs).
@@ -696,6 +697,32 @@ impl Kind for MovingWindowState {
         } else {
             Change::Emptied
         })
+    }
+
+    /// A log of one run only: its count (up to the limit), then its time as the anchor (the
+    /// newest runs of keys alive together are less than one window apart). Longer logs stay on
+    /// the heap.
+    #[inline(always)]
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        self.older.is_none()
+            && out.count(self.newest_count, rule.limit())
+            && out.anchor(
+                u128::from(self.newest_ts),
+                bit_width(u128::from(rule.window_us())),
+            )
+    }
+
+    /// A log of one run only.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        self.older.is_none()
+    }
+
+    #[inline(always)]
+    fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        let count = bits.count(rule.limit())?;
+        let ts = u64::try_from(bits.anchor()?).ok()?;
+        Some(MovingWindowState::new(ts, count))
     }
 
     fn replay_absent(hit: &Hit) -> Option<Self> {

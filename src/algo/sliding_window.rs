@@ -57,6 +57,7 @@ use super::counter::{self, Counter};
 use super::kind::{Bounds, Change, Fields, Kind};
 use super::math::{clamp_u64, mul};
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
+use crate::bits::{Packer, Unpacker};
 use crate::varint::{put_u64, Reader, Sink};
 
 /// State of a sliding-window limiter: the costs admitted in the current and the previous
@@ -479,6 +480,39 @@ impl Kind for SlidingWindowState {
         out.push(("window_start_us", view.map_or(0, |s| s.window_start_us)));
         out.push(("current", view.map_or(0, |s| s.current)));
         out.push(("previous", view.map_or(0, |s| s.previous)));
+    }
+
+    /// `current previous` (each up to the limit), then the window's index
+    /// (`window_start / window`) as the anchor: keys alive together are at most two windows
+    /// apart.
+    #[inline(always)]
+    fn pack(&self, rule: &Rule, out: &mut Packer) -> bool {
+        let w = rule.window_us();
+        self.window_start_us.checked_rem(w) == Some(0)
+            && out.count(self.current, rule.limit())
+            && out.count(self.previous, rule.limit())
+            && out.anchor(
+                u128::from(self.window_start_us.checked_div(w).unwrap_or(0)),
+                2,
+            )
+    }
+
+    /// Always: its fields decide.
+    #[inline(always)]
+    fn may_pack(&self) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn unpack(rule: &Rule, bits: &mut Unpacker) -> Option<Self> {
+        let current = bits.count(rule.limit())?;
+        let previous = bits.count(rule.limit())?;
+        let index = u64::try_from(bits.anchor()?).ok()?;
+        Some(SlidingWindowState {
+            window_start_us: index.checked_mul(rule.window_us())?,
+            current,
+            previous,
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::reference::{self, BucketRef, FixedRef, LimitsLua, LogRef, Model, SlidingRef};
 use super::*;
+use crate::bits::{Packer, Unpacker};
 
 /// splitmix64: small, deterministic, good enough for test inputs.
 pub(super) struct Rng(pub(super) u64);
@@ -208,6 +209,8 @@ fn compare_sequence<M: Model>(seed: u64, algorithm: Algorithm, steps: usize) {
                 context()
             );
             assert!(w.expires_at_us() > now);
+            // The compact form the data type keeps it in gives back exactly this state.
+            pack_round_trip(&w);
             stored = Some(w);
             model = Some((rule, ref_written.unwrap()));
         }
@@ -1043,6 +1046,202 @@ fn moving_window_log_is_compact() {
     let mut log = MovingWindowState::new(BASE_US, 1);
     log.commit(&rule, &rule, BASE_US + 1, 1_000_000 - 1, &Bounds::DEFAULT);
     assert_eq!((log.run_count(), log.total()), (2, 1_000_000));
+}
+
+/// The packed sizes the data type tries, smallest first: the value word, then a 16-byte block
+/// (see `datatype::value`).
+const PACKED_SIZES: [u32; 2] = [47, 112];
+
+/// Packs `l` as the data type does and checks that it unpacks to exactly the same state; the
+/// size used, `None` when it does not pack.
+fn pack_round_trip(l: &Limiter) -> Option<u32> {
+    for cap in PACKED_SIZES {
+        let mut p = Packer::new(cap);
+        if l.state.pack(&l.rule, &mut p) {
+            let packed = p.finish();
+            assert_eq!(packed.bits >> cap, 0, "{l:?}");
+            let mut u = Unpacker::new(packed.bits, cap, packed.high);
+            let state = l.rule.algorithm().unpack_state(&l.rule, &mut u);
+            assert_eq!(state.as_ref(), Some(&l.state), "{cap} bits, {packed:?}");
+            return Some(cap);
+        }
+    }
+    None
+}
+
+/// Every state that packs comes back whole, random and extreme ones included.
+#[test]
+fn packed_states_unpack_to_themselves() {
+    let mut rng = Rng(17);
+    let mut packed = [0u32; 3];
+    for _ in 0..50_000 {
+        let (l, _) = random_limiter(&mut rng);
+        let i = match pack_round_trip(&l) {
+            Some(47) => 0,
+            Some(_) => 1,
+            None => 2,
+        };
+        packed[i] += 1;
+    }
+    // Most random states pack, into the word or a block.
+    assert!(packed[0] > 10_000 && packed[1] > 1_000, "{packed:?}");
+    for _ in 0..50_000 {
+        let rule = extreme_rule(&mut rng);
+        let state = match rule.algorithm() {
+            Algorithm::SlidingWindow => State::SlidingWindow(SlidingWindowState {
+                window_start_us: extreme(&mut rng) / rule.window_us() * rule.window_us(),
+                current: extreme(&mut rng),
+                previous: extreme(&mut rng),
+            }),
+            Algorithm::FixedWindow => State::FixedWindow(FixedWindowState {
+                window_start_us: extreme(&mut rng),
+                count: extreme(&mut rng),
+            }),
+            Algorithm::Gcra => State::Gcra(GcraState {
+                tat_scaled: u128::from(extreme(&mut rng)) * u128::from(extreme(&mut rng)),
+                debt: rng.chance(50),
+            }),
+            Algorithm::MovingWindow => {
+                State::MovingWindow(MovingWindowState::new(extreme(&mut rng), extreme(&mut rng)))
+            }
+            Algorithm::Leases => {
+                let lease = super::leases::Lease::new(
+                    extreme(&mut rng),
+                    super::leases::LeaseId::Num(extreme(&mut rng)),
+                );
+                let state = super::leases::LeasesState::from_parts(vec![lease], 1, 0);
+                let Some(state) = state else { continue };
+                // Leases stay boxed (see `datatype::value`).
+                let l = Limiter {
+                    rule,
+                    state: State::Leases(state),
+                };
+                assert_eq!(pack_round_trip(&l), None);
+                continue;
+            }
+            Algorithm::LimitsSlidingWindow => {
+                let current_expire = extreme(&mut rng);
+                let previous_expire = match rng.range(0, 2) {
+                    0 => 0,
+                    1 => current_expire.saturating_sub((rule.window_us() / 1000).max(1)),
+                    _ => extreme(&mut rng),
+                };
+                State::LimitsSlidingWindow(LimitsSlidingState::new(
+                    extreme(&mut rng),
+                    current_expire,
+                    extreme(&mut rng),
+                    previous_expire,
+                ))
+            }
+        };
+        pack_round_trip(&Limiter { rule, state });
+    }
+    // A state under a penalty block stays boxed, whatever its kind's state.
+    for _ in 0..1_000 {
+        let (mut l, now) = random_limiter(&mut rng);
+        l.state
+            .set_block(Some(super::Block::new(now, rng.range(1, 1 << 30)).unwrap()));
+        assert_eq!(pack_round_trip(&l), None, "{l:?}");
+    }
+}
+
+/// gcra debts (`RL.CHARGE` past the capacity) pack too: into the value word where it has room
+/// for a debt's depth (a bucket of `100/1h`), else into a block (`1000/1d` fills the word's 47
+/// bits with its depth alone). Paying the debt off keeps the state packed.
+#[test]
+fn gcra_debts_pack() {
+    const S: u64 = 1_000_000;
+    let mut rng = Rng(23);
+    for (limit, window, burst, debt_size) in [
+        (100, 3_600 * S, None, 47),
+        (100, 3_600 * S, Some(10), 47),
+        (10, S, None, 47),
+        (1_000, 86_400 * S, None, 112),
+    ] {
+        let rule = Rule::new(Algorithm::Gcra, limit, window, burst).unwrap();
+        let mut now = 1_780_000_000_000_000 + rng.range(0, 1 << 40);
+        let mut stored: Option<Limiter> = None;
+        let (mut debts, mut plain) = (0, 0);
+        for _ in 0..2_000 {
+            now += rng.range(0, rule.window_us() / 4 + 2);
+            let mut copy = stored.clone();
+            let cost = rng.range(1, rule.capacity() + rule.capacity() / 2 + 2);
+            let outcome = if rng.chance(10) {
+                Limiter::charge(copy.as_mut(), &rule, cost, now, &Bounds::DEFAULT)
+                    .unwrap()
+                    .outcome
+            } else {
+                Limiter::decide(copy.as_mut(), &rule, cost.min(3), now)
+                    .unwrap()
+                    .1
+            };
+            let written = match outcome {
+                Outcome::Unchanged | Outcome::Emptied => continue,
+                Outcome::Updated => copy.unwrap(),
+                Outcome::Created(l) => l,
+            };
+            let State::Gcra(g) = &written.state else {
+                panic!("{written:?}")
+            };
+            if g.debt {
+                debts += 1;
+                assert_eq!(pack_round_trip(&written), Some(debt_size), "{written:?}");
+            } else {
+                plain += 1;
+                assert_eq!(pack_round_trip(&written), Some(47), "{written:?}");
+            }
+            stored = Some(written);
+        }
+        assert!(debts > 50 && plain > 50, "{debts} {plain}");
+    }
+}
+
+/// Under usual rules every state a client can produce packs into the value word: a counter key
+/// then allocates nothing. Long sequences, rule changes within the set, clock jitter.
+#[test]
+fn usual_rules_always_pack_into_the_word() {
+    const S: u64 = 1_000_000;
+    let rules: Vec<Rule> = [
+        (Algorithm::SlidingWindow, 100, 3_600 * S, None),
+        (Algorithm::SlidingWindow, 10, S, None),
+        (Algorithm::SlidingWindow, 1_000, 86_400 * S, None),
+        (Algorithm::SlidingWindow, 10_000, 86_400 * S, None),
+        (Algorithm::FixedWindow, 100, 3_600 * S, None),
+        (Algorithm::FixedWindow, 10, S, None),
+        (Algorithm::FixedWindow, 1_000, 86_400 * S, None),
+        (Algorithm::Gcra, 100, 3_600 * S, None),
+        (Algorithm::Gcra, 100, 3_600 * S, Some(10)),
+        (Algorithm::Gcra, 10, S, None),
+        (Algorithm::Gcra, 1_000, 86_400 * S, None),
+        (Algorithm::Gcra, 10_000, 3_600 * S, None),
+        (Algorithm::MovingWindow, 100, 3_600 * S, None),
+        (Algorithm::LimitsSlidingWindow, 100, 3_600 * S, None),
+        (Algorithm::LimitsSlidingWindow, 10, S, None),
+        (Algorithm::LimitsSlidingWindow, 100, 86_400 * S, None),
+    ]
+    .into_iter()
+    .map(|(a, l, w, b)| Rule::new(a, l, w, b).unwrap())
+    .collect();
+    let mut rng = Rng(19);
+    for rule in &rules {
+        let mut now = 1_780_000_000_000_000 + rng.range(0, 1 << 40);
+        let mut stored: Option<Limiter> = None;
+        let mut last = None;
+        for _ in 0..3_000 {
+            now += rng.range(0, rule.window_us() / 50 + 2);
+            let cost = rng.range(1, 3).min(rule.capacity());
+            let (d, written) = decide(stored.as_ref(), rule, cost, now);
+            if let Some(w) = written {
+                let one_run = !matches!(&w.state, State::MovingWindow(log) if log.run_count() > 1);
+                if one_run {
+                    assert_eq!(pack_round_trip(&w), Some(47), "{w:?}");
+                }
+                stored = Some(w);
+            }
+            last = Some(d);
+        }
+        assert!(last.is_some());
+    }
 }
 
 /// `limits-sliding-window` against a transliteration of `limits`' own Lua scripts: the same

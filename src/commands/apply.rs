@@ -41,7 +41,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         ));
     };
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let outcome = Limiter::replay(stored.as_deref_mut(), &hit).map_err(|m| {
         CmdError::Owned(format!(
             "ERR key holds a {} limiter, not {}",
@@ -49,7 +49,7 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
             m.requested.name()
         ))
     })?;
-    let agrees = match (&outcome, stored) {
+    let agrees = match (&outcome, &stored) {
         (Outcome::Created(l), _) => l.agrees_with(&hit),
         (Outcome::Updated, Some(l)) => l.agrees_with(&hit),
         _ => true,
@@ -63,14 +63,41 @@ fn apply(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         );
     }
     let changed = outcome != Outcome::Unchanged;
-    match outcome {
-        Outcome::Unchanged | Outcome::Updated => {}
-        Outcome::Emptied => key.delete(),
-        Outcome::Created(limiter) => key.create(limiter).map_err(|_| WRONGTYPE)?,
-    }
-    if let Some(limiter) = key.get().map_err(|_| WRONGTYPE)? {
-        let at_ms = ceil_ms(limiter.expires_at_us());
-        key.set_expire_at_ms(at_ms);
+    // The handle goes before the key changes under it (deleted, or created).
+    let expires_at_us = {
+        let mut stored = stored;
+        match outcome {
+            Outcome::Unchanged => stored.map(|mut l| {
+                l.unchanged();
+                l.expires_at_us()
+            }),
+            Outcome::Updated => match stored {
+                Some(mut l) => {
+                    let at = l.expires_at_us();
+                    l.store().map_err(|_| WRONGTYPE)?;
+                    Some(at)
+                }
+                None => None,
+            },
+            Outcome::Emptied => {
+                // The state is about to go: nothing of it to keep.
+                if let Some(l) = stored.as_mut() {
+                    l.unchanged();
+                }
+                drop(stored);
+                key.delete();
+                None
+            }
+            Outcome::Created(limiter) => {
+                drop(stored);
+                let at = limiter.expires_at_us();
+                key.create(limiter).map_err(|_| WRONGTYPE)?;
+                Some(at)
+            }
+        }
+    };
+    if let Some(at_us) = expires_at_us {
+        key.set_expire_at_ms(ceil_ms(at_us));
     }
     drop(key);
     if changed {

@@ -41,11 +41,14 @@ pub(crate) fn apply(
             wrote(ctx, key_name, event);
         }
         Outcome::Updated => {
-            let Some(limiter) = key.get_mut().map_err(|_| WRONGTYPE)? else {
-                return Ok(());
+            // The caller's handle stored the change already: this one only reads.
+            let at_ms = {
+                let Some(limiter) = key.get().map_err(|_| WRONGTYPE)? else {
+                    return Ok(());
+                };
+                replicate(ctx, key_name, &limiter, now_us, effect, &bounds);
+                ceil_ms(limiter.expires_at_us())
             };
-            replicate(ctx, key_name, limiter, now_us, effect, &bounds);
-            let at_ms = ceil_ms(limiter.expires_at_us());
             if key.expire_at_ms() != Some(at_ms) {
                 key.set_expire_at_ms(at_ms);
             }

@@ -43,7 +43,8 @@ fn inspect(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
         }
         return Ok(());
     };
-    let fields = fields(stored, now_us);
+    let fields = fields(&stored, now_us);
+    drop(stored);
     drop(key);
     reply_map(ctx, &fields);
     Ok(())

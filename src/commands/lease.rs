@@ -64,7 +64,7 @@ fn acquire(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let counters = stats::algo(req.rule.algorithm());
     counters.calls.add(1);
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let mut stored = key.get_mut().map_err(|_| {
+    let mut stored = key.get().map_err(|_| {
         counters.errors.add(1);
         WRONGTYPE
     })?;
@@ -77,7 +77,7 @@ fn acquire(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     if verdict.clamped {
         stats::CLAMPED.add(1);
     }
-    let updated = stored.map(|l| (leases_stored(l), l.expires_at_us()));
+    let updated = stored.map(|l| (leases_stored(&l), l.expires_at_us()));
     store(
         ctx,
         &mut key,
@@ -99,9 +99,9 @@ fn release(ctx: Ctx, args: &[Arg]) -> Result<(), CmdError> {
     let id = parse_lease_id(arg_bytes(*id)).map_err(|e| CmdError::Owned(e.message()))?;
     let now_us = clock::now_us();
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let released = leases::release(stored.as_deref_mut(), &id, now_us).map_err(lease_error)?;
-    let updated = stored.map(|l| (leases_stored(l), l.expires_at_us()));
+    let updated = stored.map(|l| (leases_stored(&l), l.expires_at_us()));
     store(
         ctx,
         &mut key,
@@ -207,7 +207,7 @@ pub(crate) fn apply_effect(ctx: Ctx, key_name: Arg, payload: &[u8]) -> Result<()
         ));
     };
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let mut stored = key.get_mut().map_err(|_| WRONGTYPE)?;
+    let mut stored = key.get().map_err(|_| WRONGTYPE)?;
     let outcome = leases::replay(stored.as_deref_mut(), &effect).map_err(lease_error)?;
     let ours = match (&outcome, stored.as_deref()) {
         (Outcome::Created(l), _) | (Outcome::Updated, Some(l)) => leases_stored(l),
@@ -221,6 +221,7 @@ pub(crate) fn apply_effect(ctx: Ctx, key_name: Arg, payload: &[u8]) -> Result<()
              missed or refused before): the key stays approximate until its leases end",
         );
     }
+    drop(stored);
     let changed = outcome != Outcome::Unchanged;
     match outcome {
         Outcome::Unchanged | Outcome::Updated => {}

@@ -61,7 +61,7 @@ pub(crate) fn peek_with(
     counters.calls.add(1);
     let key = LimiterKey::open(ctx, key_name, false);
     let decided = key.get().map_err(|_| WRONGTYPE).and_then(|stored| {
-        Limiter::peek_with(stored, rule, cost, now_us, block_us).map_err(mismatch_error)
+        Limiter::peek_with(stored.as_deref(), rule, cost, now_us, block_us).map_err(mismatch_error)
     });
     match &decided {
         Ok(d) => {
@@ -108,7 +108,7 @@ pub(crate) fn charge_with(
     counters.calls.add(1);
     let bounds = crate::config::bounds();
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let mut stored = key.get_mut().map_err(|_| {
+    let mut stored = key.get().map_err(|_| {
         counters.errors.add(1);
         WRONGTYPE
     })?;
@@ -136,8 +136,9 @@ pub(crate) fn charge_with(
     let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
     match verdict.outcome {
         Outcome::Updated => {
-            if let Some(limiter) = stored {
+            if let Some(limiter) = stored.as_mut() {
                 replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
+                limiter.store().map_err(|_| WRONGTYPE)?;
             }
             if old_expire_at_ms != Some(expire_at_ms) || key.expire_at_ms() != Some(expire_at_ms) {
                 key.set_expire_at_ms(expire_at_ms);
@@ -145,13 +146,18 @@ pub(crate) fn charge_with(
             wrote(ctx, key_name, c"rl.allow");
         }
         Outcome::Created(limiter) => {
+            drop(stored); // none: the key was empty
             replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
             key.create(limiter).map_err(|_| WRONGTYPE)?;
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
         // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
-        Outcome::Unchanged | Outcome::Emptied => {}
+        Outcome::Unchanged | Outcome::Emptied => {
+            if let Some(limiter) = stored.as_mut() {
+                limiter.unchanged();
+            }
+        }
     }
     Ok(d)
 }

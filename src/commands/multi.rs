@@ -23,7 +23,7 @@ use super::effects::{apply, Effect};
 use super::limit::{mismatch_error, reply_fields};
 use super::{run, CmdError, WRONGTYPE};
 use crate::algo::multi::{allow_all, decide_all, AllDecision, Group};
-use crate::algo::Limiter;
+use crate::algo::{Limiter, Outcome};
 use crate::args::{echo, parse_count, parse_groups, ArgError};
 use crate::datatype::key::LimiterKey;
 use crate::ffi::{arg_bytes, reply_integers, Arg, Ctx};
@@ -111,6 +111,7 @@ fn peek(ctx: Ctx, keys: &[Arg], groups: &[Group], now_us: u64) -> Result<AllDeci
     for k in &open {
         stored.push(k.get().map_err(|_| WRONGTYPE)?);
     }
+    let stored: Vec<Option<&Limiter>> = stored.iter().map(|h| h.as_deref()).collect();
     decide_all(&stored, groups, now_us).map_err(|e| mismatch_error(e.mismatch))
 }
 
@@ -122,11 +123,22 @@ fn allow(ctx: Ctx, keys: &[Arg], groups: &[Group], now_us: u64) -> Result<AllDec
         .map(|&k| LimiterKey::open(ctx, k, true))
         .collect();
     let (decision, verdicts) = {
-        let mut stored: Vec<Option<&mut Limiter>> = Vec::with_capacity(open.len());
-        for k in open.iter_mut() {
-            stored.push(k.get_mut().map_err(|_| WRONGTYPE)?);
+        let mut held = Vec::with_capacity(open.len());
+        for k in &open {
+            held.push(k.get().map_err(|_| WRONGTYPE)?);
         }
-        allow_all(&mut stored, groups, now_us, &bounds).map_err(|e| mismatch_error(e.mismatch))?
+        let mut stored: Vec<Option<&mut Limiter>> =
+            held.iter_mut().map(|h| h.as_deref_mut()).collect();
+        let result = allow_all(&mut stored, groups, now_us, &bounds)
+            .map_err(|e| mismatch_error(e.mismatch))?;
+        drop(stored);
+        // The handles store what changed as they go; the unchanged ones are not packed again.
+        for (h, v) in held.iter_mut().zip(&result.1) {
+            if let (Some(h), Outcome::Unchanged) = (h.as_mut(), &v.outcome) {
+                h.unchanged();
+            }
+        }
+        result
     };
     if decision.allowed {
         stats::ALLOWED.add(1);

@@ -10,7 +10,7 @@ use std::ffi::c_int;
 use super::effects::{apply, Effect};
 use super::limit::{mismatch_error, reply_fields};
 use super::{run, CmdError, WRONGTYPE};
-use crate::algo::Limiter;
+use crate::algo::{Limiter, Outcome};
 use crate::args::parse_settle;
 use crate::clock;
 use crate::datatype::key::LimiterKey;
@@ -44,35 +44,42 @@ fn settle(ctx: Ctx, args: &[Arg], refund: bool) -> Result<(), CmdError> {
     let counters = crate::stats::algo(rule.algorithm());
     counters.calls.add(1);
     let mut key = LimiterKey::open(ctx, *key_name, true);
-    let stored = key.get_mut().map_err(|_| {
-        counters.errors.add(1);
-        WRONGTYPE
-    })?;
-    // What a charge finds available, to count the debt it makes (a peek: O(1), O(log N) for a
-    // moving window; only RL.CHARGE pays it).
-    let available = if refund {
-        None
-    } else {
-        Limiter::peek_with(stored.as_deref(), &rule, 0, now_us, 0)
-            .ok()
-            .map(|d| d.remaining)
+    let verdict = {
+        // Stored (packed again) when the handle goes, before `apply` reads the key.
+        let mut stored = key.get().map_err(|_| {
+            counters.errors.add(1);
+            WRONGTYPE
+        })?;
+        // What a charge finds available, to count the debt it makes (a peek: O(1), O(log N)
+        // for a moving window; only RL.CHARGE pays it).
+        let available = if refund {
+            None
+        } else {
+            Limiter::peek_with(stored.as_deref(), &rule, 0, now_us, 0)
+                .ok()
+                .map(|d| d.remaining)
+        };
+        let verdict = if refund {
+            Limiter::refund(stored.as_deref_mut(), &rule, amount, now_us, &bounds)
+        } else {
+            Limiter::charge(stored.as_deref_mut(), &rule, amount, now_us, &bounds)
+        }
+        .map_err(|m| {
+            counters.errors.add(1);
+            mismatch_error(m)
+        })?;
+        if let (Some(h), Outcome::Unchanged) = (stored.as_mut(), &verdict.outcome) {
+            h.unchanged();
+        }
+        if let Some(debt) = available
+            .and_then(|a| amount.checked_sub(a))
+            .filter(|&d| d > 0)
+        {
+            crate::stats::DEBT_CHARGES.add(1);
+            crate::stats::DEBT_CHARGED.add(debt);
+        }
+        verdict
     };
-    let verdict = if refund {
-        Limiter::refund(stored, &rule, amount, now_us, &bounds)
-    } else {
-        Limiter::charge(stored, &rule, amount, now_us, &bounds)
-    }
-    .map_err(|m| {
-        counters.errors.add(1);
-        mismatch_error(m)
-    })?;
-    if let Some(debt) = available
-        .and_then(|a| amount.checked_sub(a))
-        .filter(|&d| d > 0)
-    {
-        crate::stats::DEBT_CHARGES.add(1);
-        crate::stats::DEBT_CHARGED.add(debt);
-    }
     if verdict.clamped {
         crate::stats::CLAMPED.add(1);
     }

@@ -8,6 +8,7 @@ use redis_module::native_types::RedisType;
 use redis_module::raw;
 
 use super::codec::{decode, encode};
+use super::value::{self, Word};
 use super::ENCODING_VERSION;
 use crate::algo::run_log::RunLog;
 use crate::algo::{Limiter, State};
@@ -42,59 +43,15 @@ pub(crate) static RATE_LIMIT_TYPE: RedisType = RedisType::new(
     },
 );
 
-/// Moves a limiter to the heap as a module value (freed by [`free`], or [`drop_value`] when the
-/// server never took it). Counted in `INFO ratelimit` `keys`.
-pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
-    stats::KEYS.add_shared(1);
-    let (runs, leases) = footprint(Some(&limiter));
-    shift_gauges(runs, leases, false);
-    Box::into_raw(Box::new(limiter)).cast()
-}
-
-/// Frees a value made by [`into_value`].
+/// The heap limiter of a boxed value word (`None` for a packed one or null).
 ///
 /// # Safety
-/// `value` is null or a pointer made by [`into_value`], not freed yet and not used afterwards.
-pub(crate) unsafe fn drop_value(value: *mut c_void) {
-    if !value.is_null() {
-        stats::KEYS.sub_shared(1);
-        let (runs, leases) = footprint(unsafe { limiter_ref(value) }.map(|l| &*l));
-        shift_gauges(runs, leases, true);
-        drop(unsafe { Box::from_raw(value.cast::<Limiter>()) });
+/// `value` is null or a live value word made by [`value`].
+unsafe fn boxed<'a>(value: *mut c_void) -> Option<&'a mut Limiter> {
+    match Word::of(value)? {
+        Word::Boxed(p) => unsafe { p.as_mut() },
+        Word::Packed { .. } | Word::Block(_) => None,
     }
-}
-
-/// What a value adds to the `INFO` gauges: `(moving-window runs, leases stored)`. Kept exact by
-/// adding it when a value is made ([`into_value`]: create, load, RESTORE, COPY), taking it
-/// away when one is freed ([`drop_value`], maybe on the lazyfree thread), and moving it by the
-/// difference when a command changes a value in place (`LimiterKey`).
-pub(crate) fn footprint(limiter: Option<&Limiter>) -> (u64, u64) {
-    match limiter.map(|l| l.state.kind()) {
-        Some(State::MovingWindow(log)) => (u64::try_from(log.run_count()).unwrap_or(0), 0),
-        Some(State::Leases(t)) => (0, u64::try_from(t.leases().len()).unwrap_or(0)),
-        _ => (0, 0),
-    }
-}
-
-/// Adds (or with `sub`, takes away) a footprint from the gauges; nothing for a counter.
-pub(crate) fn shift_gauges(runs: u64, leases: u64, sub: bool) {
-    for (n, gauge) in [(runs, &stats::RUNS), (leases, &stats::LEASES)] {
-        if n != 0 {
-            if sub {
-                gauge.sub_shared(n);
-            } else {
-                gauge.add_shared(n);
-            }
-        }
-    }
-}
-
-/// Reads a module value. `None` for a null pointer.
-///
-/// # Safety
-/// `value` is null or a pointer made by [`into_value`] that is still alive.
-pub(crate) unsafe fn limiter_ref<'a>(value: *mut c_void) -> Option<&'a mut Limiter> {
-    unsafe { value.cast::<Limiter>().as_mut() }
 }
 
 extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
@@ -135,7 +92,7 @@ extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_vo
             Some(l) => {
                 // A RESTORE may have created a key without TTL: have it checked after the command.
                 crate::expiry::value_restored(rdb);
-                into_value(l)
+                value::into_value(l)
             }
             None if encver > ENCODING_VERSION => {
                 // Refusing stops the whole load: better than misreading a newer layout.
@@ -198,12 +155,12 @@ fn loading(rdb: *mut raw::RedisModuleIO) -> bool {
 
 extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
     guard((), || {
-        let (Some(l), Some(save)) = (unsafe { limiter_ref(value) }, unsafe {
+        let (Some(l), Some(save)) = (unsafe { value::open(value) }, unsafe {
             raw::RedisModule_SaveStringBuffer
         }) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         unsafe { save(rdb, bytes.as_ptr().cast::<c_char>(), bytes.len()) };
     })
 }
@@ -214,12 +171,12 @@ extern "C" fn aof_rewrite(
     value: *mut c_void,
 ) {
     guard((), || {
-        let (Some(l), Some(emit)) = (unsafe { limiter_ref(value) }, unsafe {
+        let (Some(l), Some(emit)) = (unsafe { value::open(value) }, unsafe {
             raw::RedisModule_EmitAOF
         }) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         // The server appends PEXPIREAT for the key's TTL after what we emit.
         unsafe {
             emit(
@@ -234,15 +191,21 @@ extern "C" fn aof_rewrite(
     })
 }
 
-/// The real allocation: the boxed limiter, and for a moving-window log with older runs their
-/// log, its chunk array and each chunk.
+/// The real allocation: nothing for a state packed into the value word, the block of one packed
+/// into a block; the boxed limiter, and for a moving-window log with older runs their log, its
+/// chunk array and each chunk.
 extern "C" fn mem_usage(value: *const c_void) -> usize {
     guard(0, || {
         let Some(size) = (unsafe { raw::RedisModule_MallocSize }) else {
-            return std::mem::size_of::<Limiter>();
-        };
-        let Some(l) = (unsafe { limiter_ref(value.cast_mut()) }) else {
             return 0;
+        };
+        let l = match Word::of(value.cast_mut()) {
+            None | Some(Word::Packed { .. }) => return 0,
+            Some(Word::Block(b)) => return unsafe { size(b.cast()) },
+            Some(Word::Boxed(p)) => match unsafe { p.as_ref() } {
+                Some(l) => l,
+                None => return 0,
+            },
         };
         let mut total = unsafe { size(value.cast_mut()) };
         // A block lives in a box of its own.
@@ -272,13 +235,13 @@ extern "C" fn mem_usage(value: *const c_void) -> usize {
 extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     guard((), || {
         let (Some(l), Some(add), Some(end)) = (
-            unsafe { limiter_ref(value) },
+            unsafe { value::open(value) },
             unsafe { raw::RedisModule_DigestAddStringBuffer },
             unsafe { raw::RedisModule_DigestEndSequence },
         ) else {
             return;
         };
-        let bytes = encode(l);
+        let bytes = encode(l.limiter());
         unsafe {
             add(md, bytes.as_ptr().cast::<c_char>(), bytes.len());
             end(md);
@@ -292,7 +255,7 @@ extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
 /// thread instead of in the command (it does so above 64).
 extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
     guard(1, || {
-        match unsafe { limiter_ref(value.cast_mut()) }.map(|l| l.state.kind()) {
+        match unsafe { boxed(value.cast_mut()) }.map(|l| l.state.kind()) {
             Some(State::MovingWindow(log)) => log
                 .older()
                 .map_or(1, |o| o.heap_blocks().count().saturating_add(2)),
@@ -302,9 +265,9 @@ extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_voi
     })
 }
 
+/// Frees a value: on the main thread or the lazyfree thread (see `rules`).
 extern "C" fn free(value: *mut c_void) {
-    // SAFETY: the server frees each value it holds once.
-    guard((), || unsafe { drop_value(value) })
+    guard((), || unsafe { value::free(value) })
 }
 
 extern "C" fn copy(
@@ -313,18 +276,17 @@ extern "C" fn copy(
     value: *const c_void,
 ) -> *mut c_void {
     guard(ptr::null_mut(), || {
-        match unsafe { limiter_ref(value.cast_mut()) } {
-            Some(l) => {
-                crate::expiry::value_copied();
-                into_value(l.clone())
-            }
-            None => ptr::null_mut(),
+        let copy = unsafe { value::duplicate(value.cast_mut()) };
+        if !copy.is_null() {
+            crate::expiry::value_copied();
         }
+        copy
     })
 }
 
 /// Active defrag (Redis 7.0 module API): moves the value to a fresh allocation when the
-/// allocator asks for it. Returns 0: the value is always done in one call.
+/// allocator asks for it; a packed value word has nothing to move. Returns 0: the value is
+/// always done in one call.
 extern "C" fn defrag(
     ctx: *mut raw::RedisModuleDefragCtx,
     _key: *mut raw::RedisModuleString,
@@ -338,6 +300,18 @@ extern "C" fn defrag(
         let Some(slot) = (unsafe { value.as_mut() }) else {
             return 0;
         };
+        match Word::of(*slot) {
+            Some(Word::Boxed(_)) => {}
+            Some(Word::Block(b)) => {
+                let moved = unsafe { defrag_alloc(ctx, b.cast()) };
+                if !moved.is_null() {
+                    *slot = Word::Block(moved.cast()).value();
+                    stats::DEFRAG_MOVES.add(1);
+                }
+                return 0;
+            }
+            None | Some(Word::Packed { .. }) => return 0,
+        }
         let moved = unsafe { defrag_alloc(ctx, *slot) };
         if !moved.is_null() {
             // The old block was freed by the server: only the new pointer is valid now.
@@ -345,9 +319,9 @@ extern "C" fn defrag(
             stats::DEFRAG_MOVES.add(1);
         }
         // A moving-window log with older runs has more blocks: its run log, the chunk array and
-        // each chunk's bytes. (A block's box is left where it is: blocks are few and short-lived.)
-        if let Some(State::MovingWindow(log)) =
-            unsafe { limiter_ref(*slot) }.map(|l| l.state.kind_mut())
+        // each chunk's bytes. (A penalty block's box is left where it is: blocks are few and
+        // short-lived.)
+        if let Some(State::MovingWindow(log)) = unsafe { boxed(*slot) }.map(|l| l.state.kind_mut())
         {
             if let Some(older) = log.older_mut() {
                 let header: *mut RunLog = &mut **older;
@@ -367,7 +341,7 @@ extern "C" fn defrag(
         if let Some(Limiter {
             state: State::Leases(leases),
             ..
-        }) = unsafe { limiter_ref(*slot) }
+        }) = unsafe { boxed(*slot) }
         {
             // SAFETY: as for the chunks above.
             unsafe { leases.relocate(|block| defrag_alloc(ctx, block.cast()).cast()) };

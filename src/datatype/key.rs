@@ -1,13 +1,13 @@
 //! Opening a key that holds (or will hold) a limiter. The handle is closed on drop, also when a
 //! command unwinds from a panic.
 
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
+use std::ops::{Deref, DerefMut};
 
 use redis_module::raw;
 
-use super::callbacks::{
-    drop_value, footprint, into_value, limiter_ref, shift_gauges, RATE_LIMIT_TYPE,
-};
+use super::callbacks::RATE_LIMIT_TYPE;
+use super::value::{self, Opened};
 use crate::algo::Limiter;
 
 /// The key holds a value of another type.
@@ -17,10 +17,6 @@ pub(crate) struct WrongType;
 /// An open key.
 pub(crate) struct LimiterKey {
     key: *mut raw::RedisModuleKey,
-    /// The value lent for writing and its footprint (`callbacks::footprint`) then: the INFO
-    /// gauges move by the difference when the key is closed or deleted. (Changes in place keep
-    /// the pointer; only `delete`, which settles first, removes the value.)
-    lent: Option<(*mut std::ffi::c_void, (u64, u64))>,
 }
 
 impl LimiterKey {
@@ -41,10 +37,11 @@ impl LimiterKey {
             Some(open) => unsafe { open(ctx, name, mode as c_int) },
             None => std::ptr::null_mut(),
         };
-        LimiterKey { key, lent: None }
+        LimiterKey { key }
     }
 
-    fn value_ptr(&self) -> Result<*mut std::ffi::c_void, WrongType> {
+    #[inline(always)]
+    fn value_ptr(&self) -> Result<*mut c_void, WrongType> {
         if self.key.is_null() {
             return Ok(std::ptr::null_mut());
         }
@@ -55,80 +52,93 @@ impl LimiterKey {
         ) else {
             return Err(WrongType);
         };
+        // Our type first (null for an empty key or another type): one call on the hot path.
+        let mt = unsafe { get_type(self.key) };
+        if !mt.is_null() && mt == *RATE_LIMIT_TYPE.raw_type.borrow() {
+            return Ok(unsafe { get_value(self.key) });
+        }
         match unsafe { key_type(self.key) } as isize {
             raw::REDISMODULE_KEYTYPE_EMPTY => Ok(std::ptr::null_mut()),
-            raw::REDISMODULE_KEYTYPE_MODULE
-                if unsafe { get_type(self.key) } == *RATE_LIMIT_TYPE.raw_type.borrow() =>
-            {
-                Ok(unsafe { get_value(self.key) })
-            }
             _ => Err(WrongType),
         }
     }
 
-    /// The stored limiter; `None` when the key does not exist.
-    pub(crate) fn get(&self) -> Result<Option<&Limiter>, WrongType> {
-        let value = self.value_ptr()?;
-        // SAFETY: a value of our type was made by `into_value`; it lives while the key is open.
-        Ok(unsafe { limiter_ref(value) }.map(|l| &*l))
+    /// Whether the key holds a limiter (`false`: it does not exist), without reading it.
+    #[inline]
+    pub(crate) fn holds_limiter(&self) -> Result<bool, WrongType> {
+        Ok(!self.value_ptr()?.is_null())
     }
 
-    /// The stored limiter, to change in place; `None` when the key does not exist.
-    pub(crate) fn get_mut(&mut self) -> Result<Option<&mut Limiter>, WrongType> {
+    /// The stored limiter; `None` when the key does not exist. Change it through the handle and
+    /// [`Held::store`] it (a key opened for writing). One handle per key at a time.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> Result<Option<Held<'_>>, WrongType> {
         let value = self.value_ptr()?;
-        // SAFETY: as for `get`; `&mut self` keeps a second borrow from being made.
-        let limiter = unsafe { limiter_ref(value) };
-        if self.lent.is_none() {
-            if let Some(l) = limiter.as_deref() {
-                self.lent = Some((value, footprint(Some(l))));
-            }
-        }
-        Ok(limiter)
+        // SAFETY: a value of our type was made by `value`; it lives while the key is open, and
+        // the caller keeps one handle at a time.
+        Ok(unsafe { value::open(value) }.map(|opened| Held {
+            key: self,
+            value,
+            footprint: value::footprint(opened.limiter()),
+            opened,
+            dirty: false,
+        }))
     }
 
-    /// Moves the INFO gauges by what changed in the value since [`LimiterKey::get_mut`] lent it.
-    fn settle_gauges(&mut self) {
-        let Some((value, (runs, leases))) = self.lent.take() else {
-            return;
+    /// Puts `new` in place of the key's value word (the key holds one of our type), without
+    /// freeing the old one.
+    fn replace(&self, new: *mut c_void) -> Result<(), WrongType> {
+        let Some(replace) = (unsafe { raw::RedisModule_ModuleTypeReplaceValue }) else {
+            return Err(WrongType);
         };
-        // SAFETY: the value lent by `get_mut` is still the key's: it is removed only by
-        // `delete`, which settles before.
-        let (now_runs, now_leases) = footprint(unsafe { limiter_ref(value) }.map(|l| &*l));
-        if (now_runs, now_leases) != (runs, leases) {
-            shift_gauges(runs, leases, true);
-            shift_gauges(now_runs, now_leases, false);
+        let mt = *RATE_LIMIT_TYPE.raw_type.borrow();
+        let status = unsafe { replace(self.key, mt, new, std::ptr::null_mut()) };
+        if status == raw::REDISMODULE_OK as c_int {
+            Ok(())
+        } else {
+            Err(WrongType)
         }
     }
 
-    /// Stores a new limiter at a key opened for writing (which held none).
+    /// Stores a new limiter at a key opened for writing (which held none). (`&mut self`, as
+    /// for [`LimiterKey::put`] and [`LimiterKey::delete`]: no [`Held`] handle of the key may
+    /// outlive the value it read.)
     pub(crate) fn create(&mut self, limiter: Limiter) -> Result<(), WrongType> {
         let Some(set_value) = (unsafe { raw::RedisModule_ModuleTypeSetValue }) else {
             return Err(WrongType);
         };
-        let boxed = into_value(limiter);
-        let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), boxed) };
+        let new = value::into_value(limiter);
+        let status = unsafe { set_value(self.key, *RATE_LIMIT_TYPE.raw_type.borrow(), new) };
         if status != raw::REDISMODULE_OK as c_int {
             // SAFETY: the server did not take ownership; free it ourselves.
-            unsafe { drop_value(boxed) };
+            unsafe { value::free(new) };
             return Err(WrongType);
         }
         crate::stats::KEYS_CREATED.add(1);
         Ok(())
     }
 
-    /// Stores `limiter` (in place when the key holds one already).
+    /// Stores `limiter` (in place of the key's value when it holds one already).
     pub(crate) fn put(&mut self, limiter: Limiter) -> Result<(), WrongType> {
-        match self.get_mut()? {
-            Some(slot) => {
-                *slot = limiter;
-                Ok(())
-            }
-            None => self.create(limiter),
+        let old = self.value_ptr()?;
+        if old.is_null() {
+            return self.create(limiter);
         }
+        let new = value::into_value(limiter);
+        match self.replace(new) {
+            // SAFETY: the server no longer holds the old value word.
+            Ok(()) => unsafe { value::free(old) },
+            // SAFETY: the server did not take the new one.
+            Err(e) => {
+                unsafe { value::free(new) };
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Sets the key to expire at `at_ms` (absolute Unix ms). The key must be open for writing.
-    pub(crate) fn set_expire_at_ms(&mut self, at_ms: i64) {
+    pub(crate) fn set_expire_at_ms(&self, at_ms: i64) {
         if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
             unsafe { set_abs_expire(self.key, at_ms) };
         }
@@ -146,10 +156,104 @@ impl LimiterKey {
 
     /// Deletes the key (open for writing).
     pub(crate) fn delete(&mut self) {
-        self.settle_gauges();
         if let Some(del) = unsafe { raw::RedisModule_DeleteKey } {
             unsafe { del(self.key) };
         }
+    }
+}
+
+/// The limiter of an open key: a copy of a state packed into the value word, or the heap limiter
+/// itself (see `value`). Read it and change it as a [`Limiter`]. A change is kept when the
+/// handle is stored ([`Held::store`]) or dropped, as changes in place always were; a caller that
+/// knows nothing changed says so ([`Held::unchanged`]) and skips packing it again.
+pub(crate) struct Held<'k> {
+    key: &'k LimiterKey,
+    value: *mut c_void,
+    opened: Opened<'k>,
+    /// What the limiter added to the INFO gauges when it was opened or last stored
+    /// (`value::footprint`).
+    footprint: (u64, u64),
+    /// Borrowed mutably since it was opened or last stored.
+    dirty: bool,
+}
+
+impl Held<'_> {
+    /// Keeps the changes made through this handle: the limiter is packed again (or moves to or
+    /// from the heap) and the key's value word replaced when it changed. The key must be open
+    /// for writing.
+    /// (In place: the handle is large, and the hot path keeps it where it is.)
+    #[inline]
+    pub(crate) fn store(&mut self) -> Result<(), WrongType> {
+        self.commit()
+    }
+
+    /// Marks the limiter unchanged, so that dropping the handle does not pack it again: the
+    /// caller knows it did not change (a denial, a peek).
+    #[inline]
+    pub(crate) fn unchanged(&mut self) {
+        self.dirty = false;
+    }
+
+    #[inline(always)]
+    fn commit(&mut self) -> Result<(), WrongType> {
+        self.dirty = false;
+        // (Before `restore`, which may move the limiter out of `opened`.)
+        let now = value::footprint(self.opened.limiter());
+        let old_entry = self.opened.entry_id();
+        let (new, retired) = value::restore(self.value, &mut self.opened);
+        if new != self.value {
+            if let Err(e) = self.key.replace(new) {
+                // The old value stays, with everything it names (`retired` is not freed); the
+                // new word goes.
+                // SAFETY: the server did not take `new`, and it differs from the old word.
+                unsafe { value::discard(new, old_entry) };
+                return Err(e);
+            }
+            self.value = new;
+        }
+        retired.free();
+        if now != self.footprint {
+            value::shift_gauges(self.footprint.0, self.footprint.1, true);
+            value::shift_gauges(now.0, now.1, false);
+            self.footprint = now;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.dirty {
+            self.commit_on_drop();
+        }
+    }
+}
+
+impl Held<'_> {
+    /// A handle dropped with changes not stored (the hot path stores, or says nothing changed,
+    /// so that dropping a handle stays a few instructions inline).
+    #[cold]
+    #[inline(never)]
+    fn commit_on_drop(&mut self) {
+        // Nothing to report to: a failure leaves the old value in place.
+        let _ = self.commit();
+    }
+}
+
+impl Deref for Held<'_> {
+    type Target = Limiter;
+    #[inline]
+    fn deref(&self) -> &Limiter {
+        self.opened.limiter()
+    }
+}
+
+impl DerefMut for Held<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut Limiter {
+        self.dirty = true;
+        self.opened.limiter_mut()
     }
 }
 
@@ -157,13 +261,12 @@ impl LimiterKey {
 /// has no TTL.
 pub(crate) fn is_limiter_without_ttl(key: *mut raw::RedisModuleKey) -> bool {
     // Borrowed: the server closes it, so this view must never run `Drop`.
-    let view = std::mem::ManuallyDrop::new(LimiterKey { key, lent: None });
-    matches!(view.get(), Ok(Some(_))) && view.expire_at_ms().is_none()
+    let view = std::mem::ManuallyDrop::new(LimiterKey { key });
+    matches!(view.holds_limiter(), Ok(true)) && view.expire_at_ms().is_none()
 }
 
 impl Drop for LimiterKey {
     fn drop(&mut self) {
-        self.settle_gauges();
         if let (false, Some(close)) = (self.key.is_null(), unsafe { raw::RedisModule_CloseKey }) {
             unsafe { close(self.key) };
         }

@@ -1,7 +1,9 @@
 //! The `ratelimit` data type: one [`Limiter`](crate::algo::Limiter) per key.
 //!
-//! `codec` is the pure binary encoding; `callbacks` are the server's hooks (RDB, AOF rewrite,
-//! digest, memory, copy, free, defrag); `key` opens keys of this type for the commands.
+//! `codec` is the pure binary encoding; `value` the layout in memory (a state packed into the
+//! value word, naming a shared `rules` entry, or a heap limiter); `callbacks` are the server's
+//! hooks (RDB, AOF rewrite, digest, memory, copy, free, defrag); `key` opens keys of this type
+//! for the commands.
 
 pub mod codec;
 
@@ -9,6 +11,10 @@ pub mod codec;
 mod callbacks;
 #[cfg(feature = "module")]
 pub(crate) mod key;
+#[cfg(feature = "module")]
+pub(crate) mod rules;
+#[cfg(feature = "module")]
+pub(crate) mod value;
 
 #[cfg(feature = "module")]
 pub(crate) use callbacks::RATE_LIMIT_TYPE;
