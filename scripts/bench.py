@@ -75,6 +75,18 @@ ROWS: list[tuple[str, str, str]] = [
     # RL.ACQUIRE + RL.RELEASE of the lease just taken, in one script (the key is created and
     # deleted every time), against INCR + INCR in one script: the scripts' own cost cancels.
     ("lease_pair", "fresh", "EVALSHA {lease_pair} 1 lp:{r}"),
+    # Several limits in one call (each key sliding-window 1000 1h), costs settled after the work,
+    # a penalty block, the GCRA drop-ins.
+    ("allowall1", "fresh existing", "RL.ALLOWALL 1 w1:{r} 1000 1h"),
+    ("allowall2", "fresh existing", "RL.ALLOWALL 2 w2a:{r} w2b:{r} 1000 1h 1000 1h"),
+    ("allowall4", "existing",
+     "RL.ALLOWALL 4 w4a:{r} w4b:{r} w4c:{r} w4d:{r} 1000 1h 1000 1h 1000 1h 1000 1h"),
+    ("peekall2", "existing reads", "RL.PEEKALL 2 w2a:{r} w2b:{r} 1000 1h 1000 1h"),
+    ("charge", "existing", "RL.CHARGE ch:{r} 1000 1h 1"),
+    ("refund", "existing", "RL.REFUND ch:{r} 1000 1h 1"),
+    ("block", "fresh existing", "RL.ALLOW b:{r} 1000 1h BLOCK 1m"),
+    ("rl_throttle", "fresh existing", "RL.THROTTLE t:{r} 999 10 86400 1"),  # = our CL.THROTTLE
+    ("gcra_cmd", "fresh existing", "GCRA gc:{r} 999 10 86400"),
     ("incr_pair", "fresh", "EVALSHA {incr_pair} 1 ip:{r}"),
 ]
 
@@ -92,6 +104,10 @@ COMPARE: list[tuple[str, str, str]] = [
     ("moving-window ÷ limits' moving window (Lua)", "moving", "limits_moving"),
     ("limits sliding via rl:// ÷ via limits' Lua", "rl_sliding", "limits_sliding"),
     ("gcra ÷ redis-cell CL.THROTTLE", "gcra", "cell"),
+    ("RL.THROTTLE (our CL.THROTTLE) ÷ redis-cell CL.THROTTLE", "rl_throttle", "cell"),
+    ("RL.ALLOWALL 1 key ÷ RL.ALLOW", "allowall1", "sliding"),
+    ("RL.ALLOWALL 2 keys ÷ RL.ALLOW (×2: per limit checked)", "allowall2", "sliding"),
+    ("RL.ALLOWALL 4 keys ÷ RL.ALLOW (×4: per limit checked)", "allowall4", "sliding"),
     ("hot moving-window log ÷ limits' hot list", "hot_log", "limits_moving_hot"),
     ("RL.ACQUIRE + RL.RELEASE ÷ INCR + INCR (each pair in one script)", "lease_pair",
      "incr_pair"),
@@ -156,7 +172,11 @@ SECTIONS = set(ENV.get("SECTIONS", "throughput unrelated instructions memory log
 SERVER = ENV.get("SERVER_BIN", "redis-server")
 MEMORY_SERVERS = ENV.get("MEMORY_SERVERS_BIN", SERVER).split()
 MODULE = ENV["MODULE_SO"]
+# With redis-cell loaded beside it, the module leaves CL.THROTTLE to redis-cell (its own
+# CL.THROTTLE is RL.THROTTLE's code: row rl_throttle); loaded after it, redis-cell would find the
+# name taken and abort the server.
 CELL = ENV.get("RL_CELL_SO", "")
+OURS = f"{MODULE} compat-commands gcra" if CELL else MODULE
 JSON_OUT = ENV.get("BENCH_JSON", "target/bench/results.json")
 FRESH_RANGE = 1_000_000_000
 CLIENTS = 50
@@ -218,7 +238,7 @@ class Server:
                 "--pidfile", os.path.join(self.dir, "pid"), "--enable-debug-command", "local",
                 "--enable-module-command", "local"]
         for m in self.modules:
-            args += ["--loadmodule", m]
+            args += ["--loadmodule", *m.split()]  # a path, then the module's arguments
         if self.callgrind:  # a daemonized child escapes callgrind_control: in the background
             args[args.index("--daemonize") + 1] = "no"
             subprocess.Popen(args + self.extra, stdout=subprocess.DEVNULL,
@@ -447,7 +467,7 @@ def lua_sha(server: Server, name: str) -> str:
 
 def throughput(root: str, result: dict[str, Any]) -> list[Run]:
     """Starts the servers, writes the existing keys, and returns the runs of one round."""
-    mods = [MODULE] + ([CELL] if CELL else [])
+    mods = [OURS] + ([CELL] if CELL else [])
     main = Server("main", SERVER, mods).start(root)
     servers = [main]
     with_replica = None
@@ -588,7 +608,7 @@ def instruction_counts(root: str) -> tuple[dict[Key, float], dict[Key, str],
     # Counts are of the whole process: keep its timer work (cron, active expiry, active rehash)
     # small and out of the commands' figures, so that a slower run does not count more.
     quiet = ["--hz", "1", "--activerehashing", "no"]
-    rl = Server("callgrind-module", SERVER, [MODULE] + ([CELL] if CELL else []), extra=quiet,
+    rl = Server("callgrind-module", SERVER, [OURS] + ([CELL] if CELL else []), extra=quiet,
                 callgrind=True).start(root)
     plain = Server("callgrind-plain", SERVER, [], extra=quiet, callgrind=True).start(root)
     for s in (rl, plain):
@@ -651,7 +671,7 @@ def instruction_counts(root: str) -> tuple[dict[Key, float], dict[Key, str],
 
 def memory(root: str, binary: str, index: int) -> dict[str, Any]:
     label = version_of(binary)
-    mods = [MODULE]
+    mods = [OURS]
     server = Server(f"memory-{index}", binary, mods).start(root)
     cell_loaded = False
     if CELL:
