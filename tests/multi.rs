@@ -296,7 +296,7 @@ fn block_denies_for_its_duration_and_tells_the_truth() {
         let d = c.allow(&k, &format!("{rule} BLOCK 1m"));
         assert_eq!((d.allowed, d.remaining), (false, 0));
         assert_eq!((d.retry_ms, d.reset_ms), (60_000, 60_000), "{k}");
-        common::assert_between(c.pttl(&k), 59_000, 60_001, "PTTL of a blocked key");
+        common::assert_between(c.pttl(&k), 55_000, 60_001, "PTTL of a blocked key");
         let at = c.pexpiretime(&k);
         let value = c.digest_value(&k);
         // During the block every request is denied (with or without BLOCK) and nothing is
@@ -305,7 +305,7 @@ fn block_denies_for_its_duration_and_tells_the_truth() {
         for args in [rule.clone(), format!("{rule} BLOCK 1m")] {
             let d = c.allow(&k, &args);
             assert!(!d.allowed, "{k}");
-            common::assert_between(d.retry_ms, 57_000, 59_000, "retry during the block");
+            common::assert_between(d.retry_ms, 50_000, 59_000, "retry during the block");
         }
         assert_eq!((c.pexpiretime(&k), c.digest_value(&k)), (at, value));
         let p = c.peek(&k, &rule);
@@ -476,8 +476,8 @@ fn a_debt_is_not_a_clock_step_on_master_and_replica() {
     master.wait_replicas(&mut m, 1);
     for conn in [&mut m, &mut r] {
         let p = conn.peek("debt", rule);
-        common::assert_between(p.retry_ms, 34_000, 36_000, "debt kept");
-        common::assert_between(p.reset_ms, 89_000, 90_000, "debt kept");
+        common::assert_between(p.retry_ms, 29_000, 36_000, "debt kept");
+        common::assert_between(p.reset_ms, 84_000, 90_000, "debt kept");
     }
     // The same tat a day ahead (a master whose clock stepped back) is clamped everywhere, to
     // at most τ + W for a key that was in debt.
@@ -495,14 +495,14 @@ fn a_debt_is_not_a_clock_step_on_master_and_replica() {
     master.wait_replicas(&mut m, 1);
     for conn in [&mut m, &mut r] {
         let p = conn.peek("stepped", rule);
-        common::assert_between(p.reset_ms, 119_000, 120_000, "clamped to τ + W");
+        common::assert_between(p.reset_ms, 114_000, 120_000, "clamped to τ + W");
     }
     let d = m.allow("stepped", rule);
     assert!(!d.allowed);
     master.wait_replicas(&mut m, 1);
     assert_eq!(master.digest(), replica.digest());
     assert_eq!(m.pexpiretime("stepped"), r.pexpiretime("stepped"));
-    common::assert_between(m.pttl("stepped"), 118_000, 120_001, "the clamp was stored");
+    common::assert_between(m.pttl("stepped"), 113_000, 120_001, "the clamp was stored");
 }
 
 /// Keys with a block or a debt need this release to be read: the previous release refuses
