@@ -307,7 +307,7 @@ impl MovingWindowState {
         let found = found.filter(|_| !clamped);
         let alive = self.trim(Horizon::new(old, new, now_us), found);
         if cost == 0 {
-            self.release_retired();
+            self.free_dropped();
             return alive;
         }
         if alive {
@@ -320,7 +320,7 @@ impl MovingWindowState {
             self.newest_ts = now_us;
             self.newest_count = cost.min(MAX_COUNT);
         }
-        self.release_retired();
+        self.free_dropped();
         true
     }
 
@@ -332,7 +332,7 @@ impl MovingWindowState {
         self.clamp(now_us);
         let alive = self.trim(Horizon::new(old, new, now_us), None);
         let alive = alive && self.take_back(amount);
-        self.release_retired();
+        self.free_dropped();
         alive
     }
 
@@ -374,11 +374,11 @@ impl MovingWindowState {
         true
     }
 
-    /// Frees a bounded number of retired chunk buffers; drops the older log once it holds
+    /// Frees a bounded number of dropped chunks' buffers; drops the older log once it holds
     /// neither runs nor buffers.
-    fn release_retired(&mut self) {
+    fn free_dropped(&mut self) {
         if let Some(log) = self.older.as_mut() {
-            if log.release_retired() && log.is_empty() {
+            if log.free_dropped() && log.is_empty() {
                 self.older = None;
             }
         }

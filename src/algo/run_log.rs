@@ -21,7 +21,7 @@
 //! instructions and a cache miss or two; a clock step or an expired burst can drop hundreds of
 //! chunks at once. Dropped chunks stay where they are, outside the live bounds: the next chunks
 //! the log opens reuse their buffers, and each write frees at most [`FREE_BUDGET`] of them
-//! ([`RunLog::release_retired`]); the rest stay counted in `MEMORY USAGE` until then, or until
+//! ([`RunLog::free_dropped`]); the rest stay counted in `MEMORY USAGE` until then, or until
 //! the key is deleted or expires. A log that holds no run keeps existing while it has dropped
 //! chunks to free. (An earlier layout moved every dropped chunk's buffer into a list at the drop:
 //! O(dropped chunks) plus an allocation, 20,000 instructions and ~50 µs for an expired burst of
@@ -438,7 +438,7 @@ impl RunLog {
     }
 
     /// Frees at most [`FREE_BUDGET`] dropped chunks' buffers; `true` when none is left.
-    pub fn release_retired(&mut self) -> bool {
+    pub fn free_dropped(&mut self) -> bool {
         let mut budget = FREE_BUDGET;
         while self.freed < self.lo && budget > 0 {
             if let Some(c) = self.chunks.get_mut(self.freed) {
@@ -787,7 +787,7 @@ mod unit {
                     }
                     _ => {}
                 }
-                l.release_retired();
+                l.free_dropped();
                 assert_eq!(l.iter().collect::<Vec<_>>(), model, "{ctx}");
                 assert_eq!(l.runs(), model.len(), "{ctx}");
                 assert_eq!(l.total(), model.iter().map(|r| r.1).sum::<u64>(), "{ctx}");
@@ -812,11 +812,11 @@ mod unit {
             }
             // Writes that drop nothing free every dropped chunk within a bounded number.
             for _ in 0..100 {
-                if l.release_retired() {
+                if l.free_dropped() {
                     break;
                 }
             }
-            assert!(l.release_retired(), "round {round}: dropped chunks left");
+            assert!(l.free_dropped(), "round {round}: dropped chunks left");
             // The chunk array, and the live chunks (all full but the first and the last).
             let live_chunks = model.len() / CHUNK_RUNS as usize + 2;
             assert!(
