@@ -256,6 +256,18 @@ impl Slot {
                 let want = self.expect(&self.rule, look, now).0;
                 let got = Limiter::peek_with(Some(l), &self.rule, 0, now, 0);
                 assert_eq!(got, Ok(want), "the key's look: {}", ctx());
+                // RL.INSPECT's `blocked_until_us`: when the block in force ends, 0 for none.
+                let until = match &self.model {
+                    KeyModel::Sliding(k) => k.as_ref().and_then(|k| k.block_at(now)),
+                    KeyModel::Fixed(k) => k.as_ref().and_then(|k| k.block_at(now)),
+                    KeyModel::Bucket(k) => k.as_ref().and_then(|k| k.block_at(now)),
+                    KeyModel::Log(k) => k.as_ref().and_then(|k| k.block_at(now)),
+                    KeyModel::Limits(_) | KeyModel::Leases => None,
+                }
+                .map_or(0, |b| b.1);
+                let fields = l.inspect(now);
+                let field = fields.iter().find(|f| f.0 == "blocked_until_us");
+                assert_eq!(field.map(|f| f.1), Some(until), "RL.INSPECT: {}", ctx());
             }
         }
     }
