@@ -219,23 +219,38 @@ fn read(bytes: &[u8], mut pos: usize, max_bits: u32) -> Option<(u128, usize)> {
 }
 
 /// Reads a `u64` varint at `pos` in `bytes`: the value and the position after it.
+#[inline]
 pub fn read_u64(bytes: &[u8], pos: usize) -> Option<(u64, usize)> {
-    // Fast path: most values in a run log take one or two bytes (the log scans decode
-    // thousands per call); anything longer goes through the general, strict reader.
+    // Run log scans decode thousands of these per call: one- and two-byte fast paths, then a u64 loop
+    // as strict as `read` (no overlong forms, nothing past 64 bits).
     let b0 = *bytes.get(pos)?;
     if b0 < 0x80 {
         return Some((u64::from(b0), pos.checked_add(1)?));
     }
     let b1 = *bytes.get(pos.checked_add(1)?)?;
     if b1 < 0x80 {
-        if b1 == 0 {
-            return None; // overlong
-        }
         let v = u64::from(b0 & 0x7f) | (u64::from(b1) << 7);
-        return Some((v, pos.checked_add(2)?));
+        // The last byte of a multi-byte varint must carry bits.
+        return (b1 != 0).then_some((v, pos.checked_add(2)?));
     }
-    let (v, pos) = read(bytes, pos, 64)?;
-    Some((u64::try_from(v).ok()?, pos))
+    let mut v = u64::from(b0 & 0x7f) | (u64::from(b1 & 0x7f) << 7);
+    let mut shift: u32 = 14;
+    let mut at = pos.checked_add(2)?;
+    loop {
+        let b = *bytes.get(at)?;
+        at = at.checked_add(1)?;
+        let low = u64::from(b & 0x7f);
+        // Nine bytes carry 63 bits: a tenth may add one more, nothing above.
+        if shift == 63 && low > 1 {
+            return None;
+        }
+        v |= low.checked_shl(shift)?;
+        if b < 0x80 {
+            // The last byte of a multi-byte varint must carry bits.
+            return (b != 0).then_some((v, at));
+        }
+        shift = shift.checked_add(7).filter(|&s| s <= 63)?;
+    }
 }
 
 /// A cursor over an encoded payload.
@@ -292,7 +307,11 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
 
@@ -325,6 +344,48 @@ mod tests {
         assert_eq!(read_u64(&[0x80], 0), None);
         assert_eq!(read_u64(&[], 0), None);
         assert_eq!(Reader::new(&[0xff; 20]).u128(), None);
+    }
+
+    /// The u64 reader agrees with the general strict reader on every input: random bytes,
+    /// and every value around each power of two with continuation bytes appended.
+    #[test]
+    fn u64_reader_agrees_with_the_general_reader() {
+        let general =
+            |bytes: &[u8]| read(bytes, 0, 64).and_then(|(v, n)| Some((u64::try_from(v).ok()?, n)));
+        let mut x: u64 = 1;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 12) as usize;
+            let mut bytes: Vec<u8> = x
+                .to_le_bytes()
+                .iter()
+                .chain(&[0xff, 0x01, 0x80, 0x00])
+                .copied()
+                .collect();
+            // Mostly continuation bits, so that long forms come up.
+            for b in bytes.iter_mut().take(len) {
+                *b |= 0x80;
+            }
+            bytes.truncate(len.max(1));
+            assert_eq!(read_u64(&bytes, 0), general(&bytes), "{bytes:x?}");
+        }
+        for bit in 0..64 {
+            for v in [(1u64 << bit) - 1, 1u64 << bit, (1u64 << bit) + 1] {
+                let mut out = Vec::new();
+                put_u64(&mut out, v);
+                assert_eq!(read_u64(&out, 0), Some((v, out.len())));
+                for tail in [0x00u8, 0x01, 0x02, 0x7f, 0x80] {
+                    let mut long = out.clone();
+                    if let Some(last) = long.last_mut() {
+                        *last |= 0x80;
+                    }
+                    long.push(tail);
+                    assert_eq!(read_u64(&long, 0), general(&long), "{long:x?}");
+                }
+            }
+        }
     }
 
     #[test]

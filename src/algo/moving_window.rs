@@ -59,7 +59,7 @@
 //! ```
 
 use super::kind::{Bounds, Change, Fields, Hit, Kind, Replication};
-use super::run_log::RunLog;
+use super::run_log::{Pos, RunLog};
 use super::{Decision, RetryAfter, Rule, MAX_COUNT, MAX_TIMESTAMP_US};
 use crate::bits::{bit_width, Packer, Unpacker};
 use crate::varint::{put_u64, Reader, Sink};
@@ -209,9 +209,9 @@ impl MovingWindowState {
     }
 
     /// Moves every run after `now_us` to `now_us` (a clock step back): they merge into one.
-    fn clamp(&mut self, now_us: u64) {
+    fn clamp(&mut self, now_us: u64) -> bool {
         if self.newest_ts <= now_us {
-            return;
+            return false;
         }
         if let Some(log) = self.older.as_mut() {
             let moved = match log.first_from_time(|t| t >= now_us) {
@@ -226,15 +226,22 @@ impl MovingWindowState {
             self.newest_count = self.newest_count.saturating_add(moved);
         }
         self.newest_ts = now_us;
+        true
     }
 
-    /// Drops every run that left the window; `false` when nothing is left.
-    fn trim(&mut self, horizon: Horizon) -> bool {
+    /// Drops every run that left the window; `false` when nothing is left. `found` is the first
+    /// older run still counted when the caller searched for it already (on this very log).
+    fn trim(&mut self, horizon: Horizon, found: Option<Option<Pos>>) -> bool {
         let everything = horizon.left(self.newest_ts);
         if let Some(log) = self.older.as_mut() {
-            match log.first_from_time(|t| !horizon.left(t)) {
-                Some(p) if !everything => log.drop_before(&p),
-                _ => log.clear(),
+            let first = match found {
+                _ if everything => None,
+                Some(first) => first,
+                None => log.first_from_time(|t| !horizon.left(t)),
+            };
+            match first {
+                Some(p) => log.drop_before(&p),
+                None => log.clear(),
             }
         }
         !everything
@@ -253,7 +260,23 @@ impl MovingWindowState {
         cost: u64,
         bounds: &Bounds,
     ) -> bool {
-        self.commit_with(old, new, now_us, cost, |log, now_us, cost| {
+        self.commit_with(old, new, now_us, cost, None, |log, now_us, cost| {
+            log.add(now_us, cost, new.window_us(), bounds.max_runs)
+        })
+    }
+
+    /// [`MovingWindowState::commit`] after [`decide`] counted this log under the same rules at
+    /// the same time: the first counted run it found is where the trim cuts (no second search).
+    fn commit_counted(
+        &mut self,
+        counted: Option<Option<Pos>>,
+        old: &Rule,
+        new: &Rule,
+        now_us: u64,
+        cost: u64,
+        bounds: &Bounds,
+    ) -> bool {
+        self.commit_with(old, new, now_us, cost, counted, |log, now_us, cost| {
             log.add(now_us, cost, new.window_us(), bounds.max_runs)
         })
     }
@@ -262,7 +285,7 @@ impl MovingWindowState {
     /// run of its own, then the two oldest runs merged (into the later timestamp) while over
     /// 100,000 runs. What a version-2 `RL.APPLY` from an older master means.
     pub fn commit_v2(&mut self, old: &Rule, new: &Rule, now_us: u64, cost: u64) -> bool {
-        self.commit_with(old, new, now_us, cost, |log, now_us, cost| {
+        self.commit_with(old, new, now_us, cost, None, |log, now_us, cost| {
             log.add_exact(now_us, cost);
             while log.run_count() > V2_REPLAY_CAP {
                 log.merge_oldest();
@@ -276,10 +299,13 @@ impl MovingWindowState {
         new: &Rule,
         now_us: u64,
         cost: u64,
+        found: Option<Option<Pos>>,
         add: impl FnOnce(&mut Self, u64, u64),
     ) -> bool {
-        self.clamp(now_us);
-        let alive = self.trim(Horizon::new(old, new, now_us));
+        // A clamp changes the log: a position found before it means nothing after it.
+        let clamped = self.clamp(now_us);
+        let found = found.filter(|_| !clamped);
+        let alive = self.trim(Horizon::new(old, new, now_us), found);
         if cost == 0 {
             self.release_retired();
             return alive;
@@ -304,7 +330,7 @@ impl MovingWindowState {
     /// found by the older log's running sums, and everything after it is cut at once.
     pub fn refund(&mut self, old: &Rule, new: &Rule, now_us: u64, amount: u64) -> bool {
         self.clamp(now_us);
-        let alive = self.trim(Horizon::new(old, new, now_us));
+        let alive = self.trim(Horizon::new(old, new, now_us), None);
         let alive = alive && self.take_back(amount);
         self.release_retired();
         alive
@@ -431,7 +457,7 @@ struct Counted {
     /// Of which in the older log.
     older_sum: u64,
     /// The first counted older run.
-    from: Option<super::run_log::Pos>,
+    from: Option<Pos>,
 }
 
 /// Which runs no longer count at `now_us` under `new` (after `old`): those made at `t` with
@@ -483,6 +509,18 @@ pub fn decide(
     cost: u64,
     now_us: u64,
 ) -> Decision {
+    decide_counted(log, old, new, cost, now_us).0
+}
+
+/// [`decide`], and where the counted runs start in the older log: `Some(None)` when no older
+/// run counts, `None` when nothing counts (or there is no log).
+fn decide_counted(
+    log: Option<&MovingWindowState>,
+    old: &Rule,
+    new: &Rule,
+    cost: u64,
+    now_us: u64,
+) -> (Decision, Option<Option<Pos>>) {
     let limit = new.limit();
     let w = new.window_us();
     let counted = log.and_then(|l| l.counted(old, new, now_us).map(|c| (l, c)));
@@ -494,13 +532,17 @@ pub fn decide(
             .saturating_sub(now_us)
     });
     let remaining = limit.saturating_sub(sum);
+    let found = counted.as_ref().map(|(_, c)| c.from);
     if cost == 0 {
-        return Decision::look(limit, remaining, reset_after);
+        return (Decision::look(limit, remaining, reset_after), found);
     }
     if cost > limit {
-        return Decision::over_capacity(limit, remaining, reset_after);
+        return (
+            Decision::over_capacity(limit, remaining, reset_after),
+            found,
+        );
     }
-    match sum.checked_add(cost) {
+    let decision = match sum.checked_add(cost) {
         Some(charged) if charged <= limit => Decision {
             allowed: true,
             capacity: limit,
@@ -530,7 +572,8 @@ pub fn decide(
                 reset_after_us: reset_after,
             }
         }
-    }
+    };
+    (decision, found)
 }
 
 impl Kind for MovingWindowState {
@@ -551,14 +594,15 @@ impl Kind for MovingWindowState {
         bounds: &Bounds,
     ) -> (Decision, Change) {
         let converted = stored != rule || self.is_ahead(now_us);
-        let d = decide(Some(self), stored, rule, cost, now_us);
+        let (d, found) = decide_counted(Some(self), stored, rule, cost, now_us);
         let charge = d.allowed && cost > 0;
         let store_conversion = converted && matches!(d.retry_after, RetryAfter::After(_));
         if !charge && !store_conversion {
             return (d, Change::Unchanged);
         }
         // A denial leaves the runs it counted, so the log is never emptied here.
-        self.commit(stored, rule, now_us, if charge { cost } else { 0 }, bounds);
+        let cost = if charge { cost } else { 0 };
+        self.commit_counted(found, stored, rule, now_us, cost, bounds);
         (d, Change::Updated)
     }
 

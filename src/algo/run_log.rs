@@ -12,17 +12,20 @@
 //!
 //! Costs, `n` runs in `c = n / CHUNK_RUNS` chunks: append O(1) amortised; find the first run
 //! after a time, or the run where a running sum reaches a value: O(log c + CHUNK_RUNS); drop a
-//! prefix or a suffix: that plus one free per dropped chunk.
+//! prefix, a suffix or everything: O(1) — the log only moves the bounds of its live chunks.
 //!
-//! Dead runs at the front of the first chunk stay in its bytes until the chunk is dropped: the
-//! head is a position inside it.
+//! Dead runs at the front of the first live chunk stay in its bytes until the chunk is dropped:
+//! the head is a position inside it.
 //!
 //! **Frees are bounded too.** Freeing one chunk costs the server's allocator about 300
-//! instructions; a clock step or an expired burst can drop hundreds of chunks at once. Dropped
-//! chunks' buffers are *retired* instead (a move, no free), reused for the next chunks the log
-//! opens, and freed at most [`FREE_BUDGET`] per write ([`RunLog::release_retired`]); the rest
-//! stay counted in `MEMORY USAGE` until then, or until the key is deleted or expires. A log
-//! that holds no run keeps existing while it has retired buffers to free.
+//! instructions and a cache miss or two; a clock step or an expired burst can drop hundreds of
+//! chunks at once. Dropped chunks stay where they are, outside the live bounds: the next chunks
+//! the log opens reuse their buffers, and each write frees at most [`FREE_BUDGET`] of them
+//! ([`RunLog::release_retired`]); the rest stay counted in `MEMORY USAGE` until then, or until
+//! the key is deleted or expires. A log that holds no run keeps existing while it has dropped
+//! chunks to free. (An earlier layout moved every dropped chunk's buffer into a list at the drop:
+//! O(dropped chunks) plus an allocation, 20,000 instructions and ~50 µs for an expired burst of
+//! 100,000 runs.)
 
 use crate::varint::{put_u64, read_u64};
 
@@ -30,8 +33,11 @@ use crate::varint::{put_u64, read_u64};
 pub const CHUNK_RUNS: u32 = 256;
 /// A chunk takes no new run once its bytes reach this (a run takes at most 20).
 pub const CHUNK_BYTES: usize = 1024;
-/// Most retired chunk buffers one write frees.
-pub const FREE_BUDGET: usize = 16;
+/// Most dropped chunks one write frees.
+pub const FREE_BUDGET: usize = 4;
+/// Dropped chunks at the front are removed from the chunk array (a move of the live chunks'
+/// headers) once at least this many of them, or as many as there are live chunks, are freed.
+const COMPACT_AT: usize = 32;
 
 #[derive(Clone, Debug)]
 struct Chunk {
@@ -41,6 +47,9 @@ struct Chunk {
     before: u64,
     /// Runs encoded in `bytes`.
     runs: u32,
+    /// Number (wrapping) of every run encoded before the chunk's first run: live runs are a
+    /// difference of two of these, whatever was dropped in between.
+    first_run: u32,
     /// Per run: varint gap to the previous run (0 for the first), varint count.
     bytes: Vec<u8>,
 }
@@ -64,10 +73,17 @@ pub struct Pos {
 }
 
 /// The older runs of a moving-window log (never empty while it exists).
+///
+/// `chunks[lo..hi]` hold the live runs. Chunks before `lo` and from `hi` on were dropped: those
+/// in `freed..lo` and from `hi` on still own a buffer, to reuse or free a few at a time; those
+/// before `freed` own none and wait to be compacted away.
 #[derive(Clone, Debug)]
 pub struct RunLog {
     chunks: Vec<Chunk>,
-    /// The first live run: in `chunks[0]` at this byte offset / index, with this time and the
+    freed: usize,
+    lo: usize,
+    hi: usize,
+    /// The first live run: in `chunks[lo]` at this byte offset / index, with this time and the
     /// running sum before it.
     head: Pos,
     /// Count merged into the head run by [`RunLog::merge_head`] (0 otherwise).
@@ -75,10 +91,9 @@ pub struct RunLog {
     /// Timestamp of the last run, and the running sum after it.
     last_ts: u64,
     end: u64,
-    /// Live runs.
+    /// Live runs, and the number (wrapping) of every run encoded so far.
     runs: usize,
-    /// Buffers of dropped chunks, to reuse or free a few at a time.
-    retired: Vec<Vec<u8>>,
+    next_run: u32,
 }
 
 impl RunLog {
@@ -88,10 +103,14 @@ impl RunLog {
             first_ts: ts,
             before: 0,
             runs: 0,
+            first_run: 0,
             bytes: Vec::new(),
         }];
         let mut log = RunLog {
             chunks,
+            freed: 0,
+            lo: 0,
+            hi: 1,
             head: Pos {
                 chunk: 0,
                 byte: 0,
@@ -103,7 +122,7 @@ impl RunLog {
             last_ts: ts,
             end: 0,
             runs: 0,
-            retired: Vec::new(),
+            next_run: 0,
         };
         log.encode_into_back(0, count);
         log
@@ -136,39 +155,21 @@ impl RunLog {
         self.head
     }
 
-    /// Whether it holds no run (it may still hold retired buffers).
+    /// Whether it holds no run (it may still hold dropped chunks to free).
     pub fn is_empty(&self) -> bool {
         self.runs == 0
     }
 
+    /// The last live chunk.
+    fn back(&self) -> Option<&Chunk> {
+        let last = self.hi.checked_sub(1).filter(|&i| i >= self.lo)?;
+        self.chunks.get(last)
+    }
+
     /// Appends a run; `ts` must be after [`RunLog::last_ts`] (or the log be empty).
     pub fn push(&mut self, ts: u64, count: u64) {
-        let back_full = self.chunks.last().is_none_or(Chunk::is_full);
-        if back_full {
-            // A sealed chunk keeps only its bytes (one small realloc per CHUNK_RUNS runs).
-            if let Some(back) = self.chunks.last_mut() {
-                if back.bytes.capacity().saturating_sub(back.bytes.len()) > 32 {
-                    back.bytes.shrink_to_fit();
-                }
-            }
-            let mut bytes = self.retired.pop().unwrap_or_default();
-            bytes.clear();
-            self.chunks.push(Chunk {
-                first_ts: ts,
-                before: self.end,
-                runs: 0,
-                bytes,
-            });
-            if self.runs == 0 {
-                self.head = Pos {
-                    chunk: 0,
-                    byte: 0,
-                    idx: 0,
-                    ts,
-                    before: self.end,
-                };
-                self.head_extra = 0;
-            }
+        if self.back().is_none_or(Chunk::is_full) {
+            self.open_chunk(ts);
             self.encode_into_back(0, count);
         } else {
             let gap = ts.saturating_sub(self.last_ts);
@@ -177,8 +178,54 @@ impl RunLog {
         self.last_ts = ts;
     }
 
+    /// Starts a live chunk at `hi` whose first run is at `ts`: a dropped chunk's buffer when
+    /// there is one (after the live chunks, else before them), else a new one.
+    fn open_chunk(&mut self, ts: u64) {
+        // A sealed chunk keeps only its bytes (one small realloc per CHUNK_RUNS runs).
+        if let Some(back) = self.hi.checked_sub(1).and_then(|i| self.chunks.get_mut(i)) {
+            if back.bytes.capacity().saturating_sub(back.bytes.len()) > 32 {
+                back.bytes.shrink_to_fit();
+            }
+        }
+        let header = Chunk {
+            first_ts: ts,
+            before: self.end,
+            runs: 0,
+            first_run: self.next_run,
+            bytes: Vec::new(),
+        };
+        if let Some(dropped) = self.chunks.get_mut(self.hi) {
+            let mut bytes = std::mem::take(&mut dropped.bytes);
+            bytes.clear();
+            *dropped = Chunk { bytes, ..header };
+        } else {
+            let mut bytes = match self.chunks.get_mut(self.freed) {
+                Some(c) if self.freed < self.lo => std::mem::take(&mut c.bytes),
+                _ => Vec::new(),
+            };
+            if self.freed < self.lo {
+                self.freed = self.freed.saturating_add(1);
+            }
+            bytes.clear();
+            self.chunks.push(Chunk { bytes, ..header });
+        }
+        if self.runs == 0 {
+            // An empty log starts over in this chunk.
+            self.lo = self.hi;
+            self.head = Pos {
+                chunk: self.hi,
+                byte: 0,
+                idx: 0,
+                ts,
+                before: self.end,
+            };
+            self.head_extra = 0;
+        }
+        self.hi = self.hi.saturating_add(1);
+    }
+
     fn encode_into_back(&mut self, gap: u64, count: u64) {
-        let Some(back) = self.chunks.last_mut() else {
+        let Some(back) = self.hi.checked_sub(1).and_then(|i| self.chunks.get_mut(i)) else {
             return;
         };
         if back.bytes.capacity().saturating_sub(back.bytes.len()) < 20 {
@@ -198,6 +245,7 @@ impl RunLog {
         back.runs = back.runs.saturating_add(1);
         self.end = self.end.wrapping_add(count);
         self.runs = self.runs.saturating_add(1);
+        self.next_run = self.next_run.wrapping_add(1);
     }
 
     /// The run at `pos`'s successor in the same chunk: `(gap, count, byte after)`.
@@ -235,10 +283,20 @@ impl RunLog {
             .wrapping_add(extra)
     }
 
-    /// The position of chunk `i`'s first live run.
+    /// The number (wrapping) of the run at `pos` among every run encoded.
+    fn number(&self, pos: &Pos) -> u32 {
+        self.chunks
+            .get(pos.chunk)
+            .map_or(self.next_run, |c| c.first_run.wrapping_add(pos.idx))
+    }
+
+    /// The position of live chunk `i`'s first live run.
     fn start_of(&self, i: usize) -> Option<Pos> {
-        if i == 0 {
-            return Some(self.head);
+        if i == self.lo {
+            return (self.lo < self.hi).then_some(self.head);
+        }
+        if i < self.lo || i >= self.hi {
+            return None;
         }
         let c = self.chunks.get(i)?;
         Some(Pos {
@@ -250,14 +308,13 @@ impl RunLog {
         })
     }
 
-    /// The runs of chunk `i` from its first live run on, each decoded once: the position and
-    /// the encoded count (the head's merged extra not included).
+    /// The runs of live chunk `i` from its first live run on, each decoded once: the position
+    /// and the encoded count (the head's merged extra not included).
     fn chunk_runs(&self, i: usize) -> ChunkRuns<'_> {
-        ChunkRuns {
-            bytes: self.chunks.get(i).map_or(&[][..], |c| &c.bytes[..]),
-            runs: self.chunks.get(i).map_or(0, |c| c.runs),
-            next: self.start_of(i),
-            first: true,
+        let start = self.start_of(i);
+        match start.and_then(|_| self.chunks.get(i)) {
+            Some(c) => ChunkRuns::new(&c.bytes, c.runs, start),
+            None => ChunkRuns::new(&[], 0, None),
         }
     }
 
@@ -289,31 +346,32 @@ impl RunLog {
     }
 
     /// The first live run for which `pred(pos, count)` holds, for a `pred` that is false on a
-    /// prefix of the runs and true after it; `None` when it holds for none.
-    /// O(log chunks + CHUNK_RUNS): a binary search over the chunks' first runs, then one chunk.
-    fn first_where(&self, pred: impl Fn(&Pos, u64) -> bool) -> Option<Pos> {
+    /// prefix of the runs and true after it; `None` when it holds for none. `past(i)` says,
+    /// from live chunk `i`'s header alone, whether the answer lies before that chunk's first
+    /// live run or is that run (false on a prefix of the chunks, then true).
+    /// O(log chunks + CHUNK_RUNS): a binary search over chunk headers — which sit together in
+    /// one array, so a long log that nothing touched for a while costs a few cache misses, not
+    /// one per chunk buffer — then one chunk's scan.
+    fn first_where(
+        &self,
+        past: impl Fn(usize) -> bool,
+        pred: impl Fn(&Pos, u64) -> bool,
+    ) -> Option<Pos> {
         if self.runs == 0 {
             return None;
         }
-        let n = self.chunks.len();
-        let at_start = |i: usize| -> Option<bool> {
-            let p = self.start_of(i)?;
-            let (_, encoded, _) = self.read_at(p.chunk, p.byte)?;
-            Some(pred(&p, encoded))
-        };
-        // Chunks whose first live run is false form a prefix.
-        let (mut lo, mut hi) = (0usize, n);
+        let (mut lo, mut hi) = (self.lo, self.hi);
         while lo < hi {
             let mid = lo.saturating_add(hi.saturating_sub(lo) / 2);
-            if at_start(mid) == Some(false) {
-                lo = mid.saturating_add(1);
-            } else {
+            if past(mid) {
                 hi = mid;
+            } else {
+                lo = mid.saturating_add(1);
             }
         }
-        // Chunk `lo` starts true (or does not exist): the answer is in chunk lo − 1, or is that
-        // start.
-        if let Some(prev) = lo.checked_sub(1) {
+        // The answer is not before chunk `lo − 1`'s first live run, and not after chunk `lo`'s
+        // first run: in chunk lo − 1, or that start.
+        if let Some(prev) = lo.checked_sub(1).filter(|&p| p >= self.lo) {
             for (pos, encoded) in self.chunk_runs(prev) {
                 if pred(&pos, encoded) {
                     return Some(pos);
@@ -325,105 +383,117 @@ impl RunLog {
 
     /// The first live run with `keep(timestamp)` (a predicate false then true over time).
     pub fn first_from_time(&self, keep: impl Fn(u64) -> bool) -> Option<Pos> {
-        self.first_where(|p, _| keep(p.ts))
+        let past = |i: usize| self.start_of(i).is_none_or(|p| keep(p.ts));
+        self.first_where(past, |p, _| keep(p.ts))
     }
 
     /// The first run at or after `from` at which the sum of the counts from `from` through it
     /// reaches `need` (≥ 1); `None` when the log ends first. O(log chunks + CHUNK_RUNS).
     pub fn first_reaching(&self, from: &Pos, need: u64) -> Option<Pos> {
-        let target = u128::from(self.sum_before(from)).saturating_add(u128::from(need));
+        // Every live sum is at most the total (≤ MAX_COUNT < 2⁶³): past it there is no answer,
+        // and below it plain u64 sums cannot overflow.
+        let total = self.total();
+        let target = self.sum_before(from).checked_add(need)?;
+        if target > total {
+            return None;
+        }
         // False for every run before `from` (their sums end at or before `from`'s start, below
         // `target` since `need` ≥ 1), then true from the answer on.
         // The sum through `p` is its running sum after it, less the head's, plus the head's
         // merged extra (which every live run's sum includes once): no per-run head test.
         let base = self.head.before;
-        let extra = u128::from(self.head_extra);
-        self.first_where(|p, encoded| {
-            u128::from(p.before.wrapping_sub(base))
-                .saturating_add(u128::from(encoded))
-                .saturating_add(extra)
-                >= target
+        let extra = self.head_extra;
+        let live_before = |before: u64| before.wrapping_sub(base).wrapping_add(extra);
+        // A chunk whose earlier runs already sum to the target starts after the answer (the
+        // head chunk never does: nothing is before it).
+        let past = |i: usize| {
+            i > self.lo
+                && self
+                    .start_of(i)
+                    .is_none_or(|p| live_before(p.before) >= target)
+        };
+        self.first_where(past, |p, encoded| {
+            live_before(p.before).wrapping_add(encoded) >= target
         })
     }
 
-    /// Drops every run before `pos` (which becomes the head). O(dropped chunks + 1).
+    /// Drops every run before `pos` (a live run, which becomes the head). O(1).
     pub fn drop_before(&mut self, pos: &Pos) {
         if *pos == self.head {
             return;
         }
-        let dropped_chunks = pos.chunk;
-        let dropped_chunks = dropped_chunks.min(self.chunks.len());
-        let mut dropped_runs: usize = 0;
-        self.retired.reserve(dropped_chunks);
-        for c in self.chunks.drain(..dropped_chunks) {
-            dropped_runs = dropped_runs.saturating_add(c.runs as usize);
-            self.retired.push(c.bytes);
-        }
-        // Runs already dead in the old first chunk were counted out before.
-        if dropped_chunks > 0 {
-            dropped_runs = dropped_runs.saturating_sub(self.head.idx as usize);
-            dropped_runs = dropped_runs.saturating_add(pos.idx as usize);
-        } else {
-            dropped_runs = (pos.idx.saturating_sub(self.head.idx)) as usize;
-        }
-        self.runs = self.runs.saturating_sub(dropped_runs);
-        self.head = Pos { chunk: 0, ..*pos };
+        let dropped = self.number(pos).wrapping_sub(self.number(&self.head));
+        self.runs = self.runs.saturating_sub(dropped as usize);
+        self.lo = pos.chunk;
+        self.head = *pos;
         self.head_extra = 0;
     }
 
-    /// Drops every run (their buffers are retired, not freed).
+    /// Drops every run. O(1).
     pub fn clear(&mut self) {
-        self.retired.reserve(self.chunks.len());
-        for c in self.chunks.drain(..) {
-            self.retired.push(c.bytes);
-        }
+        self.lo = self.hi;
         self.runs = 0;
         self.end = self.head.before;
         self.head_extra = 0;
     }
 
-    /// Frees at most [`FREE_BUDGET`] retired buffers; `true` when none is left.
+    /// Frees at most [`FREE_BUDGET`] dropped chunks' buffers; `true` when none is left.
     pub fn release_retired(&mut self) -> bool {
-        let keep = self.retired.len().saturating_sub(FREE_BUDGET);
-        self.retired.truncate(keep);
-        if keep == 0 {
-            self.retired = Vec::new();
+        let mut budget = FREE_BUDGET;
+        while self.freed < self.lo && budget > 0 {
+            if let Some(c) = self.chunks.get_mut(self.freed) {
+                c.bytes = Vec::new();
+            }
+            self.freed = self.freed.saturating_add(1);
+            budget = budget.saturating_sub(1);
         }
-        keep == 0
+        if self.freed == self.lo
+            && self.lo > 0
+            && (self.lo >= COMPACT_AT || self.lo >= self.hi.saturating_sub(self.lo))
+        {
+            // Bufferless dropped chunks leave the array: a move of at most as many headers as
+            // were dropped, or of COMPACT_AT dropped for fewer live ones.
+            let gone = self.lo;
+            self.chunks.drain(..gone);
+            self.freed = 0;
+            self.lo = 0;
+            self.hi = self.hi.saturating_sub(gone);
+            self.head.chunk = 0;
+        }
+        while self.chunks.len() > self.hi && budget > 0 {
+            self.chunks.pop();
+            budget = budget.saturating_sub(1);
+        }
+        let done = self.freed == self.lo && self.chunks.len() == self.hi;
+        if done && self.chunks.capacity() > 8 && self.chunks.len() < self.chunks.capacity() / 4 {
+            self.chunks.shrink_to_fit();
+        }
+        done
     }
 
     /// Drops `pos` and every run after it; returns the sum they held. The caller clears the
-    /// whole log instead when `pos` is the head.
+    /// whole log instead when `pos` is the head. O(1).
     pub fn truncate_at(&mut self, pos: &Pos) -> u64 {
         let dropped_sum = self.total().wrapping_sub(self.sum_before(pos));
-        let mut dropped_runs: usize = 0;
-        self.retired
-            .reserve(self.chunks.len().saturating_sub(pos.chunk));
-        while self.chunks.len() > pos.chunk.saturating_add(1) {
-            if let Some(c) = self.chunks.pop() {
-                dropped_runs = dropped_runs.saturating_add(c.runs as usize);
-                self.retired.push(c.bytes);
-            }
-        }
+        let number = self.number(pos);
+        self.runs = number.wrapping_sub(self.number(&self.head)) as usize;
+        self.next_run = number;
+        self.hi = pos.chunk.saturating_add(1);
         if let Some(c) = self.chunks.get_mut(pos.chunk) {
-            dropped_runs = dropped_runs.saturating_add(c.runs.saturating_sub(pos.idx) as usize);
             c.bytes.truncate(pos.byte);
             c.runs = pos.idx;
-        }
-        if self.chunks.last().is_some_and(|c| c.runs == 0) {
-            if let Some(c) = self.chunks.pop() {
-                self.retired.push(c.bytes);
+            if c.runs == 0 {
+                self.hi = pos.chunk;
             }
         }
-        self.runs = self.runs.saturating_sub(dropped_runs);
         self.end = pos.before;
         self.last_ts = self.last_of_back();
         dropped_sum
     }
 
-    /// Timestamp of the back chunk's last run (a scan of one chunk).
+    /// Timestamp of the last live chunk's last run (a scan of one chunk).
     fn last_of_back(&self) -> u64 {
-        let Some(last) = self.chunks.len().checked_sub(1) else {
+        let Some(last) = self.hi.checked_sub(1) else {
             return 0;
         };
         self.chunk_runs(last).last().map_or(0, |(p, _)| p.ts)
@@ -446,20 +516,19 @@ impl RunLog {
 
     /// Every live run, oldest first: `(timestamp, count)`.
     pub fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        (0..self.chunks.len())
+        (self.lo..self.hi)
             .flat_map(|i| self.chunk_runs(i))
             .map(|(p, encoded)| (p.ts, self.logical(&p, encoded)))
     }
 
-    /// Heap blocks: the chunk array and each chunk's bytes (for `MEMORY USAGE`).
+    /// Heap blocks: the chunk array and each chunk's bytes, dropped chunks' included (for
+    /// `MEMORY USAGE`).
     pub fn heap_blocks(&self) -> impl Iterator<Item = *const u8> + '_ {
         let array = (self.chunks.capacity() > 0).then_some(self.chunks.as_ptr().cast::<u8>());
-        let retired = (self.retired.capacity() > 0).then_some(self.retired.as_ptr().cast::<u8>());
-        array.into_iter().chain(retired).chain(
+        array.into_iter().chain(
             self.chunks
                 .iter()
                 .map(|c| &c.bytes)
-                .chain(self.retired.iter())
                 .filter(|b| b.capacity() > 0)
                 .map(|b| b.as_ptr()),
         )
@@ -497,36 +566,79 @@ impl RunLog {
     }
 }
 
-/// The runs of one chunk from a position on, decoding each varint once.
+/// The runs of one chunk from a position on, decoding each varint once (plain fields, not a
+/// `Pos`, on the way: the scans run this up to CHUNK_RUNS times per search).
 struct ChunkRuns<'a> {
     bytes: &'a [u8],
     runs: u32,
-    /// The next run to yield (its byte offset points at its gap varint).
-    next: Option<Pos>,
-    /// Whether `next` is the scan's first run (its timestamp is already known).
+    chunk: usize,
+    /// The next run: its byte offset (at its gap varint), index, timestamp (before its gap is
+    /// added, except for the scan's first run) and the running sum before it.
+    byte: usize,
+    idx: u32,
+    ts: u64,
+    before: u64,
+    /// Whether the next run is the scan's first (its timestamp is already known).
     first: bool,
+}
+
+impl<'a> ChunkRuns<'a> {
+    fn new(bytes: &'a [u8], runs: u32, start: Option<Pos>) -> ChunkRuns<'a> {
+        match start {
+            Some(p) => ChunkRuns {
+                bytes,
+                runs,
+                chunk: p.chunk,
+                byte: p.byte,
+                idx: p.idx,
+                ts: p.ts,
+                before: p.before,
+                first: true,
+            },
+            None => ChunkRuns {
+                bytes: &[],
+                runs: 0,
+                chunk: 0,
+                byte: 0,
+                idx: 0,
+                ts: 0,
+                before: 0,
+                first: true,
+            },
+        }
+    }
 }
 
 impl Iterator for ChunkRuns<'_> {
     type Item = (Pos, u64);
 
+    #[inline]
     fn next(&mut self) -> Option<(Pos, u64)> {
-        let mut pos = self.next.take()?;
-        if pos.idx >= self.runs {
+        if self.idx >= self.runs {
             return None;
         }
-        let (gap, after_gap) = read_u64(self.bytes, pos.byte)?;
+        let Some((gap, after_gap)) = read_u64(self.bytes, self.byte) else {
+            self.runs = 0;
+            return None;
+        };
         if !self.first {
-            pos.ts = pos.ts.saturating_add(gap);
+            self.ts = self.ts.saturating_add(gap);
         }
         self.first = false;
-        let (count, after) = read_u64(self.bytes, after_gap)?;
-        self.next = Some(Pos {
-            byte: after,
-            idx: pos.idx.saturating_add(1),
-            before: pos.before.wrapping_add(count),
-            ..pos
-        });
+        let Some((count, after)) = read_u64(self.bytes, after_gap) else {
+            self.runs = 0;
+            return None;
+        };
+        let pos = Pos {
+            chunk: self.chunk,
+            byte: self.byte,
+            idx: self.idx,
+            ts: self.ts,
+            before: self.before,
+        };
+        self.byte = after;
+        self.idx = self.idx.saturating_add(1);
+        self.before = self.before.wrapping_add(count);
         Some((pos, count))
     }
 }
@@ -616,6 +728,103 @@ mod unit {
                 l.push(at + 1, 5);
                 assert_eq!(l.iter().last(), Some((at + 1, 5)));
             }
+        }
+    }
+
+    /// Random pushes, drops of a prefix, suffix or everything, head merges and bounded frees,
+    /// against a plain list of runs: the same runs, sums and searches after every step, and
+    /// the dropped chunks' buffers all freed after enough writes.
+    #[test]
+    fn lazy_drops_agree_with_a_list() {
+        let mut rng = crate::algo::tests::Rng(7);
+        for round in 0..40 {
+            let mut model: Vec<(u64, u64)> = vec![(1, 1)];
+            let mut l = RunLog::new(1, 1);
+            let mut t = 1;
+            for step in 0..600 {
+                let ctx = format!("round {round} step {step}");
+                match rng.range(0, 99) {
+                    0..=69 => {
+                        // A burst of pushes (several chunks at times).
+                        let most = if rng.chance(10) { 2_000 } else { 40 };
+                        for _ in 0..rng.range(1, most) {
+                            t += rng.range(1, 3);
+                            let c = rng.range(1, 9);
+                            l.push(t, c);
+                            model.push((t, c));
+                        }
+                    }
+                    70..=79 if !model.is_empty() => {
+                        // Drop a prefix: up to the first run after a random time.
+                        let cut = rng.range(model[0].0, t + 1);
+                        match l.first_from_time(|ts| ts > cut) {
+                            Some(p) => {
+                                l.drop_before(&p);
+                                model.retain(|r| r.0 > cut);
+                            }
+                            None => {
+                                l.clear();
+                                model.clear();
+                            }
+                        }
+                    }
+                    80..=87 if model.len() > 1 => {
+                        // Cut a suffix after the head.
+                        let at = model[rng.range(1, model.len() as u64 - 1) as usize].0;
+                        let p = l.first_from_time(|ts| ts >= at).unwrap();
+                        let want: u64 = model.iter().filter(|r| r.0 >= at).map(|r| r.1).sum();
+                        assert_eq!(l.truncate_at(&p), want, "{ctx}");
+                        model.retain(|r| r.0 < at);
+                    }
+                    88..=90 if model.len() > 1 => {
+                        assert_eq!(l.merge_head(), None, "{ctx}");
+                        let (_, c) = model.remove(0);
+                        model[0].1 += c;
+                    }
+                    91..=93 => {
+                        l.clear();
+                        model.clear();
+                    }
+                    _ => {}
+                }
+                l.release_retired();
+                assert_eq!(l.iter().collect::<Vec<_>>(), model, "{ctx}");
+                assert_eq!(l.runs(), model.len(), "{ctx}");
+                assert_eq!(l.total(), model.iter().map(|r| r.1).sum::<u64>(), "{ctx}");
+                if let Some(&(ts, _)) = model.last() {
+                    assert_eq!(l.last_ts(), ts, "{ctx}");
+                    assert_eq!(l.first_ts(), model[0].0, "{ctx}");
+                    let need = rng.range(1, l.total());
+                    let mut acc = 0;
+                    let want = model.iter().find(|r| {
+                        acc += r.1;
+                        acc >= need
+                    });
+                    let got = l.first_reaching(&l.head(), need).map(|p| p.ts);
+                    assert_eq!(got, want.map(|r| r.0), "{ctx} need {need}");
+                }
+                if model.is_empty() {
+                    // An emptied log starts over as the moving window would: a new first run.
+                    t += 1;
+                    l.push(t, 1);
+                    model.push((t, 1));
+                }
+            }
+            // Writes that drop nothing free every dropped chunk within a bounded number.
+            for _ in 0..100 {
+                if l.release_retired() {
+                    break;
+                }
+            }
+            assert!(l.release_retired(), "round {round}: dropped chunks left");
+            // The chunk array, and the live chunks (all full but the first and the last).
+            let live_chunks = model.len() / CHUNK_RUNS as usize + 2;
+            assert!(
+                l.heap_blocks().count() <= 1 + live_chunks,
+                "round {round}: {} blocks for {} runs",
+                l.heap_blocks().count(),
+                model.len()
+            );
         }
     }
 
