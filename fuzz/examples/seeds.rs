@@ -213,4 +213,22 @@ fn main() {
             write(dir, "algo", &name, &bytes);
         }
     }
+    // Several keys: the first byte picks how many (1 to 5), the second whether the clock only
+    // moves forward (below 50) or also steps back.
+    for (name, keys, forward) in [
+        ("two-keys", 1u8, 10u8),
+        ("three-keys-steps-back", 2, 90),
+        ("four-keys", 3, 20),
+        ("five-keys-steps-back", 4, 60),
+    ] {
+        let mut bytes = vec![keys, forward];
+        let mut x = 0x2545_F491_4F6C_DD1Du64.wrapping_mul(u64::from(keys) + 7);
+        for _ in 0..1_500 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.push(x as u8);
+        }
+        write(dir, "multi", name, &bytes);
+    }
 }

@@ -16,8 +16,8 @@ use redis_ratelimit::algo::reference::{
 use redis_ratelimit::algo::settle_reference::{reference_op, RefKey};
 pub use redis_ratelimit::algo::settle_reference::{Did, Op};
 use redis_ratelimit::algo::{
-    Algorithm, Bounds, Decision, Hit, Limiter, Outcome, RetryAfter, Rule, State, MAX_BLOCK_US,
-    MAX_COUNT, MAX_TIMESTAMP_US, MAX_WINDOW_US,
+    Algorithm, Bounds, Decision, Hit, Limiter, Outcome, RetryAfter, Rule, State, Verdict,
+    MAX_BLOCK_US, MAX_COUNT, MAX_TIMESTAMP_US, MAX_WINDOW_US,
 };
 use redis_ratelimit::datatype::codec::{decode, decode_hit, encode, encode_hit};
 
@@ -56,10 +56,10 @@ pub const MODELS: &[(Algorithm, Driver, Option<Driver>)] = &[
 ];
 
 /// Steps per input at most (the reference models search by brute force).
-const MAX_STEPS: usize = 200;
+pub const MAX_STEPS: usize = 200;
 
 /// Around 2024 in µs: realistic timestamps, far from 0 so steps back stay positive.
-const BASE_US: u64 = 1_700_000_000_000_000;
+pub const BASE_US: u64 = 1_700_000_000_000_000;
 
 /// The `algo` target: the first byte picks the kind, the second the driver (one input in five
 /// the invariants alone, with a tiny run cap; of the others, half the plain sequences, half the
@@ -88,7 +88,7 @@ pub fn run(data: &[u8]) {
 }
 
 /// One key on a master and its replica, fed the master's replicated effects.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Node {
     /// The master's value.
     pub stored: Option<Limiter>,
@@ -162,17 +162,36 @@ impl Node {
                 v
             }
         };
+        Some(self.commit(rule, op, now, bounds, copy, verdict))
+    }
+
+    /// Stores what `op` decided (`verdict`, computed on `copy`, a clone of the stored value
+    /// that the decision changed in place) and replicates it, checking every invariant of a
+    /// write: unchanged means unchanged; a written state is valid, has the rule, expires exactly
+    /// `reset_after` later, reads back from its payload, and its effect replayed on the replica
+    /// gives the same value. Also what one group of `RL.ALLOWALL` stores (`op` its
+    /// `RL.ALLOW`).
+    pub fn commit(
+        &mut self,
+        rule: &Rule,
+        op: Op,
+        now: u64,
+        bounds: &Bounds,
+        copy: Option<Limiter>,
+        verdict: Verdict,
+    ) -> (Decision, Did) {
+        let ctx = || format!("{op:?} rule {rule:?} now {now} stored {:?}", self.stored);
         let d = verdict.decision;
         let written = match verdict.outcome {
             Outcome::Unchanged => {
                 assert_eq!(copy, self.stored, "Unchanged but changed: {}", ctx());
-                return Some((d, Did::Nothing));
+                return (d, Did::Nothing);
             }
             Outcome::Emptied => {
                 assert!(self.stored.is_some(), "emptied nothing: {}", ctx());
                 self.stored = None;
                 self.replica = None;
-                return Some((d, Did::Emptied));
+                return (d, Did::Emptied);
             }
             Outcome::Created(l) => {
                 assert!(self.stored.is_none(), "{}", ctx());
@@ -238,13 +257,13 @@ impl Node {
             None => self.replica = decode(&payload),
         }
         self.stored = Some(written);
-        Some((d, did))
+        (d, did)
     }
 }
 
 /// What every reply must hold: `cost` for `RL.ALLOW` / `RL.PEEK`, `None` for a settle (its
 /// retry-after is for a request of cost 1).
-fn check_decision(d: &Decision, rule: &Rule, cost: Option<u64>, ctx: &dyn Fn() -> String) {
+pub fn check_decision(d: &Decision, rule: &Rule, cost: Option<u64>, ctx: &dyn Fn() -> String) {
     assert_eq!(d.capacity, rule.capacity(), "{}", ctx());
     assert!(d.remaining <= d.capacity, "{d:?}: {}", ctx());
     let cost = cost.unwrap_or(1);
@@ -256,7 +275,7 @@ fn check_decision(d: &Decision, rule: &Rule, cost: Option<u64>, ctx: &dyn Fn() -
 }
 
 /// A rule of `algorithm`, from the input.
-fn rule(input: &mut Input<'_>, algorithm: Algorithm) -> Option<Rule> {
+pub fn rule(input: &mut Input<'_>, algorithm: Algorithm) -> Option<Rule> {
     for _ in 0..8 {
         let limit = match input.range(0, 9)? {
             0..=4 => input.pick(&[1, 2, 3, 4, 5, 7, 10])?,
@@ -289,7 +308,7 @@ fn rule(input: &mut Input<'_>, algorithm: Algorithm) -> Option<Rule> {
 }
 
 /// Sometimes a changed rule of the same algorithm.
-fn maybe_changed(input: &mut Input<'_>, rule: Rule) -> Option<Rule> {
+pub fn maybe_changed(input: &mut Input<'_>, rule: Rule) -> Option<Rule> {
     if !input.chance(5)? {
         return Some(rule);
     }
@@ -307,7 +326,7 @@ fn maybe_changed(input: &mut Input<'_>, rule: Rule) -> Option<Rule> {
     Some(Rule::new(rule.algorithm(), limit, window, burst).unwrap_or(fresh))
 }
 
-fn cost(input: &mut Input<'_>, rule: &Rule, last: Option<&Decision>) -> Option<u64> {
+pub fn cost(input: &mut Input<'_>, rule: &Rule, last: Option<&Decision>) -> Option<u64> {
     let cap = rule.capacity();
     Some(match input.range(0, 19)? {
         0..=1 => 0,
@@ -320,7 +339,7 @@ fn cost(input: &mut Input<'_>, rule: &Rule, last: Option<&Decision>) -> Option<u
     })
 }
 
-fn next_time(
+pub fn next_time(
     input: &mut Input<'_>,
     now: u64,
     rule: &Rule,
@@ -532,7 +551,7 @@ pub fn compare_limits(input: &mut Input<'_>, algorithm: Algorithm) -> Option<()>
 
 /// An operation of the settle sequences: `RL.ALLOW` / `RL.PEEK` (with `BLOCK` one time in
 /// three), `RL.CHARGE` (up to three capacities: debts), `RL.REFUND`.
-fn settle_op(input: &mut Input<'_>, rule: &Rule, last: Option<&Decision>) -> Option<Op> {
+pub fn settle_op(input: &mut Input<'_>, rule: &Rule, last: Option<&Decision>) -> Option<Op> {
     let cap = rule.capacity();
     let block_us = if input.chance(30)? {
         input

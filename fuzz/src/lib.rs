@@ -9,7 +9,10 @@
 //!   rate-limit hits, lease effects);
 //! * `algo` ([`algos`]): random operation sequences against the reference models, every kind
 //!   (`RL.ALLOW`; `RL.ALLOW` / `RL.PEEK` with `BLOCK`, `RL.CHARGE`, `RL.REFUND`; `RL.ACQUIRE` /
-//!   `RL.RELEASE`), with replication checked at each step.
+//!   `RL.RELEASE`), with replication checked at each step;
+//! * `multi` ([`multi`]): sequences over several keys of mixed kinds mixing the single-key
+//!   commands (the drop-in GCRA commands included) with `RL.ALLOWALL` / `RL.PEEKALL`, against
+//!   the definition of the all-or-nothing call over each key's reference.
 //!
 //! Every target runs under a counting allocator ([`alloc`]).
 
@@ -22,6 +25,7 @@ pub mod alloc;
 pub mod commands;
 pub mod decoders;
 pub mod input;
+pub mod multi;
 
 #[global_allocator]
 static ALLOC: alloc::Counting = alloc::Counting;

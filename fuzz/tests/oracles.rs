@@ -2,14 +2,21 @@
 //! check fails on what it must catch. `cargo test --manifest-path fuzz/Cargo.toml`.
 
 use redis_ratelimit_fuzz::commands::{check_error, check_fields, COMMANDS};
-use redis_ratelimit_fuzz::{algos, commands, decoders};
+use redis_ratelimit_fuzz::{algos, commands, decoders, multi};
 
 #[test]
 fn seeds_and_regressions_pass() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
     for dir in ["corpus", "regressions"] {
-        for target in ["args", "decode", "decode_hit", "decode_effect", "algo"] {
+        for target in [
+            "args",
+            "decode",
+            "decode_hit",
+            "decode_effect",
+            "algo",
+            "multi",
+        ] {
             let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
                 continue;
             };
@@ -18,6 +25,7 @@ fn seeds_and_regressions_pass() {
                 match target {
                     "args" => commands::run(&data),
                     "algo" => algos::run(&data),
+                    "multi" => multi::run(&data),
                     name => decoders::run(name, &data),
                 }
                 n += 1;

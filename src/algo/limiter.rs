@@ -132,6 +132,21 @@ impl Limiter {
             });
         };
         stored.check_algorithm(rule)?;
+        if stored.answers_as_absent(cost, now_us) {
+            let (decision, created) = rule.algorithm().decide_absent(rule, cost, now_us);
+            let outcome = match created {
+                Some(state) => {
+                    *stored = Limiter { rule: *rule, state };
+                    Outcome::Updated
+                }
+                None => Outcome::Unchanged,
+            };
+            return Ok(Verdict {
+                decision,
+                outcome,
+                clamped: false,
+            });
+        }
         let clamped = stored.is_ahead(now_us);
         if let Some(block) = stored.active_block(now_us) {
             return Ok(stored.decide_blocked(block, rule, cost, now_us, clamped));
@@ -169,6 +184,15 @@ impl Limiter {
             outcome,
             clamped,
         })
+    }
+
+    /// Whether a request of `cost` at `now_us` must be decided as on an absent key, though
+    /// the key is stored: past its expiry a key equals an absent one, and the server still
+    /// holds it during its expiry's ms (it removes a key once `now > expiry` in ms). Every kind
+    /// reads such a state as empty, so only a `COST 0` that writes (limits-sliding-window:
+    /// limits' acquire of 0 starts a current counter on a limiter without one) needs it.
+    fn answers_as_absent(&self, cost: u64, now_us: u64) -> bool {
+        cost == 0 && self.state.algorithm().cost_zero_writes() && self.expires_at_us() <= now_us
     }
 
     /// A request against a key under `block` (as seen at `now_us`).
@@ -230,6 +254,9 @@ impl Limiter {
             return Ok(rule.algorithm().decide_absent(rule, cost, now_us).0);
         };
         l.check_algorithm(rule)?;
+        if l.answers_as_absent(cost, now_us) {
+            return Ok(rule.algorithm().decide_absent(rule, cost, now_us).0);
+        }
         if let Some(block) = l.active_block(now_us) {
             return Ok(l.under_block(block, rule, cost, now_us));
         }

@@ -171,7 +171,8 @@ impl LimitsSlidingState {
         if cost == 0 {
             // limits' acquire of 0 on a limiter that exists: `INCRBY current 0` keeps only the
             // shift (its current counter is alive: it outlives the previous one). An absent
-            // limiter: see `decide_absent`.
+            // limiter — or a key past its expiry, which answers as one (`Limiter::decide_with`)
+            // — see `decide_absent`.
             return (Decision::look(limit, remaining(&s), reset(&s)), store_shift);
         }
         if s.admits_at(rule, cost, t) {
@@ -519,6 +520,35 @@ mod unit {
         assert!(!d.allowed);
         assert_eq!(c, Change::Updated);
         assert_eq!(s.counters(), ((0, 3_000), (3, 2_000)));
+    }
+
+    /// Found by `scripts/fuzz` (multi): in the ms its counters expire, the server still has
+    /// the key (it expires keys once their expiry ms has passed), and `COST 0` there answered
+    /// `reset_after` 0 and stored nothing, where limits' acquire of 0 — and the module on an
+    /// absent key — starts a current counter of 0 for `2E`, which anchors the next windows.
+    #[test]
+    fn cost_zero_on_expired_counters_starts_a_current_one() {
+        use crate::algo::{Limiter, Outcome, State};
+        let r = rule(3, 10);
+        let (_, s) = LimitsSlidingState::decide_absent(&r, 1, 1_700_467_670_335_000);
+        let s = s.unwrap();
+        assert_eq!(s.counters(), ((1, 1_700_467_690_335), (0, 0)));
+        let mut l = Limiter {
+            rule: r,
+            state: State::LimitsSlidingWindow(s),
+        };
+        let now = 1_700_467_690_335_001; // in the expiry's ms
+        assert!(l.expires_at_us() <= now);
+        let absent = Limiter::decide(None, &r, 0, now).unwrap();
+        assert_eq!(Limiter::peek(Some(&l), &r, 0, now), Ok(absent.0));
+        let got = Limiter::decide(Some(&mut l), &r, 0, now).unwrap();
+        assert_eq!(got.0, absent.0);
+        assert_eq!(absent.0.reset_after_us, 19_999_999);
+        assert_eq!(got.1, Outcome::Updated);
+        let Outcome::Created(fresh) = absent.1 else {
+            panic!("{absent:?}")
+        };
+        assert_eq!(l, fresh);
     }
 
     /// Found by `scripts/fuzz` (algo): `RL.CHARGE` / `RL.REFUND` under a shorter window kept

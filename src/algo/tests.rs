@@ -1275,8 +1275,11 @@ fn limits_sliding_window_matches_limits_scripts() {
                 _ => rng.range(0, 3 * e * 1_000),
             };
             let t = now / 1_000;
-            // The server expires a key whose state is over before any command sees it.
-            if stored.as_ref().is_some_and(|l| l.expires_at_us() <= now) {
+            // The server removes a key once its expiry ms has passed (PEXPIREAT: gone when
+            // now > when); during that ms, it may still hold it.
+            if stored.as_ref().is_some_and(|l| {
+                l.expires_at_us() < t * 1_000 || l.expires_at_us() <= now && rng.chance(50)
+            }) {
                 stored = None;
             }
             if rng.chance(70) {
@@ -1304,15 +1307,20 @@ fn limits_sliding_window_matches_limits_scripts() {
                 }
             } else {
                 // limits' read path (test / get_window_stats): RL.INSPECT, and on an existing
-                // key RL.ALLOW … COST 0 to store the shift.
+                // key whose current counter is alive RL.ALLOW … COST 0 to store the shift.
                 let (pc, pt, cc, ct) = lua.get(e, t);
-                let d = match stored.as_mut() {
+                let alive = stored.as_ref().is_some_and(|l| {
+                    l.inspect(now)
+                        .iter()
+                        .any(|f| f.0 == "current_ttl_ms" && f.1 > 0)
+                });
+                let d = match stored.as_mut().filter(|_| alive) {
                     Some(l) => {
                         let (d, outcome) = Limiter::decide(Some(l), &rule, 0, now).unwrap();
                         assert_ne!(outcome, Outcome::Emptied);
                         d
                     }
-                    None => Limiter::peek(None, &rule, 0, now).unwrap(),
+                    None => Limiter::peek(stored.as_ref(), &rule, 0, now).unwrap(),
                 };
                 let fields = stored.as_ref().map_or_else(Vec::new, |l| l.inspect(now));
                 let field = |n: &str| fields.iter().find(|f| f.0 == n).map_or(0, |f| f.1);
@@ -1340,8 +1348,11 @@ fn limits_sliding_window_matches_limits_scripts() {
                 if last > t {
                     assert_eq!(l.expires_at_us(), last * 1_000);
                 } else {
-                    stored = None; // the server's expiry would have removed it
-                    lua = LimitsLua::default();
+                    assert!(l.expires_at_us() <= now);
+                    if rng.chance(50) {
+                        stored = None; // the server's expiry may have removed it
+                        lua = LimitsLua::default();
+                    }
                 }
             }
         }

@@ -109,11 +109,13 @@ class LimitsLua:
 class Module:
     """The module's ``ALGO limits-sliding-window``: one key; a hit is ``RL.ALLOW … COST n`` (0
     included: limits' acquire of 0), a read is what ``rl://`` sends — ``RL.INSPECT`` and, when the
-    key exists, ``RL.ALLOW … COST 0`` (which stores the shift limits' read makes) — run as one
-    script here so that it stays inside the transaction (the storage sends the two commands)."""
+    key exists with a live current counter, ``RL.ALLOW … COST 0`` (which stores the shift limits'
+    read makes) — run as one script here so that it stays inside the transaction (the storage
+    sends the two commands). The key expires with its current counter: a ``PTTL`` of 0 is the ms
+    the counters expired in, when the server still holds the key."""
 
     READ = (
-        "if redis.call('EXISTS', KEYS[1]) == 1 then "
+        "if redis.call('PTTL', KEYS[1]) > 0 then "
         "redis.call('RL.ALLOW', KEYS[1], ARGV[1], ARGV[2], 'COST', 0, 'ALGO', ARGV[3]) end "
         "return redis.call('RL.INSPECT', KEYS[1])"
     )

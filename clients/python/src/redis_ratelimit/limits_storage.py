@@ -38,10 +38,10 @@ What each storage method sends (``K`` = ``key_prefix:key``, ``MAX`` = 2^63 - 1):
   counter): ``acquire_sliding_window_entry`` is ``RL.ALLOW K limit expiry COST amount ALGO
   limits-sliding-window``; ``get_sliding_window`` reads the two counters and their TTLs from
   ``RL.INSPECT K`` and, when the key exists, stores the shift limits' read makes with ``RL.ALLOW
-  … COST 0`` (2 commands; 1 when the key does not exist); ``clear_sliding_window`` is one
-  ``DEL`` of the module's key and limits' previous-window key. A hit of cost 0 is ``RL.ALLOW …
-  COST 0`` too: for this algorithm it is limits' acquire of 0 (on a limiter without a current
-  counter it starts one at 0, which anchors the next windows).
+  … COST 0`` (2 commands; 1 when the key does not exist or its counters have just expired);
+  ``clear_sliding_window`` is one ``DEL`` of the module's key and limits' previous-window key.
+  A hit of cost 0 is ``RL.ALLOW … COST 0`` too: for this algorithm it is limits' acquire of 0
+  (on a limiter without a current counter it starts one at 0, which anchors the next windows).
 * ``reset()``: ``SCAN MATCH <prefix>:*`` and ``DEL`` (never ``KEYS``).
 
 Limits the module does not take run limits' own Lua scripts, decided by the limit alone so a
@@ -437,9 +437,12 @@ class _Operations:
                 # The counters after the shift an access now makes (nil: no limiter) ...
                 inspection = Inspection.from_reply((yield _Command(("RL.INSPECT", name))))
                 window = _sliding_window_from_inspection(inspection)
-                if inspection is not None:
+                if inspection is not None and window[3] > 0:
                     # ... and limits' read stores that shift (a write): COST 0 does, under
                     # the stored limit (the shift ignores the limit; limits' read has none).
+                    # Not when no current counter is alive (a key in the ms its counters
+                    # expired): limits' read then changes nothing, while COST 0 — limits'
+                    # acquire of 0 — would start a current counter.
                     rule = (inspection.limit, expiry, "COST", 0, "ALGO", LIMITS_SLIDING)
                     yield _Command(("RL.ALLOW", name, *rule))
             except _ReplyError as err:
