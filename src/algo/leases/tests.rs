@@ -584,7 +584,11 @@ fn decoding_reserves_once_and_within_the_payload() {
         let State::Leases(s) = &decode(&encode(&l)).unwrap().state else {
             panic!()
         };
-        assert!(s.0.chunks.iter().all(|c| c.capacity() == c.len()));
+        assert!(s
+            .0
+            .chunks
+            .iter()
+            .all(|c| c.leases.capacity() == c.len() && c.prints.capacity() == c.len()));
         assert_eq!(s.0.chunks.capacity(), s.0.chunks.len());
     }
     // A count of a million in front of two leases' bytes: reserves at most what they allow.
@@ -659,8 +663,9 @@ fn heap_blocks_and_relocation() {
     let State::Leases(s) = &mut l.state else {
         panic!()
     };
-    // The table, the chunk array, its one chunk, three text ids ("b", "c", "007").
-    assert_eq!(s.heap_blocks().count(), 6);
+    // The table, the chunk array, its one chunk's leases and prints, three text ids ("b",
+    // "c", "007").
+    assert_eq!(s.heap_blocks().count(), 7);
     let before = s.clone();
     // Nothing moves: nothing changes.
     unsafe { s.relocate(|_| std::ptr::null_mut()) };
@@ -671,12 +676,16 @@ fn heap_blocks_and_relocation() {
     layouts.insert(table as usize, Layout::new::<Table>());
     layouts.insert(
         s.0.chunks.as_ptr() as usize,
-        Layout::array::<Vec<Lease>>(s.0.chunks.capacity()).unwrap(),
+        Layout::array::<Chunk>(s.0.chunks.capacity()).unwrap(),
     );
     for c in &s.0.chunks {
         layouts.insert(
-            c.as_ptr() as usize,
-            Layout::array::<Lease>(c.capacity()).unwrap(),
+            c.leases.as_ptr() as usize,
+            Layout::array::<Lease>(c.leases.capacity()).unwrap(),
+        );
+        layouts.insert(
+            c.prints.as_ptr() as usize,
+            Layout::array::<u32>(c.prints.capacity()).unwrap(),
         );
     }
     for x in s.0.iter() {
@@ -695,7 +704,7 @@ fn heap_blocks_and_relocation() {
             new
         })
     };
-    assert_eq!(moved, 6);
+    assert_eq!(moved, 7);
     assert_eq!(*s, before);
     assert!(s.is_valid());
 }
@@ -939,4 +948,33 @@ fn the_shape_holds_through_releases_and_renewals() {
         check_shape(s);
     }
     assert!(key.unwrap().is_valid());
+}
+
+/// Two ids with one fingerprint (a number is its own: the number FNV-1a makes of "a"): each is
+/// found, renewed and released as itself.
+#[test]
+fn ids_sharing_a_fingerprint_stay_apart() {
+    let a = LeaseId::parse(b"a").unwrap();
+    let n = LeaseId::Num(fingerprint(&a));
+    assert_eq!(fingerprint(&n), fingerprint(&a));
+    let mut key = None;
+    for (i, id) in [&a, &n].into_iter().enumerate() {
+        let req = Acquire::new(2, 1_000, Some(id.clone())).unwrap();
+        let o = acquire(key.as_mut(), &req, BASE + i as u64)
+            .unwrap()
+            .outcome;
+        store(&mut key, o);
+    }
+    let l = key.as_mut().unwrap();
+    let v = acquire(
+        Some(l),
+        &Acquire::new(2, 5_000, Some(n.clone())).unwrap(),
+        BASE + 2,
+    );
+    assert_eq!(v.unwrap().grant.in_flight, 2);
+    assert!(release(Some(l), &a, BASE + 3).unwrap().released);
+    assert!(!release(Some(l), &a, BASE + 3).unwrap().released);
+    let State::Leases(s) = &l.state else { panic!() };
+    assert!(s.holds(&n, BASE + 3) && !s.holds(&a, BASE + 3));
+    assert_eq!(l.expires_at_us(), BASE + 5_002);
 }
