@@ -740,15 +740,22 @@ impl Table {
             self.chunks.push(Chunk::with_capacity(1));
         }
         if self.chunks.get(c).is_some_and(|chunk| chunk.len() >= CHUNK) {
+            let last = c.saturating_add(1) == self.chunks.len();
             let Some(chunk) = self.chunks.get_mut(c) else {
                 return;
             };
-            let tail = chunk.split_off(CHUNK / 2);
-            if chunk.last().is_some_and(below) {
-                self.chunks.insert(c.saturating_add(1), tail);
-                c = c.saturating_add(1);
+            // After the last lease (most inserts: `now + lease`) a new chunk starts, leaving
+            // this one full; elsewhere the chunk splits in halves.
+            let tail = if last && chunk.last().is_some_and(below) {
+                Chunk::with_capacity(1)
             } else {
-                self.chunks.insert(c.saturating_add(1), tail);
+                chunk.split_off(CHUNK / 2)
+            };
+            let goes_after = chunk.last().is_some_and(below);
+            let at = c.saturating_add(1);
+            self.chunks.insert(at, tail);
+            if goes_after {
+                c = at;
             }
         }
         if let Some(chunk) = self.chunks.get_mut(c) {
