@@ -22,9 +22,19 @@
 //! the key lives, and across the key's lives unless the master's clock steps back. An id that is
 //! a canonical decimal number (`"42"`, not `"042"`) is the same id whoever made it.
 //!
-//! **Bound.** A key holds at most `limit` leases and `limit` ≤ [`MAX_LEASES`], so every call is
-//! O(N) in the worst case with N ≤ [`MAX_LEASES`]: a binary search finds what is held, a scan
-//! finds an id, and inserting or removing shifts the entries after it in one array.
+//! **Bound and cost.** A key holds at most `limit` leases and `limit` ≤ [`MAX_LEASES`], so every
+//! call is O(N) in the worst case with N ≤ [`MAX_LEASES`], and only a scan for an id is linear.
+//! The leases are sorted by `(end, id)` in chunks of at most 128 (two neighbours together hold
+//! more than 64, so at most `4N / 128 + 1` chunks): what is held is a binary search; an id is a
+//! scan of 32-bit fingerprints kept side by side in each chunk (4 bytes a lease, sixteen compared
+//! at once); inserting or removing a lease shifts one chunk (a full one splits, a small one
+//! merges into its neighbour). Ended leases are dropped lazily: each write drops at most
+//! [`DROP_PER_WRITE`] (the earliest-ending), so no call frees thousands of ids at once. They
+//! count for nothing meanwhile (not held, no slot, not renewable, their ids free to take), and
+//! they never make a key store more than it could hold: a write adds at most one lease and
+//! drops at least one while any ended lease is stored, so a key stores at most the largest
+//! `limit` it admitted under. Deleting a key (its last held lease released, or its expiry) frees
+//! whatever it stores, ended leases included, as deleting any key does.
 //!
 //! **Clock steps.** No lease can legitimately end after `now + longest`, `longest` being the
 //! longest lease granted since the key was created. Ends beyond that (a clock that stepped back,
@@ -33,11 +43,13 @@
 //!
 //! **Writes and replication.** A write is one [`Effect`] — acquire (new or renewal), release, or
 //! storing a clamped state after a denial — carrying the master's time and the id; the master
-//! applies it with the same function a replica or an AOF replay runs ([`replay`]): first every
-//! lease that ended by then is dropped, then clamped ends are stored, then the effect. So every
-//! node ends with the same set, the same ends and the same expiry, and the replicated form stays
-//! O(1) in the number of leases. Denials, renewals of nothing, releases of nothing and peeks
-//! write nothing.
+//! applies it with the same function a replica or an AOF replay runs ([`replay`]): first the
+//! earliest [`DROP_PER_WRITE`] leases that ended by then are dropped, then clamped ends are
+//! stored, then the effect. The drop depends only on the stored leases and the master's time, so
+//! every node ends with the same set (ended leases not dropped yet included, and they are in the
+//! RDB and `DEBUG DIGEST`), the same ends and the same expiry, and the replicated form stays O(1)
+//! in the number of leases. Denials, renewals of nothing, releases of nothing and peeks write
+//! nothing (and drop nothing).
 //!
 //! Worked example: limit 2, lease 10 s. At 0 s `a` acquires (ends 10 s), at 1 s the server makes
 //! an id for a second holder (ends 11 s). At 2 s a third is denied: `retry_after` 8 s (when `a`
@@ -1356,7 +1368,7 @@ impl Kind for LeasesState {
 
     /// `in_flight next_end_us last_end_us stored longest_us last_id`: the leases held at
     /// `now_us`, the earliest and latest end among them (clamped; 0 when none), the leases
-    /// stored (ended ones included until the next write), the longest lease granted and the
+    /// stored (ended ones included until writes drop them), the longest lease granted and the
     /// last id the server made.
     fn inspect(state: Option<&Self>, _stored: &Rule, now_us: u64, out: &mut Fields) {
         let t = state.map_or(&EMPTY, |s| &*s.0);
