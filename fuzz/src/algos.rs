@@ -636,7 +636,6 @@ fn held_of(l: Option<&Limiter>, t: u64) -> std::collections::BTreeMap<Vec<u8>, u
         panic!("not leases: {l:?}")
     };
     s.leases()
-        .iter()
         .filter(|x| x.end_us > t)
         .map(|x| (x.id.to_bytes(), x.end_us.min(t + s.longest_us())))
         .collect()
@@ -644,7 +643,7 @@ fn held_of(l: Option<&Limiter>, t: u64) -> std::collections::BTreeMap<Vec<u8>, u
 
 fn leases_stored(l: Option<&Limiter>) -> u64 {
     match l.map(|l| &l.state) {
-        Some(State::Leases(s)) => s.leases().len() as u64,
+        Some(State::Leases(s)) => s.stored() as u64,
         _ => 0,
     }
 }

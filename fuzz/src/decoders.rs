@@ -195,7 +195,7 @@ fn exercise_leases(l: &Limiter) {
         panic!("a lease key holds {l:?}");
     };
     let exp = l.expires_at_us();
-    let first = s.leases().first().map(|x| x.id.clone());
+    let first = s.leases().next().map(|x| x.id.clone());
     let limit = l.rule.limit().min(MAX_LEASES);
     let times = [1_700_000_000_000_000, exp - 1, exp, exp.saturating_add(1)]
         .map(|t: u64| t.min(MAX_TIMESTAMP_US / 2));

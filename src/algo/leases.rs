@@ -22,9 +22,19 @@
 //! the key lives, and across the key's lives unless the master's clock steps back. An id that is
 //! a canonical decimal number (`"42"`, not `"042"`) is the same id whoever made it.
 //!
-//! **Bound.** A key holds at most `limit` leases and `limit` ≤ [`MAX_LEASES`], so every call is
-//! O(N) in the worst case with N ≤ [`MAX_LEASES`]: a binary search finds what is held, a scan
-//! finds an id, and inserting or removing shifts the entries after it in one array.
+//! **Bound and cost.** A key holds at most `limit` leases and `limit` ≤ [`MAX_LEASES`], so every
+//! call is O(N) in the worst case with N ≤ [`MAX_LEASES`], and only a scan for an id is linear.
+//! The leases are sorted by `(end, id)` in chunks of at most 128 (two neighbours together hold
+//! more than 64, so at most `4N / 128 + 1` chunks): what is held is a binary search; an id is a
+//! scan of 32-bit fingerprints kept side by side in each chunk (4 bytes a lease, sixteen compared
+//! at once); inserting or removing a lease shifts one chunk (a full one splits, a small one
+//! merges into its neighbour). Ended leases are dropped lazily: each write drops at most
+//! [`DROP_PER_WRITE`] (the earliest-ending), so no call frees thousands of ids at once. They
+//! count for nothing meanwhile (not held, no slot, not renewable, their ids free to take), and
+//! they never make a key store more than it could hold: a write adds at most one lease and
+//! drops at least one while any ended lease is stored, so a key stores at most the largest
+//! `limit` it admitted under. Deleting a key (its last held lease released, or its expiry) frees
+//! whatever it stores, ended leases included, as deleting any key does.
 //!
 //! **Clock steps.** No lease can legitimately end after `now + longest`, `longest` being the
 //! longest lease granted since the key was created. Ends beyond that (a clock that stepped back,
@@ -33,11 +43,13 @@
 //!
 //! **Writes and replication.** A write is one [`Effect`] — acquire (new or renewal), release, or
 //! storing a clamped state after a denial — carrying the master's time and the id; the master
-//! applies it with the same function a replica or an AOF replay runs ([`replay`]): first every
-//! lease that ended by then is dropped, then clamped ends are stored, then the effect. So every
-//! node ends with the same set, the same ends and the same expiry, and the replicated form stays
-//! O(1) in the number of leases. Denials, renewals of nothing, releases of nothing and peeks
-//! write nothing.
+//! applies it with the same function a replica or an AOF replay runs ([`replay`]): first the
+//! earliest [`DROP_PER_WRITE`] leases that ended by then are dropped, then clamped ends are
+//! stored, then the effect. The drop depends only on the stored leases and the master's time, so
+//! every node ends with the same set (ended leases not dropped yet included, and they are in the
+//! RDB and `DEBUG DIGEST`), the same ends and the same expiry, and the replicated form stays O(1)
+//! in the number of leases. Denials, renewals of nothing, releases of nothing and peeks write
+//! nothing (and drop nothing).
 //!
 //! Worked example: limit 2, lease 10 s. At 0 s `a` acquires (ends 10 s), at 1 s the server makes
 //! an id for a second holder (ends 11 s). At 2 s a third is denied: `retry_after` 8 s (when `a`
@@ -238,12 +250,26 @@ impl Lease {
     }
 }
 
+/// The most leases one chunk of a table holds: inserting or removing a lease shifts at most
+/// this many entries (5 KiB).
+const CHUNK: usize = 128;
+
+/// How full [`LeasesState::from_parts`] and decoding fill chunks (room to insert without a
+/// split right away).
+const FILL: usize = CHUNK * 3 / 4;
+
+/// The most ended leases one write drops (each a text id to free at most): the rest go in
+/// later writes, so a write never frees 10,000 ids at once.
+pub const DROP_PER_WRITE: usize = 64;
+
 /// The leases of one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 struct Table {
-    /// Sorted by `(end, id)`; ids unique. May still hold leases that ended after the last write
-    /// (every write drops them first).
-    leases: Vec<Lease>,
+    /// The leases sorted by `(end, id)`, ids unique, in chunks of 1 to [`CHUNK`] leases (none
+    /// empty), any two neighbours together holding more than `CHUNK / 2` (so at most
+    /// `4N / CHUNK + 1` chunks). May still hold leases that ended: every write drops the
+    /// earliest [`DROP_PER_WRITE`] of them.
+    chunks: Vec<Chunk>,
     /// The longest lease granted since the key was created (or last held nothing): no lease can
     /// end after `now + longest_us`.
     longest_us: u64,
@@ -251,6 +277,142 @@ struct Table {
     last_id: u64,
 }
 
+/// The same leases, however chunked (a reloaded key is chunked unlike the live one).
+impl PartialEq for Table {
+    fn eq(&self, other: &Table) -> bool {
+        self.longest_us == other.longest_us
+            && self.last_id == other.last_id
+            && self.len() == other.len()
+            && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Table {}
+
+/// Up to [`CHUNK`] leases in order, with 32 bits of their fingerprints side by side: finding an
+/// id reads 4 bytes a lease in one array (compared four at a time), not 40 bytes a lease.
+#[derive(Clone, Debug, Default)]
+struct Chunk {
+    leases: Vec<Lease>,
+    /// `prints[i] == short(leases[i].print)`.
+    prints: Vec<u32>,
+}
+
+/// 32 bits of a fingerprint (what a chunk keeps side by side).
+fn short(print: u64) -> u32 {
+    // The high half folded onto the low one: the truncation is the point.
+    #[allow(clippy::cast_possible_truncation)]
+    let folded = (print ^ (print >> 32)) as u32;
+    folded
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [Lease];
+    fn deref(&self) -> &[Lease] {
+        &self.leases
+    }
+}
+
+impl Chunk {
+    fn with_capacity(n: usize) -> Chunk {
+        Chunk {
+            leases: Vec::with_capacity(n),
+            prints: Vec::with_capacity(n),
+        }
+    }
+
+    fn from_vec(leases: Vec<Lease>) -> Chunk {
+        let prints = leases.iter().map(|l| short(l.print)).collect();
+        Chunk { leases, prints }
+    }
+
+    fn insert(&mut self, i: usize, lease: Lease) {
+        self.prints.insert(i, short(lease.print));
+        self.leases.insert(i, lease);
+    }
+
+    fn remove(&mut self, i: usize) -> Lease {
+        self.prints.remove(i);
+        self.leases.remove(i)
+    }
+
+    /// Drops the first `n` leases.
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.leases.len());
+        self.prints.drain(..n);
+        self.leases.drain(..n);
+    }
+
+    fn split_off(&mut self, at: usize) -> Chunk {
+        Chunk {
+            leases: self.leases.split_off(at),
+            prints: self.prints.split_off(at),
+        }
+    }
+
+    fn append(&mut self, mut other: Chunk) {
+        self.leases.append(&mut other.leases);
+        self.prints.append(&mut other.prints);
+    }
+
+    /// Takes the leases from `at` on out.
+    fn take_tail(&mut self, at: usize) -> Vec<Lease> {
+        self.prints.truncate(at);
+        self.leases.split_off(at.min(self.leases.len()))
+    }
+
+    fn extend(&mut self, leases: impl Iterator<Item = Lease>) {
+        for l in leases {
+            self.prints.push(short(l.print));
+            self.leases.push(l);
+        }
+    }
+
+    /// Gives memory back once mostly empty.
+    fn shrink(&mut self) {
+        let (len, cap) = (self.leases.len(), self.leases.capacity());
+        if cap > 16 && cap / 4 > len {
+            self.leases.shrink_to(len.saturating_mul(2));
+            self.prints.shrink_to(len.saturating_mul(2));
+        }
+    }
+
+    /// Where `id` (fingerprint `print`) is from index `from` on: compares short fingerprints
+    /// sixteen at a time (branch-free, so the compiler vectorises it), then the ids where one
+    /// matched.
+    fn find(&self, print: u64, id: &LeaseId, from: usize) -> Option<usize> {
+        let print = short(print);
+        let prints = self.prints.get(from..)?;
+        let check = |start: usize, block: &[u32]| {
+            block.iter().enumerate().find_map(|(k, &p)| {
+                let i = start.checked_add(k)?;
+                (p == print && self.leases.get(i).is_some_and(|l| l.id == *id)).then_some(i)
+            })
+        };
+        let blocks = prints.chunks_exact(16);
+        let rest = blocks.remainder();
+        let mut base = from;
+        for block in blocks {
+            let hits = block.iter().fold(0u32, |n, &p| n | u32::from(p == print));
+            if hits != 0 {
+                if let Some(i) = check(base, block) {
+                    return Some(i);
+                }
+            }
+            base = base.saturating_add(16);
+        }
+        check(base, rest)
+    }
+}
+
+/// A place in a table: chunk `c`, index `i` in it (`c` = the chunk count: past the end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pos {
+    c: usize,
+    i: usize,
+}
+
+const START: Pos = Pos { c: 0, i: 0 };
 /// The state of one leases key (boxed: one pointer in [`State`]). Never empty when stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeasesState(Box<Table>);
@@ -396,15 +558,115 @@ enum Plan {
 impl Table {
     const fn empty() -> Table {
         Table {
-            leases: Vec::new(),
+            chunks: Vec::new(),
             longest_us: 0,
             last_id: 0,
         }
     }
 
-    /// Index of the first lease held at `now_us` (all before it have ended).
-    fn first_held(&self, now_us: u64) -> usize {
-        self.leases.partition_point(|l| l.end_us <= now_us)
+    /// A table of `leases` (sorted), in chunks of [`FILL`].
+    fn from_sorted(leases: Vec<Lease>, longest_us: u64, last_id: u64) -> Table {
+        let mut chunks = Vec::with_capacity(leases.len().div_ceil(FILL));
+        let mut rest = leases.into_iter();
+        loop {
+            let chunk: Vec<Lease> = rest.by_ref().take(FILL).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(Chunk::from_vec(chunk));
+        }
+        Table {
+            chunks,
+            longest_us,
+            last_id,
+        }
+    }
+
+    /// Leases stored (ended ones included). O(N / CHUNK).
+    fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Every stored lease, in order.
+    fn iter(&self) -> impl Iterator<Item = &Lease> + '_ {
+        self.chunks.iter().flat_map(|c| c.iter())
+    }
+
+    /// The leases from `p` on, in order.
+    fn iter_from(&self, p: Pos) -> impl Iterator<Item = &Lease> + '_ {
+        let first = self
+            .chunks
+            .get(p.c)
+            .and_then(|c| c.get(p.i..))
+            .unwrap_or(&[]);
+        let rest = self
+            .chunks
+            .get(p.c.saturating_add(1)..)
+            .unwrap_or(&[])
+            .iter()
+            .flat_map(|c| c.iter());
+        first.iter().chain(rest)
+    }
+
+    /// The lease at `p`.
+    fn get(&self, p: Pos) -> Option<&Lease> {
+        self.chunks.get(p.c)?.get(p.i)
+    }
+
+    /// How many leases lie from `p` on. O(N / CHUNK).
+    fn count_from(&self, p: Pos) -> usize {
+        let first = self
+            .chunks
+            .get(p.c)
+            .map_or(0, |c| c.len().saturating_sub(p.i));
+        let rest: usize = self
+            .chunks
+            .get(p.c.saturating_add(1)..)
+            .unwrap_or(&[])
+            .iter()
+            .map(|c| c.len())
+            .sum();
+        first.saturating_add(rest)
+    }
+
+    /// The `n`-th lease (0-based) from `p` on. O(N / CHUNK).
+    fn nth_from(&self, p: Pos, mut n: usize) -> Option<&Lease> {
+        let mut i = p.i;
+        for chunk in self.chunks.get(p.c..)? {
+            let left = chunk.len().saturating_sub(i);
+            if n < left {
+                return chunk.get(i.checked_add(n)?);
+            }
+            n = n.saturating_sub(left);
+            i = 0;
+        }
+        None
+    }
+
+    /// The first place whose lease is not `below` (which holds for a prefix). O(log N).
+    fn partition(&self, below: impl Fn(&Lease) -> bool) -> Pos {
+        let c = self
+            .chunks
+            .partition_point(|chunk| chunk.last().is_some_and(&below));
+        let i = self
+            .chunks
+            .get(c)
+            .map_or(0, |chunk| chunk.partition_point(&below));
+        Pos { c, i }
+    }
+
+    /// The first lease held at `now_us` (all before it have ended).
+    fn first_held(&self, now_us: u64) -> Pos {
+        self.partition(|l| l.end_us <= now_us)
+    }
+
+    /// Leases held at `now_us`.
+    fn held(&self, now_us: u64) -> usize {
+        self.count_from(self.first_held(now_us))
     }
 
     /// The latest a lease may end at `now_us`.
@@ -412,26 +674,113 @@ impl Table {
         now_us.saturating_add(self.longest_us)
     }
 
-    /// Where `id` is among the leases from index `from` on.
-    fn position(&self, id: &LeaseId, from: usize) -> Option<usize> {
-        let rest = self.leases.get(from..)?;
+    /// Where `id` is among the leases from `from` on. O(N): compares fingerprints inline.
+    fn position(&self, id: &LeaseId, from: Pos) -> Option<Pos> {
         let print = fingerprint(id);
-        rest.iter()
-            .position(|l| l.print == print && l.id == *id)
-            .and_then(|i| i.checked_add(from))
+        let first = self.chunks.get(from.c)?;
+        if let Some(i) = first.find(print, id, from.i) {
+            return Some(Pos { c: from.c, i });
+        }
+        let next = from.c.checked_add(1)?;
+        for (c, chunk) in self.chunks.get(next..)?.iter().enumerate() {
+            if let Some(i) = chunk.find(print, id, 0) {
+                return Some(Pos {
+                    c: c.checked_add(next)?,
+                    i,
+                });
+            }
+        }
+        None
     }
 
-    /// Gives memory back once the array is mostly empty (a key that held 10,000 leases and now
-    /// holds 10 does not keep 10,000 slots).
+    /// Gives the chunk array's memory back once it is mostly empty.
     fn shrink(&mut self) {
-        let (len, cap) = (self.leases.len(), self.leases.capacity());
+        let (len, cap) = (self.chunks.len(), self.chunks.capacity());
         if cap > 16 && cap / 4 > len {
-            self.leases.shrink_to(len.saturating_mul(2));
+            self.chunks.shrink_to(len.saturating_mul(2));
+        }
+    }
+
+    /// Merges chunk `c` into chunk `c - 1` when the two hold at most `CHUNK / 2` together
+    /// (restoring the bound on the chunk count after a removal). O(CHUNK + N / CHUNK).
+    fn merge_at(&mut self, c: usize) {
+        let Some(left) = c.checked_sub(1) else {
+            return;
+        };
+        let (Some(a), Some(b)) = (self.chunks.get(left), self.chunks.get(c)) else {
+            return;
+        };
+        if a.len().saturating_add(b.len()) > CHUNK / 2 {
+            return;
+        }
+        let right = self.chunks.remove(c);
+        if let Some(a) = self.chunks.get_mut(left) {
+            a.append(right);
+        }
+    }
+
+    /// Removes the lease at `p`. O(CHUNK + N / CHUNK): one chunk shifts.
+    fn remove(&mut self, p: Pos) -> Option<Lease> {
+        let chunk = self.chunks.get_mut(p.c)?;
+        if p.i >= chunk.len() {
+            return None;
+        }
+        let lease = chunk.remove(p.i);
+        if chunk.is_empty() {
+            self.chunks.remove(p.c);
+            self.merge_at(p.c);
+        } else {
+            chunk.shrink();
+            self.merge_at(p.c.saturating_add(1));
+            self.merge_at(p.c);
+        }
+        self.shrink();
+        Some(lease)
+    }
+
+    /// Inserts a lease whose id the table does not hold. O(CHUNK + N / CHUNK): one chunk
+    /// shifts, or splits in two.
+    fn insert(&mut self, lease: Lease) {
+        let below = |l: &Lease| l.before(lease.end_us, &lease.id);
+        let mut c = self
+            .chunks
+            .partition_point(|chunk| chunk.last().is_some_and(below))
+            .min(self.chunks.len().saturating_sub(1));
+        if self.chunks.is_empty() {
+            // Most keys hold one lease: no room for four.
+            self.chunks.reserve_exact(1);
+            self.chunks.push(Chunk::with_capacity(1));
+        }
+        if self.chunks.get(c).is_some_and(|chunk| chunk.len() >= CHUNK) {
+            let last = c.saturating_add(1) == self.chunks.len();
+            let Some(chunk) = self.chunks.get_mut(c) else {
+                return;
+            };
+            // After the last lease (most inserts: `now + lease`) a new chunk starts, leaving
+            // this one full; elsewhere the chunk splits in halves.
+            let tail = if last && chunk.last().is_some_and(below) {
+                Chunk::with_capacity(1)
+            } else {
+                chunk.split_off(CHUNK / 2)
+            };
+            let goes_after = chunk.last().is_some_and(below);
+            let at = c.saturating_add(1);
+            self.chunks.insert(at, tail);
+            if goes_after {
+                c = at;
+            }
+        }
+        if let Some(chunk) = self.chunks.get_mut(c) {
+            let i = chunk.partition_point(below);
+            chunk.insert(i, lease);
         }
     }
 
     fn last_end(&self) -> u64 {
-        self.leases.last().map_or(0, |l| l.end_us)
+        self.chunks
+            .last()
+            .and_then(|c| c.last())
+            .map_or(0, |l| l.end_us)
     }
 
     fn is_ahead(&self, now_us: u64) -> bool {
@@ -440,12 +789,10 @@ impl Table {
 
     /// The id the server makes at `now_us`: the first number from `max(now, last + 1)` on that
     /// no held lease has.
-    fn next_id(&self, now_us: u64, first_held: usize) -> Option<u64> {
+    fn next_id(&self, now_us: u64, first_held: Pos) -> Option<u64> {
         let mut candidate = now_us.max(self.last_id.checked_add(1)?);
         let mut taken: Vec<u64> = self
-            .leases
-            .get(first_held..)?
-            .iter()
+            .iter_from(first_held)
             .filter_map(|l| match l.id {
                 LeaseId::Num(n) if n >= candidate => Some(n),
                 _ => None,
@@ -465,7 +812,7 @@ impl Table {
     /// Decides an acquire at `now_us`.
     fn plan(&self, req: &Acquire, now_us: u64) -> Result<Plan, LeaseError> {
         let first = self.first_held(now_us);
-        let held = self.leases.len().saturating_sub(first);
+        let held = self.count_from(first);
         let write = |id: LeaseId, server_made: bool| {
             Plan::Write(Effect::Acquire {
                 now_us,
@@ -491,10 +838,8 @@ impl Table {
         }
         // Held ≥ limit ≥ 1: the (held − limit)-th held lease (0-based) must end first.
         let horizon = self.horizon(now_us);
-        let waits_for = first.saturating_add(held.saturating_sub(limit));
         let frees_at = self
-            .leases
-            .get(waits_for)
+            .nth_from(first, held.saturating_sub(limit))
             .map_or(now_us, |l| l.end_us.min(horizon));
         Ok(Plan::Deny {
             grant: Grant {
@@ -508,14 +853,33 @@ impl Table {
         })
     }
 
-    /// Drops every lease that ended by `now_us`; a table left empty forgets its longest lease.
-    fn drop_ended(&mut self, now_us: u64) {
-        let first = self.first_held(now_us);
-        self.leases.drain(..first);
-        if self.leases.is_empty() {
-            self.longest_us = 0;
+    /// Drops the earliest leases that ended by `now_us`, at most `budget` of them (the rest
+    /// stay until later writes: they count for nothing meanwhile); a table holding nothing at
+    /// `now_us` forgets its longest lease. O(budget + CHUNK + N / CHUNK).
+    fn drop_ended(&mut self, now_us: u64, budget: usize) {
+        let mut left = budget;
+        while left > 0 {
+            let Some(chunk) = self.chunks.first_mut() else {
+                break;
+            };
+            let n = chunk.partition_point(|l| l.end_us <= now_us).min(left);
+            if n == 0 {
+                break;
+            }
+            chunk.drop_front(n);
+            left = left.saturating_sub(n);
+            if chunk.is_empty() {
+                self.chunks.remove(0);
+            } else {
+                chunk.shrink();
+                self.merge_at(1);
+                break;
+            }
         }
         self.shrink();
+        if self.held(now_us) == 0 {
+            self.longest_us = 0;
+        }
     }
 
     /// Stores ends after `now + longest` as `now + longest` (a clock step back).
@@ -524,20 +888,31 @@ impl Table {
             return;
         }
         let horizon = self.horizon(now_us);
-        // The clamped leases join those ending at the horizon already: sort them all by id.
-        let from = self.leases.partition_point(|l| l.end_us < horizon);
-        if let Some(tail) = self.leases.get_mut(from..) {
-            for l in tail.iter_mut() {
-                l.end_us = horizon;
-            }
-            tail.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        // The clamped leases join those ending at the horizon already: sort them all by id,
+        // each chunk keeping as many as it had.
+        let from = self.partition(|l| l.end_us < horizon);
+        let mut tail = Vec::new();
+        let mut counts = Vec::new();
+        for (c, chunk) in self.chunks.iter_mut().enumerate().skip(from.c) {
+            let at = if c == from.c { from.i } else { 0 };
+            let before = tail.len();
+            tail.extend(chunk.take_tail(at));
+            counts.push(tail.len().saturating_sub(before));
+        }
+        for l in &mut tail {
+            l.end_us = horizon;
+        }
+        tail.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let mut tail = tail.into_iter();
+        for (chunk, n) in self.chunks.iter_mut().skip(from.c).zip(counts) {
+            chunk.extend(tail.by_ref().take(n));
         }
     }
 
     /// Applies a write (see [`replay`]).
     fn apply(&mut self, effect: &Effect) -> Result<Change, LeaseError> {
         let now_us = effect.now_us();
-        self.drop_ended(now_us);
+        self.drop_ended(now_us, DROP_PER_WRITE);
         self.clamp(now_us);
         match effect {
             Effect::Acquire {
@@ -546,32 +921,33 @@ impl Table {
                 server_made,
                 ..
             } => {
-                if let Some(i) = self.position(id, 0) {
-                    self.leases.remove(i);
-                } else if self.leases.len() >= FORMAT_MAX_LEASES {
+                // The id's lease, held or ended, gives way (and its id's bytes are reused).
+                let old = self.position(id, START).and_then(|p| self.remove(p));
+                if old.is_none() && self.len() >= FORMAT_MAX_LEASES {
                     return Err(LeaseError::Full);
                 }
-                if self.leases.capacity() == 0 {
-                    // Most keys hold one lease: no room for four.
-                    self.leases.reserve_exact(1);
-                }
                 let end_us = now_us.saturating_add(rule.window_us());
-                let at = self.leases.partition_point(|l| l.before(end_us, id));
-                self.leases.insert(at, Lease::new(end_us, id.clone()));
+                let lease = match old {
+                    Some(mut l) => {
+                        l.end_us = end_us;
+                        l
+                    }
+                    None => Lease::new(end_us, id.clone()),
+                };
+                self.insert(lease);
                 self.longest_us = self.longest_us.max(rule.window_us());
                 if let (true, LeaseId::Num(n)) = (server_made, id) {
                     self.last_id = self.last_id.max(*n);
                 }
             }
             Effect::Release { id, .. } => {
-                if let Some(i) = self.position(id, 0) {
-                    self.leases.remove(i);
-                    self.shrink();
+                if let Some(p) = self.position(id, START) {
+                    self.remove(p);
                 }
             }
             Effect::Clamp { .. } => {}
         }
-        Ok(if self.leases.is_empty() {
+        Ok(if self.held(now_us) == 0 {
             Change::Emptied
         } else {
             Change::Updated
@@ -582,17 +958,18 @@ impl Table {
 impl LeasesState {
     /// A state from its parts; `None` unless it keeps every invariant (what decoding accepts).
     pub fn from_parts(leases: Vec<Lease>, longest_us: u64, last_id: u64) -> Option<LeasesState> {
-        let s = LeasesState(Box::new(Table {
-            leases,
-            longest_us,
-            last_id,
-        }));
+        let s = LeasesState(Box::new(Table::from_sorted(leases, longest_us, last_id)));
         s.is_valid().then_some(s)
     }
 
-    /// The stored leases, sorted by `(end, id)` (some may have ended since the last write).
-    pub fn leases(&self) -> &[Lease] {
-        &self.0.leases
+    /// The stored leases, sorted by `(end, id)` (some may have ended and not been dropped yet).
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> + '_ {
+        self.0.iter()
+    }
+
+    /// How many leases are stored (ended ones not dropped yet included).
+    pub fn stored(&self) -> usize {
+        self.0.len()
     }
 
     /// The longest lease granted since the key was created, µs.
@@ -607,12 +984,7 @@ impl LeasesState {
 
     /// Leases held at `now_us`.
     pub fn held(&self, now_us: u64) -> u64 {
-        let n = self
-            .0
-            .leases
-            .len()
-            .saturating_sub(self.0.first_held(now_us));
-        u64::try_from(n).unwrap_or(u64::MAX)
+        u64::try_from(self.0.held(now_us)).unwrap_or(u64::MAX)
     }
 
     /// Whether `id` holds a lease at `now_us`.
@@ -632,20 +1004,29 @@ impl LeasesState {
 
     /// Whether every invariant holds: 1 to [`FORMAT_MAX_LEASES`] leases sorted by `(end, id)`
     /// with unique valid ids, ends in `1..=MAX_TIMESTAMP_US`, a longest lease in
-    /// `1..=MAX_WINDOW_US`. O(N log N): for decoded states.
+    /// `1..=MAX_WINDOW_US`, chunks of 1 to [`CHUNK`]. O(N log N): for decoded states.
     pub fn is_valid(&self) -> bool {
         let t = &self.0;
-        let sorted = t
-            .leases
-            .windows(2)
-            .all(|w| matches!(w, [a, b] if a.before(b.end_us, &b.id)));
-        let mut ids: Vec<&LeaseId> = t.leases.iter().map(|l| &l.id).collect();
+        let mut previous: Option<&Lease> = None;
+        let sorted = t.iter().all(|l| {
+            let ok = previous.is_none_or(|p| p.before(l.end_us, &l.id));
+            previous = Some(l);
+            ok
+        });
+        let mut ids: Vec<&LeaseId> = t.iter().map(|l| &l.id).collect();
         ids.sort_unstable();
         let unique = ids.windows(2).all(|w| matches!(w, [a, b] if a != b));
-        (1..=FORMAT_MAX_LEASES).contains(&t.leases.len())
+        t.chunks.iter().all(|c| {
+            (1..=CHUNK).contains(&c.len())
+                && c.prints.len() == c.len()
+                && c.prints
+                    .iter()
+                    .zip(c.iter())
+                    .all(|(p, l)| *p == short(l.print))
+        }) && (1..=FORMAT_MAX_LEASES).contains(&t.len())
             && sorted
             && unique
-            && t.leases.iter().all(|l| {
+            && t.iter().all(|l| {
                 (1..=MAX_TIMESTAMP_US).contains(&l.end_us)
                     && l.id.is_valid()
                     && l.print == fingerprint(&l.id)
@@ -653,14 +1034,20 @@ impl LeasesState {
             && (1..=MAX_WINDOW_US).contains(&t.longest_us)
     }
 
-    /// The heap blocks it owns besides itself: the table, its array, each text id (for
-    /// `MEMORY USAGE`).
+    /// The heap blocks it owns besides itself: the table, its chunk array, each chunk's leases
+    /// and fingerprints, each text id (for `MEMORY USAGE`): each the start of an allocation.
     pub fn heap_blocks(&self) -> impl Iterator<Item = *const u8> + '_ {
         let table: *const Table = &*self.0;
-        let array = (self.0.leases.capacity() > 0).then_some(self.0.leases.as_ptr().cast::<u8>());
+        let chunks = &self.0.chunks;
+        let array = (chunks.capacity() > 0).then_some(chunks.as_ptr().cast::<u8>());
         std::iter::once(table.cast::<u8>())
             .chain(array)
-            .chain(self.0.leases.iter().filter_map(|l| l.id.heap_block()))
+            .chain(chunks.iter().flat_map(|c| {
+                let leases = (c.leases.capacity() > 0).then_some(c.leases.as_ptr().cast::<u8>());
+                let prints = (c.prints.capacity() > 0).then_some(c.prints.as_ptr().cast::<u8>());
+                leases.into_iter().chain(prints)
+            }))
+            .chain(self.0.iter().filter_map(|l| l.id.heap_block()))
     }
 
     /// Moves its heap blocks to the ones `relocate` returns (active defrag); a null return leaves
@@ -678,32 +1065,44 @@ impl LeasesState {
             let old = std::mem::replace(&mut self.0, unsafe { Box::from_raw(moved.cast()) });
             std::mem::forget(old);
         }
-        let leases = &mut self.0.leases;
-        if leases.capacity() > 0 {
-            let moved = relocate(leases.as_mut_ptr().cast());
-            if !moved.is_null() {
-                let (len, cap) = (leases.len(), leases.capacity());
-                std::mem::forget(std::mem::take(leases));
-                // SAFETY: as above; the leases moved with their array.
-                *leases = unsafe { Vec::from_raw_parts(moved.cast(), len, cap) };
-            }
-        }
-        for l in leases.iter_mut() {
-            let LeaseId::Text(t) = &mut l.id else {
-                continue;
-            };
-            let moved = relocate(t.as_mut_ptr());
-            if !moved.is_null() {
-                let len = t.len();
-                let old = std::mem::replace(t, Box::new([]));
-                std::mem::forget(old);
-                // SAFETY: as above, a block of `len` bytes.
-                *t = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(moved, len)) };
+        // SAFETY (each vector below): as above; its elements moved with its buffer.
+        unsafe { relocate_vec(&mut self.0.chunks, &mut relocate) };
+        for chunk in &mut self.0.chunks {
+            unsafe { relocate_vec(&mut chunk.leases, &mut relocate) };
+            unsafe { relocate_vec(&mut chunk.prints, &mut relocate) };
+            for l in chunk.leases.iter_mut() {
+                let LeaseId::Text(t) = &mut l.id else {
+                    continue;
+                };
+                let moved = relocate(t.as_mut_ptr());
+                if !moved.is_null() {
+                    let len = t.len();
+                    let old = std::mem::replace(t, Box::new([]));
+                    std::mem::forget(old);
+                    // SAFETY: as above, a block of `len` bytes.
+                    *t = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(moved, len)) };
+                }
             }
         }
     }
 }
 
+/// Moves a vector's buffer (if it has one) to the block `relocate` returns.
+///
+/// # Safety
+/// As [`LeasesState::relocate`].
+unsafe fn relocate_vec<T>(v: &mut Vec<T>, relocate: &mut impl FnMut(*mut u8) -> *mut u8) {
+    if v.capacity() == 0 {
+        return;
+    }
+    let moved = relocate(v.as_mut_ptr().cast());
+    if !moved.is_null() {
+        let (len, cap) = (v.len(), v.capacity());
+        std::mem::forget(std::mem::take(v));
+        // SAFETY: the buffer's bytes now live at `moved`, a block of the same size class.
+        *v = unsafe { Vec::from_raw_parts(moved.cast(), len, cap) };
+    }
+}
 fn leases_of(l: &Limiter) -> Result<&LeasesState, AlgorithmMismatch> {
     match &l.state {
         State::Leases(s) => Ok(s),
@@ -900,9 +1299,9 @@ impl Kind for LeasesState {
 
     fn carried_over(&self, _stored: &Rule, _rule: &Rule, now_us: u64) -> Option<Self> {
         let mut t = (*self.0).clone();
-        t.drop_ended(now_us);
+        t.drop_ended(now_us, usize::MAX);
         t.clamp(now_us);
-        (!t.leases.is_empty()).then(|| LeasesState(Box::new(t)))
+        (!t.is_empty()).then(|| LeasesState(Box::new(t)))
     }
 
     fn is_ahead(&self, _rule: &Rule, now_us: u64) -> bool {
@@ -924,20 +1323,20 @@ impl Kind for LeasesState {
         let t = &self.0;
         put_u64(out, t.longest_us);
         put_u64(out, t.last_id);
-        put_u64(out, u64::try_from(t.leases.len()).unwrap_or(u64::MAX));
+        put_u64(out, u64::try_from(t.len()).unwrap_or(u64::MAX));
         let mut previous = 0;
-        for l in &t.leases {
+        for l in t.iter() {
             put_u64(out, l.end_us.saturating_sub(previous));
             l.id.encode(out);
             previous = l.end_us;
         }
     }
 
-    /// Built lease by lease as the bytes are read: the vector is reserved once, for the
-    /// declared count or as many leases as the bytes left can hold, whichever is fewer (a
-    /// lease takes at least [`MIN_LEASE_BYTES`]), so a payload never reserves more than its
-    /// own length allows and a real one is read without regrowing (found by fuzzing `decode`:
-    /// growing by doubling held up to 24 bytes per payload byte at once).
+    /// Built lease by lease as the bytes are read, in chunks of [`FILL`]: each vector is
+    /// reserved once, for the leases declared or as many as the bytes left can hold, whichever
+    /// is fewer (a lease takes at least [`MIN_LEASE_BYTES`]), so a payload never reserves more
+    /// than its own length allows and a real one is read without regrowing (found by fuzzing
+    /// `decode`: growing by doubling held up to 24 bytes per payload byte at once).
     fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {
         let longest_us = bytes.u64()?;
         let last_id = bytes.u64()?;
@@ -945,33 +1344,49 @@ impl Kind for LeasesState {
         if n == 0 || n > FORMAT_MAX_LEASES {
             return None;
         }
-        let mut leases = Vec::with_capacity(n.min(bytes.remaining() / MIN_LEASE_BYTES));
+        let fits = |bytes: &Reader<'_>, left: usize| left.min(bytes.remaining() / MIN_LEASE_BYTES);
+        let mut chunks: Vec<Chunk> = Vec::with_capacity(fits(bytes, n).div_ceil(FILL));
         let mut end_us: u64 = 0;
-        for _ in 0..n {
-            end_us = end_us.checked_add(bytes.u64()?)?;
-            let id = LeaseId::decode(bytes)?;
-            leases.push(Lease::new(end_us, id));
+        let mut left = n;
+        while left > 0 {
+            let mut chunk = Vec::with_capacity(fits(bytes, left.min(FILL)));
+            for _ in 0..left.min(FILL) {
+                end_us = end_us.checked_add(bytes.u64()?)?;
+                let id = LeaseId::decode(bytes)?;
+                chunk.push(Lease::new(end_us, id));
+            }
+            left = left.saturating_sub(chunk.len());
+            chunks.push(Chunk::from_vec(chunk));
         }
-        LeasesState::from_parts(leases, longest_us, last_id)
+        let s = LeasesState(Box::new(Table {
+            chunks,
+            longest_us,
+            last_id,
+        }));
+        s.is_valid().then_some(s)
     }
 
     /// `in_flight next_end_us last_end_us stored longest_us last_id`: the leases held at
     /// `now_us`, the earliest and latest end among them (clamped; 0 when none), the leases
-    /// stored (ended ones included until the next write), the longest lease granted and the
+    /// stored (ended ones included until writes drop them), the longest lease granted and the
     /// last id the server made.
     fn inspect(state: Option<&Self>, _stored: &Rule, now_us: u64, out: &mut Fields) {
         let t = state.map_or(&EMPTY, |s| &*s.0);
         let first = t.first_held(now_us);
         let horizon = t.horizon(now_us);
         let end = |l: Option<&Lease>| l.map_or(0, |l| l.end_us.min(horizon));
-        let held = t.leases.len().saturating_sub(first);
+        let held = t.count_from(first);
         out.push(("in_flight", u64::try_from(held).unwrap_or(u64::MAX)));
-        out.push(("next_end_us", end(t.leases.get(first))));
+        out.push(("next_end_us", end(t.get(first))));
         out.push((
             "last_end_us",
-            if held > 0 { end(t.leases.last()) } else { 0 },
+            if held > 0 {
+                end(t.chunks.last().and_then(|c| c.last()))
+            } else {
+                0
+            },
         ));
-        out.push(("stored", u64::try_from(t.leases.len()).unwrap_or(u64::MAX)));
+        out.push(("stored", u64::try_from(t.len()).unwrap_or(u64::MAX)));
         out.push(("longest_us", t.longest_us));
         out.push(("last_id", t.last_id));
     }

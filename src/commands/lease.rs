@@ -46,7 +46,7 @@ fn lease_error(e: LeaseError) -> CmdError {
 
 fn leases_stored(l: &Limiter) -> u64 {
     match &l.state {
-        State::Leases(s) => u64::try_from(s.leases().len()).unwrap_or(u64::MAX),
+        State::Leases(s) => u64::try_from(s.stored()).unwrap_or(u64::MAX),
         _ => 0,
     }
 }

@@ -52,10 +52,10 @@ const PER_KEY: &CStr = c"O(1) for sliding-window, fixed-window and gcra; O(log N
 
 const RO_KEY: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
-/// The cost of a lease command: the leases are one array sorted by end (see `algo::leases`).
+/// The cost of a lease command: the leases are sorted by end in chunks (see `algo::leases`).
 const LEASES: &CStr = c"O(N) worst case, N the leases the key holds (at most 10000, the \
-    limit's bound): a binary search for what is held, a scan for the id, one array shift; the \
-    replicated effect is O(1)";
+    limit's bound): a binary search for what is held, a scan for the id, one chunk of at most \
+    128 shifted, at most 64 ended leases dropped; the replicated effect is O(1)";
 
 /// A key a command reads and updates.
 const RW_KEY: u32 =

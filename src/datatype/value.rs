@@ -280,7 +280,7 @@ impl Retired {
 pub(crate) fn footprint(limiter: &Limiter) -> (u64, u64) {
     match limiter.state.kind() {
         State::MovingWindow(log) => (u64::try_from(log.run_count()).unwrap_or(0), 0),
-        State::Leases(t) => (0, u64::try_from(t.leases().len()).unwrap_or(0)),
+        State::Leases(t) => (0, u64::try_from(t.stored()).unwrap_or(0)),
         _ => (0, 0),
     }
 }
