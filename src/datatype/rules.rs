@@ -21,7 +21,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::algo::Rule;
@@ -213,9 +213,39 @@ fn entry_or_new(id: u32) -> Option<&'static Entry> {
     entry(id)
 }
 
+/// The entry the last [`acquire`] found or added: fresh keys of one rule name it again and again,
+/// so [`acquire`] tries it first, without the lock.
+static LAST: AtomicU32 = AtomicU32::new(u32::MAX);
+
 /// A reference to the entry for `rule` and `high`, added if missing; `None` when the table is
 /// full of entries in use.
+#[inline]
 pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
+    // The last entry, if some key still names it: a reference is taken only on an entry in
+    // use (refs > 0), which is never rewritten, so with ours taken its slot is stable and says
+    // whether it is the one wanted (if not, the reference is given back).
+    let last = LAST.load(Ordering::Relaxed);
+    if let Some(e) = entry(last) {
+        let taken = e
+            .refs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > 0).then(|| n.saturating_add(1))
+            })
+            .is_ok();
+        if taken {
+            // SAFETY: we hold a reference to the entry (see above).
+            if unsafe { *e.slot.get() } == Some((*rule, high)) {
+                return Some(last);
+            }
+            release(last);
+        }
+    }
+    acquire_locked(rule, high)
+}
+
+/// [`acquire`] under the lock: finds or adds the entry.
+#[inline(never)]
+fn acquire_locked(rule: &Rule, high: u64) -> Option<u32> {
     let mut table = TABLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -223,6 +253,7 @@ pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
     let key = Key::new(rule, high);
     if let Some(id) = table.find(key) {
         entry(id)?.refs.fetch_add(1, Ordering::AcqRel);
+        LAST.store(id, Ordering::Relaxed);
         return Some(id);
     }
     let id = table.allocate()?;
@@ -232,6 +263,7 @@ pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
     e.refs.store(1, Ordering::Release);
     table.map.insert(key, id);
     table.last = Some((key, id));
+    LAST.store(id, Ordering::Relaxed);
     Some(id)
 }
 
@@ -258,6 +290,16 @@ pub(crate) fn get(id: u32) -> Option<(Rule, u64)> {
     let e = entry(id)?;
     // SAFETY: the caller's reference keeps the entry from being rewritten (refs > 0).
     unsafe { *e.slot.get() }
+}
+
+/// Where entry `id`'s rule and anchor high part live, which the caller holds a reference to: read
+/// it only while that reference is held (an entry is rewritten only once no key names it). A
+/// pointer, not a copy: the hot path reads the fields it needs in place.
+#[inline(always)]
+pub(crate) fn slot(id: u32) -> Option<*const (Rule, u64)> {
+    let e = entry(id)?;
+    // SAFETY: as for `get`; the pointer is into a chunk that is never freed.
+    unsafe { (*e.slot.get()).as_ref() }.map(|s| s as *const (Rule, u64))
 }
 
 /// `(entries in use, bytes the table takes)` for `INFO`.
