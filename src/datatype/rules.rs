@@ -213,18 +213,33 @@ fn entry_or_new(id: u32) -> Option<&'static Entry> {
     entry(id)
 }
 
-/// The entry the last [`acquire`] found or added: fresh keys of one rule name it again and again,
-/// so [`acquire`] tries it first, without the lock.
-static LAST: AtomicU32 = AtomicU32::new(u32::MAX);
+/// The entries [`acquire`] found or added lately, by a hash of what they hold: fresh keys of a
+/// few rules name the same few entries again and again, so [`acquire`] tries the one its rule
+/// and high part hash to first, without the lock.
+static RECENT: [AtomicU32; RECENT_LEN] = [const { AtomicU32::new(u32::MAX) }; RECENT_LEN];
+const RECENT_LEN: usize = 64;
+
+/// Where in [`RECENT`] the entry for `rule` and `high` goes.
+#[inline(always)]
+fn recent_slot(rule: &Rule, high: u64) -> &'static AtomicU32 {
+    let mut h = Fx::default();
+    h.write_u64(rule.limit());
+    h.write_u64(rule.window_us() ^ u64::from(rule.algorithm().tag()) << 56);
+    h.write_u64(rule.burst() ^ high.rotate_left(32));
+    let index = usize::try_from(h.finish() >> 58).unwrap_or(0);
+    // (`>> 58` leaves 6 bits: always in range.)
+    RECENT.get(index).unwrap_or(&RECENT[0])
+}
 
 /// A reference to the entry for `rule` and `high`, added if missing; `None` when the table is
 /// full of entries in use.
 #[inline]
 pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
-    // The last entry, if some key still names it: a reference is taken only on an entry in
-    // use (refs > 0), which is never rewritten, so with ours taken its slot is stable and says
+    // A recent entry, if some key still names it: a reference is taken only on an entry in use
+    // (refs > 0), which is never rewritten, so with ours taken its slot is stable and says
     // whether it is the one wanted (if not, the reference is given back).
-    let last = LAST.load(Ordering::Relaxed);
+    let recent = recent_slot(rule, high);
+    let last = recent.load(Ordering::Relaxed);
     if let Some(e) = entry(last) {
         let taken = e
             .refs
@@ -240,12 +255,12 @@ pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
             release(last);
         }
     }
-    acquire_locked(rule, high)
+    acquire_locked(rule, high, recent)
 }
 
 /// [`acquire`] under the lock: finds or adds the entry.
 #[inline(never)]
-fn acquire_locked(rule: &Rule, high: u64) -> Option<u32> {
+fn acquire_locked(rule: &Rule, high: u64, recent: &AtomicU32) -> Option<u32> {
     let mut table = TABLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -253,7 +268,7 @@ fn acquire_locked(rule: &Rule, high: u64) -> Option<u32> {
     let key = Key::new(rule, high);
     if let Some(id) = table.find(key) {
         entry(id)?.refs.fetch_add(1, Ordering::AcqRel);
-        LAST.store(id, Ordering::Relaxed);
+        recent.store(id, Ordering::Relaxed);
         return Some(id);
     }
     let id = table.allocate()?;
@@ -263,7 +278,7 @@ fn acquire_locked(rule: &Rule, high: u64) -> Option<u32> {
     e.refs.store(1, Ordering::Release);
     table.map.insert(key, id);
     table.last = Some((key, id));
-    LAST.store(id, Ordering::Relaxed);
+    recent.store(id, Ordering::Relaxed);
     Some(id)
 }
 

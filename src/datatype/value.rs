@@ -345,13 +345,17 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
     let (runs, leases) = footprint(&limiter);
     shift_gauges(runs, leases, false);
     if PACKING {
-        if let Some((bits, id)) = pack(&limiter, WORD_BITS, None) {
+        // Packed, the limiter is done with: dropped as an unpacked copy is (a plain kind's
+        // state owns nothing, so no drop call on a fresh key's path).
+        let limiter = NoEntry::new(limiter);
+        if let Some((bits, id)) = pack(&limiter.limiter, WORD_BITS, None) {
             let bits = u64::try_from(bits).unwrap_or(0);
             return Word::Packed { id, bits }.value();
         }
-        if let Some((bits, id)) = pack(&limiter, BLOCK_BITS, None) {
+        if let Some((bits, id)) = pack(&limiter.limiter, BLOCK_BITS, None) {
             return Word::Block(new_block(id, bits)).value();
         }
+        return Word::Boxed(Box::into_raw(Box::new(limiter.into_inner()))).value();
     }
     Word::Boxed(Box::into_raw(Box::new(limiter))).value()
 }
@@ -432,16 +436,53 @@ impl Drop for Unpacked {
     /// As `Opened::release_copy`: a plain kind's copy owns nothing.
     #[inline(always)]
     fn drop(&mut self) {
-        if !matches!(
-            self.limiter.state,
-            State::SlidingWindow(_)
-                | State::FixedWindow(_)
-                | State::Gcra(_)
-                | State::LimitsSlidingWindow(_)
-        ) {
-            // SAFETY: dropped once, here.
-            unsafe { ManuallyDrop::drop(&mut self.limiter) };
+        release_plain(&mut self.limiter);
+    }
+}
+
+/// A limiter about to be packed (a new value's): dropped as an [`Unpacked`] copy is, without a
+/// call when its state is plain data.
+struct NoEntry {
+    limiter: ManuallyDrop<Limiter>,
+}
+
+impl NoEntry {
+    /// Holds `limiter`.
+    #[inline(always)]
+    fn new(limiter: Limiter) -> NoEntry {
+        NoEntry {
+            limiter: ManuallyDrop::new(limiter),
         }
+    }
+
+    /// The limiter, to keep.
+    fn into_inner(self) -> Limiter {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the limiter moves out.
+        unsafe { std::ptr::read(&*this.limiter) }
+    }
+}
+
+impl Drop for NoEntry {
+    #[inline(always)]
+    fn drop(&mut self) {
+        release_plain(&mut self.limiter);
+    }
+}
+
+/// Drops a limiter copy, without a call when its state is plain data (the counters: a packed
+/// state owns nothing; a moving-window log or anything else may own heap blocks).
+#[inline(always)]
+fn release_plain(limiter: &mut ManuallyDrop<Limiter>) {
+    if !matches!(
+        limiter.state,
+        State::SlidingWindow(_)
+            | State::FixedWindow(_)
+            | State::Gcra(_)
+            | State::LimitsSlidingWindow(_)
+    ) {
+        // SAFETY: the caller drops the copy once, here.
+        unsafe { ManuallyDrop::drop(limiter) };
     }
 }
 
