@@ -332,8 +332,9 @@ unsafe fn footprint_of(value: *mut c_void) -> (u64, u64) {
             Err(_) => return (0, 0),
         },
     };
-    match rules::get(id) {
-        Some((rule, _)) if rule.algorithm() == Algorithm::MovingWindow => (1, 0),
+    // SAFETY: the value names the entry (holds a reference), so its slot is not rewritten.
+    match rules::slot(id).map(|slot| unsafe { (*slot).0.algorithm() }) {
+        Some(Algorithm::MovingWindow) => (1, 0),
         _ => (0, 0),
     }
 }
