@@ -392,6 +392,13 @@ def instructions(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 
     """Instructions the server (under callgrind) executes per request of `cmd` at -P 16: a
     warm-up run, then counters zeroed, n requests, a dump. Whatever else runs on the machine,
     the count stays the same."""
+    return instructions_of(server, cmd, n, keyspace, db)[0]
+
+
+def instructions_of(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 0,
+                    module: str = "") -> tuple[float, float]:
+    """`instructions`, and of them those executed in `module`'s own code (0 without one): the
+    share the server's hash seed and keyspace layout cannot move."""
     ctl = ["callgrind_control", str(server.pid())]
     rps(server, cmd, 16, max(n // 5, 100), keyspace, db)
     subprocess.run([*ctl[:1], "-z", ctl[1]], check=True, capture_output=True)
@@ -401,10 +408,15 @@ def instructions(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 
     for _ in range(100):
         dumps = [f for f in set(os.listdir(server.dir)) - before if f.startswith("callgrind.")]
         if dumps:
-            with open(os.path.join(server.dir, dumps[0])) as f:
+            dump = os.path.join(server.dir, dumps[0])
+            own = 0
+            if module:
+                own = sum(c for _, obj, c in function_counts(dump, False)
+                          if os.path.realpath(obj) == os.path.realpath(module))
+            with open(dump) as f:
                 for line in f:
                     if line.startswith("totals:"):
-                        return int(line.split()[1]) / n
+                        return int(line.split()[1]) / n, own / n
         time.sleep(0.1)
     sys.exit(f"{server.name}: no callgrind dump")
 
@@ -755,7 +767,7 @@ def baseline_compare(root: str) -> dict[str, Any]:
 
     # Instructions per request, each module under callgrind (as in instruction_counts).
     quiet = ["--hz", "1", "--activerehashing", "no"]
-    counted: dict[tuple[str, str], dict[str, float]] = {}
+    counted: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
     for module, side in ((MODULE, new.name), (BASELINE, old.name)):
         cg = Server(f"callgrind-{side}", SERVER, [module], extra=quiet, callgrind=True).start(root)
         cg.r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
@@ -767,9 +779,10 @@ def baseline_compare(root: str) -> dict[str, Any]:
                 cg.r.execute_command("SELECT", 1)
                 cg.r.execute_command("FLUSHDB", "SYNC")
                 cg.r.execute_command("SELECT", 0)
-                count = instructions(cg, cmd, INSTR_N, FRESH_RANGE, db=1)
+                count = instructions_of(cg, cmd, INSTR_N, FRESH_RANGE, db=1, module=module)
             else:
-                count = instructions(cg, cmd, INSTR_N, INSTR_KEYS if kind == "existing" else 0)
+                count = instructions_of(cg, cmd, INSTR_N, INSTR_KEYS if kind == "existing" else 0,
+                                        module=module)
             counted.setdefault((kind, name), {})[side] = count
         cg.stop()
         STARTED.remove(cg)
@@ -783,8 +796,10 @@ def baseline_compare(root: str) -> dict[str, Any]:
         entry["cpu_us_baseline"] = med([v[1] for v in both[old.name].values()])
         c = counted.get((kind, name), {})
         if new.name in c and old.name in c:
-            entry.update({"instructions": c[new.name], "instructions_baseline": c[old.name],
-                          "instructions_ratio": c[new.name] / c[old.name]})
+            (total, own), (total_b, own_b) = c[new.name], c[old.name]
+            entry.update({"instructions": total, "instructions_baseline": total_b,
+                          "instructions_ratio": total / total_b,
+                          "module_instructions": own, "module_instructions_baseline": own_b})
         rows.append(entry)
     mem = [memory(root, SERVER, 100 + i, module, BASELINE_MEMORY_ROWS)
            for i, module in enumerate((MODULE, BASELINE))]
@@ -798,14 +813,20 @@ def print_baseline(b: dict[str, Any], out: Any) -> None:
           f"rules), measured back to back in every round, the order alternating; ratio per "
           f"round, median (range over {ROUNDS} rounds). Above 1 for ops/s, below 1 for CPU and "
           f"instructions: this build is faster. `incr` is the control (the module takes no "
-          f"part): its ratio is the noise.", file=out)
+          f"part): its ratio is the noise. Instructions per request: the whole server under "
+          f"callgrind, {INSTR_N:,} requests, one server per module (its hash seed moves the "
+          f"server's share by ±1–2 %), and of them the module's own code (what no seed "
+          f"moves).", file=out)
     print(file=out)
     print("| keys | row | command | ops/s (baseline) | ops/s new ÷ baseline | server CPU µs/request "
-          "(baseline) | CPU new ÷ baseline | instructions/request (baseline) | ÷ |", file=out)
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|", file=out)
+          "(baseline) | CPU new ÷ baseline | instructions/request (baseline) | ÷ | "
+          "in the module (baseline) |", file=out)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", file=out)
     for e in b["rows"]:
         instr = (f"{e['instructions']:,.0f} ({e['instructions_baseline']:,.0f}) | "
-                 f"{e['instructions_ratio']:.3f} |" if "instructions" in e else "— | — |")
+                 f"{e['instructions_ratio']:.3f} | {e['module_instructions']:,.0f} "
+                 f"({e['module_instructions_baseline']:,.0f}) |"
+                 if "instructions" in e else "— | — | — |")
         print(f"| {e['keys']} | `{e['row']}` | `{e['command']}` | {e['ops']:,.0f} "
               f"({e['ops_baseline']:,.0f}) | {e['ops_ratio_text']} | {e['cpu_us']:.2f} "
               f"({e['cpu_us_baseline']:.2f}) | {e['cpu_ratio_text']} | {instr}", file=out)

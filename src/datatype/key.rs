@@ -97,9 +97,10 @@ impl LimiterKey {
             Some(_) => None,
             None => self.held(value),
         };
+        // (Not through `DerefMut`: what is kept is `f`'s to say, also if it unwinds.)
         let stored = match (&mut unpacked, &mut held) {
             (Some(u), _) => Some(u.limiter_mut()),
-            (None, Some(h)) => Some(&mut **h),
+            (None, Some(h)) => Some(h.opened.limiter_mut()),
             (None, None) => None,
         };
         let (r, keep) = f(stored);
@@ -119,8 +120,6 @@ impl LimiterKey {
             } else if let Some(h) = held.as_mut() {
                 h.store()?;
             }
-        } else if let Some(h) = held.as_mut() {
-            h.unchanged();
         }
         Ok(r)
     }
