@@ -60,21 +60,33 @@ pub(crate) fn peek_with(
     let counters = stats::algo(rule.algorithm());
     counters.calls.add(1);
     let key = LimiterKey::open(ctx, key_name, false);
-    let decided = key
-        .update(|stored| {
-            let peeked = Limiter::peek_with(stored.as_deref(), rule, cost, now_us, block_us);
-            (peeked, false)
-        })
-        .map_err(|_| WRONGTYPE)
-        .and_then(|peeked| peeked.map_err(mismatch_error));
-    match &decided {
-        Ok(d) => {
+    // (Written where it is read, not moved out through the closure's result.)
+    let mut peeked = None;
+    let read = key.update(|stored| {
+        peeked = Some(Limiter::peek_with(
+            stored.as_deref(),
+            rule,
+            cost,
+            now_us,
+            block_us,
+        ));
+        ((), false)
+    });
+    match (read, &peeked) {
+        (Ok(()), Some(Ok(d))) => {
             counters.verdict(d.allowed);
             stats::answered(d.allowed);
+            Ok(*d)
         }
-        Err(_) => counters.errors.add(1),
+        (Ok(()), Some(Err(m))) => {
+            counters.errors.add(1);
+            Err(mismatch_error(*m))
+        }
+        _ => {
+            counters.errors.add(1);
+            Err(WRONGTYPE)
+        }
     }
-    decided
 }
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
