@@ -157,6 +157,23 @@ MEMORY_ROWS: list[tuple[str, str, bool]] = [
     ("redis-cell: CL.THROTTLE 100/h", "CL.THROTTLE {k} 99 100 3600 1", True),
 ]
 
+# Before/after: with RL_BASELINE_SO (an older build of the module), these rows run on a server
+# with this build and on one with that build, in the same run (see baseline_compare).
+BASELINE_ROWS = ["incr", "sliding", "fixed", "gcra", "moving", "peek", "denied_sliding",
+                 "denied_fixed", "denied_gcra"]
+BASELINE_MEMORY_ROWS = ["sliding-window 100 1h", "fixed-window 100 1h", "gcra 100 1h",
+                        "moving-window 100 1h, one entry"]
+
+# Fresh keys, where the instructions go: one command at a time with the server under callgrind
+# counting inside the server's call() only (the command, its propagation, the server's own
+# bookkeeping), split by the functions it calls (see breakdown()). `{i}` numbers the samples.
+BREAKDOWN_ROWS: list[tuple[str, str]] = [
+    ("INCR", "INCR bd:i:{i}"),
+    ("sliding-window", "RL.ALLOW bd:s:{i} 1000 1h"),
+    ("fixed-window", "RL.ALLOW bd:f:{i} 1000 1h ALGO fixed-window"),
+    ("gcra", "RL.ALLOW bd:g:{i} 10 1d ALGO gcra BURST 1000"),
+]
+
 # --- options -------------------------------------------------------------------------------------
 
 ENV = os.environ
@@ -168,7 +185,11 @@ MEM_KEYS = int(ENV.get("MEM_KEYS", "100000"))
 PAIRS = int(ENV.get("PAIRS", "2"))
 INSTR_N = int(ENV.get("INSTR_N", "3000"))
 INSTR_KEYS = int(ENV.get("INSTR_KEYS", "5000"))
-SECTIONS = set(ENV.get("SECTIONS", "throughput unrelated instructions memory logs").split())
+BREAKDOWN_N = int(ENV.get("BREAKDOWN_N", "7"))
+BREAKDOWN_STARTS = int(ENV.get("BREAKDOWN_STARTS", "3"))
+BASELINE = ENV.get("RL_BASELINE_SO", "")
+SECTIONS = set(ENV.get("SECTIONS", "throughput unrelated instructions breakdown memory logs"
+                       + (" baseline" if BASELINE else "")).split())
 SERVER = ENV.get("SERVER_BIN", "redis-server")
 MEMORY_SERVERS = ENV.get("MEMORY_SERVERS_BIN", SERVER).split()
 MODULE = ENV["MODULE_SO"]
@@ -183,6 +204,8 @@ CLIENTS = 50
 
 if CELL and not os.path.exists(CELL):
     sys.exit(f"RL_CELL_SO={CELL}: no such file")
+if "baseline" in SECTIONS and not os.path.exists(BASELINE):
+    sys.exit(f"SECTIONS has baseline: RL_BASELINE_SO={BASELINE!r} is no module file")
 
 TWO_CORES = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
 PIN_SERVER = ["taskset", "-c", "0"] if TWO_CORES else []
@@ -223,6 +246,7 @@ class Server:
     pin: list[str] = field(default_factory=lambda: PIN_SERVER)
     extra: list[str] = field(default_factory=list)
     callgrind: bool = False  # run under valgrind --tool=callgrind: instruction counts
+    callgrind_args: list[str] = field(default_factory=list)
     port: int = 0
     dir: str = ""
 
@@ -230,7 +254,7 @@ class Server:
         self.port = free_port()
         self.dir = os.path.join(root, self.name)
         os.makedirs(self.dir)
-        wrap = ["valgrind", "--tool=callgrind", "-q",
+        wrap = ["valgrind", "--tool=callgrind", "-q", *self.callgrind_args,
                 f"--callgrind-out-file={self.dir}/callgrind.%p"] if self.callgrind else []
         args = [*self.pin, *wrap, self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "yes",
@@ -368,6 +392,13 @@ def instructions(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 
     """Instructions the server (under callgrind) executes per request of `cmd` at -P 16: a
     warm-up run, then counters zeroed, n requests, a dump. Whatever else runs on the machine,
     the count stays the same."""
+    return instructions_of(server, cmd, n, keyspace, db)[0]
+
+
+def instructions_of(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 0,
+                    module: str = "") -> tuple[float, float]:
+    """`instructions`, and of them those executed in `module`'s own code (0 without one): the
+    share the server's hash seed and keyspace layout cannot move."""
     ctl = ["callgrind_control", str(server.pid())]
     rps(server, cmd, 16, max(n // 5, 100), keyspace, db)
     subprocess.run([*ctl[:1], "-z", ctl[1]], check=True, capture_output=True)
@@ -377,10 +408,15 @@ def instructions(server: Server, cmd: str, n: int, keyspace: int = 0, db: int = 
     for _ in range(100):
         dumps = [f for f in set(os.listdir(server.dir)) - before if f.startswith("callgrind.")]
         if dumps:
-            with open(os.path.join(server.dir, dumps[0])) as f:
+            dump = os.path.join(server.dir, dumps[0])
+            own = 0
+            if module:
+                own = sum(c for _, obj, c in function_counts(dump, False)
+                          if os.path.realpath(obj) == os.path.realpath(module))
+            with open(dump) as f:
                 for line in f:
                     if line.startswith("totals:"):
-                        return int(line.split()[1]) / n
+                        return int(line.split()[1]) / n, own / n
         time.sleep(0.1)
     sys.exit(f"{server.name}: no callgrind dump")
 
@@ -546,19 +582,25 @@ def throughput(root: str, result: dict[str, Any]) -> list[Run]:
 
 def measure(run: Run) -> Sample:
     s = run.setup
-    if s.kind == "fresh":
-        s.server.r.execute_command("SELECT", 1)
-        s.server.r.execute_command("FLUSHDB", "SYNC")
-        s.server.r.execute_command("SELECT", 0)
-        if s.server.name == "with-replica":
-            s.server.r.execute_command("WAIT", 1, 60000)
-        v = rps(s.server, run.cmd, s.pipeline, s.n, FRESH_RANGE, db=1)
-    elif s.kind == "existing":
-        v = rps(s.server, run.cmd, s.pipeline, s.n, KEYS)
+    return measure_on(s.server, s.kind, run.cmd, s.pipeline, s.n)
+
+
+def measure_on(server: Server, kind: str, cmd: str, pipeline: int, n: int) -> Sample:
+    """One redis-benchmark run of `cmd` on `server`: fresh keys (FLUSHDB first, database 1),
+    existing keys (KEYS written before) or one key."""
+    if kind == "fresh":
+        server.r.execute_command("SELECT", 1)
+        server.r.execute_command("FLUSHDB", "SYNC")
+        server.r.execute_command("SELECT", 0)
+        if server.name == "with-replica":
+            server.r.execute_command("WAIT", 1, 60000)
+        v = rps(server, cmd, pipeline, n, FRESH_RANGE, db=1)
+    elif kind == "existing":
+        v = rps(server, cmd, pipeline, n, KEYS)
     else:
-        v = rps(s.server, run.cmd, s.pipeline, s.n)
-    if s.server.name == "with-replica":
-        s.server.r.execute_command("WAIT", 1, 60000)  # the replica has caught up before the next
+        v = rps(server, cmd, pipeline, n)
+    if server.name == "with-replica":
+        server.r.execute_command("WAIT", 1, 60000)  # the replica has caught up before the next
     return v
 
 
@@ -666,15 +708,335 @@ def instruction_counts(root: str) -> tuple[dict[Key, float], dict[Key, str],
     return counts, shown_cmds, unrelated
 
 
+# --- before/after: this build against an older one -----------------------------------------------
+
+
+def works(server: Server, cmd: str, db: int) -> bool:
+    """Whether `cmd` (a row's command, one key picked) succeeds on `server`."""
+    args = cmd.replace("__rand_int__", "0" * 12).split()
+    try:
+        server.r.execute_command("SELECT", db)
+        server.r.execute_command(*args)
+        return True
+    except redis.ResponseError:
+        return False
+    finally:
+        server.r.execute_command("SELECT", 0)
+
+
+def baseline_compare(root: str) -> dict[str, Any]:
+    """This build against the one at RL_BASELINE_SO, in one run: the BASELINE_ROWS rows at -P 16
+    on two servers of the same binary, one per module, with the same keys and rules. Every
+    round measures each row on both, back to back, the order alternating (ABBA over rows and
+    rounds), so both sides of a ratio see the same machine; the ratio new ÷ baseline is taken
+    per round and its median reported. Then instructions per request with each module under
+    callgrind (the figure load cannot move), and bytes per key of the counters."""
+    new = Server("baseline-new", SERVER, [MODULE]).start(root)
+    old = Server("baseline-old", SERVER, [BASELINE]).start(root)
+    sides = (new, old)
+    todo: list[tuple[str, str, str, str]] = []  # (kind, row, command, shown)
+    for name, tags, template in ROWS:
+        if name not in BASELINE_ROWS:
+            continue
+        tagset = set(tags.split())
+        cmd = expand(template, {})
+        shown = cmd.replace("__rand_int__", "…")
+        kinds: list[str] = [k for k in ("fresh", "existing") if k in tagset] or ["hot"]
+        for kind in kinds:
+            db = 1 if kind == "fresh" else 0
+            if not all(works(s, cmd, db) for s in sides):
+                log(f"  {name} ({kind}): fails on one of the modules, skipped")
+                continue
+            todo.append((kind, name, cmd, shown))
+            if kind == "existing" and "reads" not in tagset:
+                for s in sides:
+                    log(f"  writing {KEYS:,} keys for {name} on {s.name}")
+                    fill_random_keys(s, cmd)
+    for s in sides:  # warm-up, not measured
+        rps(s, "INCR warm:__rand_int__", 16, N, KEYS)
+    samples: dict[tuple[str, str], dict[str, dict[int, Sample]]] = {}
+    for rnd in range(ROUNDS):
+        log(f"  baseline round {rnd + 1} of {ROUNDS}")
+        for i, (kind, name, cmd, _) in enumerate(todo if rnd % 2 == 0 else todo[::-1]):
+            for s in sides if (rnd + i) % 2 == 0 else sides[::-1]:
+                v = measure_on(s, kind, cmd, 16, N)
+                samples.setdefault((kind, name), {}).setdefault(s.name, {})[rnd] = v
+    for s in sides:
+        s.stop()
+        STARTED.remove(s)
+
+    # Instructions per request, each module under callgrind (as in instruction_counts).
+    quiet = ["--hz", "1", "--activerehashing", "no"]
+    counted: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    for module, side in ((MODULE, new.name), (BASELINE, old.name)):
+        cg = Server(f"callgrind-{side}", SERVER, [module], extra=quiet, callgrind=True).start(root)
+        cg.r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        for kind, name, cmd, _ in todo:
+            if kind == "existing" and name != "peek":
+                fill_random_keys(cg, cmd, INSTR_KEYS)
+        for kind, name, cmd, _ in todo:
+            if kind == "fresh":
+                cg.r.execute_command("SELECT", 1)
+                cg.r.execute_command("FLUSHDB", "SYNC")
+                cg.r.execute_command("SELECT", 0)
+                count = instructions_of(cg, cmd, INSTR_N, FRESH_RANGE, db=1, module=module)
+            else:
+                count = instructions_of(cg, cmd, INSTR_N, INSTR_KEYS if kind == "existing" else 0,
+                                        module=module)
+            counted.setdefault((kind, name), {})[side] = count
+        cg.stop()
+        STARTED.remove(cg)
+
+    rows = []
+    for kind, name, cmd, shown in todo:
+        both = samples[(kind, name)]
+        entry: dict[str, Any] = {"keys": kind, "row": name, "command": shown}
+        entry.update(summarize(both[new.name], both[old.name], digits=3))
+        entry["ops_baseline"] = med([v[0] for v in both[old.name].values()])
+        entry["cpu_us_baseline"] = med([v[1] for v in both[old.name].values()])
+        c = counted.get((kind, name), {})
+        if new.name in c and old.name in c:
+            (total, own), (total_b, own_b) = c[new.name], c[old.name]
+            entry.update({"instructions": total, "instructions_baseline": total_b,
+                          "instructions_ratio": total / total_b,
+                          "module_instructions": own, "module_instructions_baseline": own_b})
+        rows.append(entry)
+    mem = [memory(root, SERVER, 100 + i, module, BASELINE_MEMORY_ROWS)
+           for i, module in enumerate((MODULE, BASELINE))]
+    return {"baseline": BASELINE, "rows": rows, "memory": mem}
+
+
+def print_baseline(b: dict[str, Any], out: Any) -> None:
+    print(file=out)
+    print(f"This build ÷ the build at `RL_BASELINE_SO={b['baseline']}`, in the same run: each row "
+          f"at -P 16 on two servers of the same binary (one per module, the same keys and "
+          f"rules), measured back to back in every round, the order alternating; ratio per "
+          f"round, median (range over {ROUNDS} rounds). Above 1 for ops/s, below 1 for CPU and "
+          f"instructions: this build is faster. `incr` is the control (the module takes no "
+          f"part): its ratio is the noise. Instructions per request: the whole server under "
+          f"callgrind, {INSTR_N:,} requests, one server per module (its hash seed moves the "
+          f"server's share by ±1–2 %), and of them the module's own code (what no seed "
+          f"moves).", file=out)
+    print(file=out)
+    print("| keys | row | command | ops/s (baseline) | ops/s new ÷ baseline | server CPU µs/request "
+          "(baseline) | CPU new ÷ baseline | instructions/request (baseline) | ÷ | "
+          "in the module (baseline) |", file=out)
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|", file=out)
+    for e in b["rows"]:
+        instr = (f"{e['instructions']:,.0f} ({e['instructions_baseline']:,.0f}) | "
+                 f"{e['instructions_ratio']:.3f} | {e['module_instructions']:,.0f} "
+                 f"({e['module_instructions_baseline']:,.0f}) |"
+                 if "instructions" in e else "— | — | — |")
+        print(f"| {e['keys']} | `{e['row']}` | `{e['command']}` | {e['ops']:,.0f} "
+              f"({e['ops_baseline']:,.0f}) | {e['ops_ratio_text']} | {e['cpu_us']:.2f} "
+              f"({e['cpu_us_baseline']:.2f}) | {e['cpu_ratio_text']} | {instr}", file=out)
+    new, old = b["memory"]
+    print(file=out)
+    print(f"| bytes per key ({new['server']}, {MEM_KEYS:,} keys) | new | baseline |", file=out)
+    print("|---|---:|---:|", file=out)
+    for m in new["rows"]:
+        o = next((x for x in old["rows"] if x["row"] == m["row"]), None)
+        was = f"{o['bytes_per_key']:.0f}" if o else "—"
+        print(f"| {m['row']} | {m['bytes_per_key']:.0f} | {was} |", file=out)
+
+
+# --- fresh keys: where the instructions go --------------------------------------------------------
+
+# The parts of one command on a fresh key, each the inclusive count of the server functions
+# (or the module's) that do it. For RL.ALLOW (module API): finding the key is RM_OpenKey (a
+# miss); creating it RM_ModuleTypeSetValue without what it spends on the value objects and on
+# the TTL a new key cannot have (setKey's removeExpire); the value is the server's two objects
+# (createModuleObject) and the module's own (into_value: a heap value, or packing it into the
+# value word); the expiry RM_SetAbsExpire plus that removeExpire; replication RM_Replicate
+# (which looks the command up and builds its arguments whether or not a replica or the AOF will
+# take them) and the propagation after the command, and apart from it the module encoding the
+# state it replicates; the write signal RM_SignalModifiedKey + RM_NotifyKeyspaceEvent; the reply
+# RM_ReplyWithArray + RM_ReplyWithLongLong; closing the key RM_CloseKey; the rest of the
+# module's dispatch is its own work (arguments, clock, decision, counters) and the API glue
+# around it; what call() spends outside the command (stats, latency) last. For INCR the same
+# parts are lookupKeyWrite, dbAdd, createStringObjectFromLongLongForValue, none, alsoPropagate
+# + propagatePendingCommands, signalModifiedKey + notifyKeyspaceEvent, addReplyLongLong.
+BREAKDOWN_PARTS = ["find the key (a miss)", "create the key", "the value",
+                   "set the expiry", "replication (server)", "replication (module: encoding)",
+                   "write signal + keyspace event", "reply", "close the key",
+                   "the command's own work", "call() outside the command", "total",
+                   "of the command's own work: the module's code"]
+
+
+def function_counts(dump: str, inclusive: bool) -> list[tuple[str, str, int]]:
+    """(function, object, instructions) per function in one callgrind dump, inclusive or self."""
+    out = subprocess.run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}",
+                          "--threshold=100", dump], capture_output=True, text=True,
+                         check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        parts = line.split(None, 2)
+        # "1,234 (12.34%)  file:function [object]": a function's own line carries its object.
+        if len(parts) < 3 or not parts[0].replace(",", "").isdigit() or "[" not in parts[2]:
+            continue
+        where, obj = parts[2].rsplit(" [", 1)
+        rows.append((where.split(":", 1)[-1].strip(), obj.rstrip("]"),
+                     int(parts[0].replace(",", ""))))
+    return rows
+
+
+def inclusive_counts(dump: str, module: str) -> dict[str, int]:
+    """Inclusive instructions per function in one callgrind dump, and under "module self" the
+    instructions executed in `module`'s own code."""
+    counts: dict[str, int] = {}
+    for name, _, n in function_counts(dump, True):
+        counts[name] = max(counts.get(name, 0), n)
+    counts["module self"] = sum(n for _, obj, n in function_counts(dump, False)
+                                if os.path.realpath(obj) == os.path.realpath(module))
+    return counts
+
+
+def parts_of(c: dict[str, int]) -> dict[str, int]:
+    """A command's instructions split into BREAKDOWN_PARTS (see the comment above)."""
+    def get(*names: str) -> int:
+        return sum(c.get(n, 0) for n in names)
+
+    def suffix(end: str) -> int:
+        return max((v for k, v in c.items() if k.endswith(end)), default=0)
+
+    total = get("call")
+    p: dict[str, int] = {}
+    if "RedisModuleCommandDispatcher" in c:
+        command = get("RedisModuleCommandDispatcher")
+        repl = get("RM_Replicate")
+        encode = max(max(suffix("::replicate_write"), suffix("::replicate_state")) - repl, 0)
+        p["find the key (a miss)"] = get("RM_OpenKey")
+        p["create the key"] = get("RM_ModuleTypeSetValue") - get("createModuleObject",
+                                                                   "removeExpire")
+        p["the value"] = get("createModuleObject") + suffix("::into_value")
+        p["set the expiry"] = get("RM_SetAbsExpire", "removeExpire")
+        p["replication (server)"] = repl + get("propagatePendingCommands")
+        p["replication (module: encoding)"] = encode
+        p["write signal + keyspace event"] = get("RM_SignalModifiedKey", "RM_NotifyKeyspaceEvent")
+        p["reply"] = get("RM_ReplyWithArray", "RM_ReplyWithLongLong")
+        p["close the key"] = get("RM_CloseKey")
+        inside = (sum(p.values()) - get("propagatePendingCommands"))
+        # The module's code besides encoding and making the value (which may allocate).
+        own = get("module self") - encode - (suffix("::into_value") - get("RM_Alloc"))
+    else:
+        command = get("incrCommand")
+        p["find the key (a miss)"] = get("lookupKeyWrite")
+        p["create the key"] = get("dbAdd")
+        p["the value"] = get("createStringObjectFromLongLongForValue")
+        p["set the expiry"] = 0
+        p["replication (server)"] = get("alsoPropagate", "propagatePendingCommands")
+        p["replication (module: encoding)"] = 0
+        p["write signal + keyspace event"] = get("signalModifiedKey", "notifyKeyspaceEvent")
+        p["reply"] = get("addReplyLongLong")
+        p["close the key"] = 0
+        inside = sum(p.values()) - p["replication (server)"]
+        own = 0
+    p["the command's own work"] = command - inside
+    p["call() outside the command"] = total - sum(p.values())
+    p["total"] = total
+    p["of the command's own work: the module's code"] = own
+    return p
+
+
+def breakdown(root: str, modules: dict[str, str]) -> dict[str, dict[str, dict[str, int]]]:
+    """BREAKDOWN_PARTS of each BREAKDOWN_ROWS command on a fresh key with each of `modules`
+    (tag → path): the median of each part over BREAKDOWN_N samples on each of BREAKDOWN_STARTS
+    servers per module, started in turn. A fresh key's cost moves with the hash tables: with the
+    keyspace's layout, and with the hash seed a server draws at start (the lookups of the key
+    and of the replicated command's name); the medians of the parts need not add up to the
+    median total."""
+    samples: dict[str, dict[str, list[dict[str, int]]]] = {}
+    for start in range(BREAKDOWN_STARTS):
+        for tag, module in modules.items():
+            for name, got in breakdown_samples(root, module, f"{tag}-{start}").items():
+                samples.setdefault(tag, {}).setdefault(name, []).extend(got)
+    result: dict[str, dict[str, dict[str, int]]] = {}
+    for tag, rows in samples.items():
+        for name, got in rows.items():
+            result.setdefault(tag, {})[name] = {
+                part: int(med([p[part] for p in got])) for part in BREAKDOWN_PARTS}
+            log(f"  {tag}: {name} {result[tag][name]['total']:,} instructions")
+    return result
+
+
+def breakdown_samples(root: str, module: str, tag: str) -> dict[str, list[dict[str, int]]]:
+    """BREAKDOWN_N samples of each BREAKDOWN_ROWS command on one server with `module`."""
+    quiet = ["--hz", "1", "--activerehashing", "no"]
+    s = Server(f"breakdown-{tag}", SERVER, [module], extra=quiet, callgrind=True,
+               callgrind_args=["--toggle-collect=call"]).start(root)
+    s.r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+    # 3,000 keys with a TTL, their tables rehashed: the keyspace and the expires table then have
+    # 4,096 buckets, and the samples neither grow them nor pay a rehash step.
+    pipe(s, keyed_payload(["SET {k} 1 EX 3600"], "{k}", "bdfill:%08d", 3000))
+    s.r.config_set("activerehashing", "yes")
+    time.sleep(3)
+    s.r.config_set("activerehashing", "no")
+    pid = str(s.pid())
+    result: dict[str, list[dict[str, int]]] = {}
+    for name, template in BREAKDOWN_ROWS:
+        s.r.execute_command(*template.replace("{i}", "warm").split())  # first-time work
+        samples = []
+        for i in range(BREAKDOWN_N):
+            subprocess.run(["callgrind_control", "-z", pid], check=True, capture_output=True)
+            before = set(os.listdir(s.dir))
+            s.r.execute_command(*template.replace("{i}", f"{tag}:{i}").split())
+            subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+            for _ in range(100):
+                dumps = [f for f in set(os.listdir(s.dir)) - before if f.startswith("callgrind.")]
+                if dumps:
+                    break
+                time.sleep(0.1)
+            else:
+                sys.exit(f"{s.name}: no callgrind dump")
+            samples.append(parts_of(inclusive_counts(os.path.join(s.dir, dumps[0]), module)))
+        result[name] = samples
+    s.stop()
+    STARTED.remove(s)
+    return result
+
+
+def print_breakdown(b: dict[str, Any], out: Any) -> None:
+    new = b["new"]
+    old = b.get("baseline")
+    rows = [name for name, _ in BREAKDOWN_ROWS]
+    print(file=out)
+    print(f"Fresh keys, where the instructions go: one command on a key never seen, the server "
+          f"under callgrind counting inside its call() only (the command, its propagation, the "
+          f"server's bookkeeping; no replica, no AOF; 3,000 keys in the keyspace), the median "
+          f"of each part over {BREAKDOWN_N} samples on each of {BREAKDOWN_STARTS} servers per "
+          f"module (they need not add up to the median total)"
+          + (f"; `baseline → this build` (RL_BASELINE_SO={BASELINE})" if old else "")
+          + ". The parts are defined in scripts/bench.py (BREAKDOWN_PARTS).", file=out)
+    print(file=out)
+    print("| part | " + " | ".join(f"`{r}`" for r in rows) + " |", file=out)
+    print("|---|" + "---:|" * len(rows), file=out)
+    for part in BREAKDOWN_PARTS:
+        cells = []
+        for r in rows:
+            v = new[r][part]
+            if old and r != "INCR" and r in old:
+                cells.append(f"{old[r][part]:,} → {v:,}")
+            else:
+                cells.append(f"{v:,}")
+        line = " | ".join(cells)
+        label = {"total": "**total**"}.get(part, part)
+        if part.startswith("of "):
+            label = f"({part})"
+        print(f"| {label} | {line} |", file=out)
+
+
 # --- memory --------------------------------------------------------------------------------------
 
 
-def memory(root: str, binary: str, index: int) -> dict[str, Any]:
+def memory(root: str, binary: str, index: int, module: str = "",
+           only: list[str] | None = None) -> dict[str, Any]:
+    """Bytes per key of every MEMORY_ROWS row (or those in `only`) on `binary` with this module
+    (or `module`)."""
     label = version_of(binary)
-    mods = [OURS]
+    mods = [module or OURS]
     server = Server(f"memory-{index}", binary, mods).start(root)
     cell_loaded = False
-    if CELL:
+    if CELL and not module:
         try:
             server.r.execute_command("MODULE", "LOAD", CELL)
             cell_loaded = True
@@ -686,7 +1048,7 @@ def memory(root: str, binary: str, index: int) -> dict[str, Any]:
     pipe(server, keyed_payload(["SET {k} 1"], "{k}", "warm:%08d", MEM_KEYS))
     rows = []
     for row, commands, needs_cell in MEMORY_ROWS:
-        if needs_cell and not cell_loaded:
+        if (needs_cell and not cell_loaded) or (only is not None and row not in only):
             continue
         server.r.flushall(asynchronous=False)
         cmds = [c.split() for c in commands.split(";")]
@@ -942,6 +1304,14 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
         for i, binary in enumerate(MEMORY_SERVERS):
             log(f"memory: {binary}")
             memory_tables.append(memory(root, binary, i))
+    parts: dict[str, Any] = {}
+    if "breakdown" in SECTIONS:
+        log("fresh keys, where the instructions go: servers under callgrind")
+        parts = breakdown(root, {"new": MODULE, **({"baseline": BASELINE} if BASELINE else {})})
+    before_after: dict[str, Any] = {}
+    if "baseline" in SECTIONS:
+        log(f"before/after: this build against {BASELINE}")
+        before_after = baseline_compare(root)
     log_rows: list[dict[str, Any]] = []
     if "logs" in SECTIONS:
         log("big moving-window logs and the worst single call")
@@ -953,7 +1323,7 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
         cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
                    platform.machine())
     options = ("ROUNDS", "N", "N1", "KEYS", "PAIRS", "INSTR_N", "INSTR_KEYS", "MEM_KEYS",
-               "MEMORY_SERVERS", "SECTIONS", "SERVER", "RL_CELL_SO")
+               "MEMORY_SERVERS", "SECTIONS", "SERVER", "RL_CELL_SO", "RL_BASELINE_SO")
     knobs = " ".join(f"{k}={ENV[k]}" for k in options if k in ENV)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -1081,6 +1451,12 @@ def run_all(root: str, result: dict[str, Any], t_start: float,
                     cells.append("— | —")
             if found:
                 print(f"| {label} | {' | '.join(cells)} |", file=out)
+    if parts:
+        result["breakdown"] = parts
+        print_breakdown(parts, out)
+    if before_after:
+        result["baseline"] = before_after
+        print_baseline(before_after, out)
     if log_rows:
         result["logs"] = log_rows
         print(file=out)

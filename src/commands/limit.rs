@@ -60,17 +60,33 @@ pub(crate) fn peek_with(
     let counters = stats::algo(rule.algorithm());
     counters.calls.add(1);
     let key = LimiterKey::open(ctx, key_name, false);
-    let decided = key.get().map_err(|_| WRONGTYPE).and_then(|stored| {
-        Limiter::peek_with(stored.as_deref(), rule, cost, now_us, block_us).map_err(mismatch_error)
+    // (Written where it is read, not moved out through the closure's result.)
+    let mut peeked = None;
+    let read = key.update(|stored| {
+        peeked = Some(Limiter::peek_with(
+            stored.as_deref(),
+            rule,
+            cost,
+            now_us,
+            block_us,
+        ));
+        ((), false)
     });
-    match &decided {
-        Ok(d) => {
+    match (read, &peeked) {
+        (Ok(()), Some(Ok(d))) => {
             counters.verdict(d.allowed);
             stats::answered(d.allowed);
+            Ok(*d)
         }
-        Err(_) => counters.errors.add(1),
+        (Ok(()), Some(Err(m))) => {
+            counters.errors.add(1);
+            Err(mismatch_error(*m))
+        }
+        _ => {
+            counters.errors.add(1);
+            Err(WRONGTYPE)
+        }
     }
-    decided
 }
 
 /// What `RL.ALLOW` does: decides a request of `cost` under `rule` at `now_us` and, when it
@@ -108,19 +124,47 @@ pub(crate) fn charge_with(
     counters.calls.add(1);
     let bounds = crate::config::bounds();
     let mut key = LimiterKey::open(ctx, key_name, true);
-    let mut stored = key.get().map_err(|_| {
-        counters.errors.add(1);
-        WRONGTYPE
-    })?;
-    // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a write that
-    // keeps it (a counter inside its window) only checks that the key still has it.
-    let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
-    let verdict =
-        Limiter::decide_with(stored.as_deref_mut(), rule, cost, now_us, &bounds, block_us)
-            .map_err(|m| {
-                counters.errors.add(1);
-                mismatch_error(m)
-            })?;
+    // Decided on the stored limiter, which the key keeps when the decision wrote it (after its
+    // effect is replicated from it). (The verdict is written where it is read, not returned
+    // through the closure: it holds a created limiter.)
+    let mut verdict = None;
+    let old_expire_at_ms = key
+        .update(|mut stored| {
+            // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a
+            // write that keeps it (a counter inside its window) only checks that the key still
+            // has it.
+            let old_expire_at_ms = stored.as_deref().map(|l| ceil_ms(l.expires_at_us()));
+            let decided = verdict.insert(Limiter::decide_with(
+                stored.as_deref_mut(),
+                rule,
+                cost,
+                now_us,
+                &bounds,
+                block_us,
+            ));
+            let mut keep = false;
+            if let (Ok(v), Some(limiter)) = (&*decided, stored) {
+                if matches!(v.outcome, Outcome::Updated) {
+                    let charged = if v.decision.allowed { cost } else { 0 };
+                    replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
+                    keep = true;
+                }
+            }
+            (old_expire_at_ms, keep)
+        })
+        .map_err(|_| {
+            counters.errors.add(1);
+            WRONGTYPE
+        })?;
+    // (Read in place: only a created limiter moves on, into the key.)
+    let verdict = match verdict.as_mut() {
+        Some(Ok(v)) => v,
+        Some(Err(m)) => {
+            counters.errors.add(1);
+            return Err(mismatch_error(*m));
+        }
+        None => return Err(WRONGTYPE),
+    };
     let d = verdict.decision;
     if verdict.clamped {
         stats::CLAMPED.add(1);
@@ -132,32 +176,29 @@ pub(crate) fn charge_with(
     }
     counters.verdict(d.allowed);
     stats::answered(d.allowed);
-    let charged = if d.allowed { cost } else { 0 };
     let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
-    match verdict.outcome {
+    match &mut verdict.outcome {
+        // Replicated and stored above.
         Outcome::Updated => {
-            if let Some(limiter) = stored.as_mut() {
-                replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
-                limiter.store().map_err(|_| WRONGTYPE)?;
-            }
             if old_expire_at_ms != Some(expire_at_ms) || key.expire_at_ms() != Some(expire_at_ms) {
                 key.set_expire_at_ms(expire_at_ms);
             }
             wrote(ctx, key_name, c"rl.allow");
         }
         Outcome::Created(limiter) => {
-            drop(stored); // none: the key was empty
-            replicate_write(ctx, key_name, &limiter, now_us, charged, &bounds);
+            let charged = if d.allowed { cost } else { 0 };
+            replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
+            let Outcome::Created(limiter) =
+                std::mem::replace(&mut verdict.outcome, Outcome::Unchanged)
+            else {
+                return Err(WRONGTYPE);
+            };
             key.create(limiter).map_err(|_| WRONGTYPE)?;
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
         }
         // Nothing written: a denial leaves the TTL to the TTL guard (`expiry`, `sweep`).
-        Outcome::Unchanged | Outcome::Emptied => {
-            if let Some(limiter) = stored.as_mut() {
-                limiter.unchanged();
-            }
-        }
+        Outcome::Unchanged | Outcome::Emptied => {}
     }
     Ok(d)
 }

@@ -74,15 +74,87 @@ impl LimiterKey {
     #[inline(always)]
     pub(crate) fn get(&self) -> Result<Option<Held<'_>>, WrongType> {
         let value = self.value_ptr()?;
+        Ok(self.held(value))
+    }
+
+    /// The hot path's read–decide–write (`RL.ALLOW`, `RL.PEEK`): `f` gets the stored limiter
+    /// (`None`: the key does not exist) to read or change, and says whether to keep its changes
+    /// (`true`; the key must then be open for writing), as [`Held::store`] keeps them; `false`
+    /// leaves the key as it was (as [`Held::unchanged`]).
+    ///
+    /// A state packed into the value word (a counter's usual form) is unpacked on the stack and,
+    /// when it packs there again under the same rule table entry, only its word is replaced: no
+    /// handle is built, moved or re-read. Every other form goes through a [`Held`] handle.
+    #[inline(always)]
+    pub(crate) fn update<R>(
+        &self,
+        f: impl FnOnce(Option<&mut Limiter>) -> (R, bool),
+    ) -> Result<R, WrongType> {
+        let value = self.value_ptr()?;
+        // SAFETY: a value of our type was made by `value`; it lives while the key is open.
+        let mut unpacked = unsafe { value::unpack_word(value) };
+        let mut held = match unpacked {
+            Some(_) => None,
+            None => self.held(value),
+        };
+        // (Not through `DerefMut`: what is kept is `f`'s to say, also if it unwinds.)
+        let stored = match (&mut unpacked, &mut held) {
+            (Some(u), _) => Some(u.limiter_mut()),
+            (None, Some(h)) => Some(h.opened.limiter_mut()),
+            (None, None) => None,
+        };
+        let (r, keep) = f(stored);
+        if keep {
+            if let Some(u) = &unpacked {
+                // The usual write: the word names the entry the old one named and holds nothing
+                // else (nothing to free, nor to discard if the server refuses it).
+                match u.repack() {
+                    Some(word) if word == value => {}
+                    Some(word) => self.replace(word)?,
+                    None => {
+                        if let Some(u) = unpacked.take() {
+                            self.store_unpacked_forms(value, u)?;
+                        }
+                    }
+                }
+            } else if let Some(h) = held.as_mut() {
+                h.store()?;
+            }
+        }
+        Ok(r)
+    }
+
+    /// Stores a changed [`value::Unpacked`] read from `value` that does not pack into the word
+    /// under its entry again: to whatever form it takes now, through a handle.
+    #[inline(never)]
+    fn store_unpacked_forms(
+        &self,
+        value: *mut c_void,
+        unpacked: value::Unpacked,
+    ) -> Result<(), WrongType> {
+        let (opened, footprint) = unpacked.into_opened();
+        let mut held = Held {
+            key: self,
+            value,
+            footprint,
+            opened,
+            dirty: false,
+        };
+        held.commit_forms()
+    }
+
+    /// A handle on the value `value` read from this key.
+    #[inline(always)]
+    fn held(&self, value: *mut c_void) -> Option<Held<'_>> {
         // SAFETY: a value of our type was made by `value`; it lives while the key is open, and
         // the caller keeps one handle at a time.
-        Ok(unsafe { value::open(value) }.map(|opened| Held {
+        unsafe { value::open(value) }.map(|opened| Held {
             key: self,
             value,
             footprint: value::footprint(opened.limiter()),
             opened,
             dirty: false,
-        }))
+        })
     }
 
     /// Puts `new` in place of the key's value word (the key holds one of our type), without
@@ -197,11 +269,27 @@ impl Held<'_> {
     #[inline(always)]
     fn commit(&mut self) -> Result<(), WrongType> {
         self.dirty = false;
+        // The usual write (a counter in the value word): the new word names the same entry and
+        // the footprint is the same (a counter's nothing, a one-run log's one run).
+        if let Some(word) = value::repack(&self.opened) {
+            if word != self.value {
+                self.key.replace(word)?;
+                self.value = word;
+            }
+            return Ok(());
+        }
+        self.commit_forms()
+    }
+
+    /// [`Held::commit`] from any form to any form.
+    #[inline]
+    fn commit_forms(&mut self) -> Result<(), WrongType> {
         // (Before `restore`, which may move the limiter out of `opened`.)
         let now = value::footprint(self.opened.limiter());
         let old_entry = self.opened.entry_id();
         let (new, retired) = value::restore(self.value, &mut self.opened);
-        if new != self.value {
+        let moved = new != self.value;
+        if moved {
             if let Err(e) = self.key.replace(new) {
                 // The old value stays, with everything it names (`retired` is not freed); the
                 // new word goes.
@@ -212,6 +300,14 @@ impl Held<'_> {
             self.value = new;
         }
         retired.free();
+        // A handle that read a packed state reads the stored value again: the entry it named
+        // may have been given back, and a state moved to the heap has left its copy.
+        if moved || old_entry.is_some() {
+            // SAFETY: the key's value, made by `value`, with no other handle in use.
+            if let Some(opened) = unsafe { value::open(new) } {
+                self.opened = opened;
+            }
+        }
         if now != self.footprint {
             value::shift_gauges(self.footprint.0, self.footprint.1, true);
             value::shift_gauges(now.0, now.1, false);

@@ -21,7 +21,7 @@ use std::cell::UnsafeCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::algo::Rule;
@@ -213,9 +213,57 @@ fn entry_or_new(id: u32) -> Option<&'static Entry> {
     entry(id)
 }
 
+/// The entries [`acquire`] found or added lately, by a hash of what they hold: fresh keys of a
+/// few rules name the same few entries again and again, so [`acquire`] tries the one its rule
+/// and high part hash to first, without the lock. Each slot holds a reference to its entry (a
+/// pin, taken and given back under the lock: see [`pin`]), so the entry stays in use — and so
+/// unchanged — also while no key names it (a rule whose keys expire before the next is made).
+/// `INFO`'s count of entries in use leaves the pins out ([`usage`]).
+static RECENT: [AtomicU32; RECENT_LEN] = [const { AtomicU32::new(u32::MAX) }; RECENT_LEN];
+const RECENT_LEN: usize = 64;
+
+/// Where in [`RECENT`] the entry for `rule` and `high` goes.
+#[inline(always)]
+fn recent_slot(rule: &Rule, high: u64) -> &'static AtomicU32 {
+    let mut h = Fx::default();
+    h.write_u64(rule.limit());
+    h.write_u64(rule.window_us() ^ u64::from(rule.algorithm().tag()) << 56);
+    h.write_u64(rule.burst() ^ high.rotate_left(32));
+    let index = usize::try_from(h.finish() >> 58).unwrap_or(0);
+    // (`>> 58` leaves 6 bits: always in range.)
+    RECENT.get(index).unwrap_or(&RECENT[0])
+}
+
 /// A reference to the entry for `rule` and `high`, added if missing; `None` when the table is
 /// full of entries in use.
+#[inline]
 pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
+    // A recent entry: a reference is taken only on an entry in use (refs > 0, as a pinned one
+    // is), which is never rewritten, so with ours taken its slot is stable and says whether it
+    // is the one wanted (if not, the reference is given back).
+    let recent = recent_slot(rule, high);
+    let last = recent.load(Ordering::Relaxed);
+    if let Some(e) = entry(last) {
+        let taken = e
+            .refs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > 0).then(|| n.saturating_add(1))
+            })
+            .is_ok();
+        if taken {
+            // SAFETY: we hold a reference to the entry (see above).
+            if unsafe { *e.slot.get() } == Some((*rule, high)) {
+                return Some(last);
+            }
+            release(last);
+        }
+    }
+    acquire_locked(rule, high, recent)
+}
+
+/// [`acquire`] under the lock: finds or adds the entry.
+#[inline(never)]
+fn acquire_locked(rule: &Rule, high: u64, recent: &AtomicU32) -> Option<u32> {
     let mut table = TABLE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -223,6 +271,7 @@ pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
     let key = Key::new(rule, high);
     if let Some(id) = table.find(key) {
         entry(id)?.refs.fetch_add(1, Ordering::AcqRel);
+        pin(recent, id);
         return Some(id);
     }
     let id = table.allocate()?;
@@ -232,7 +281,27 @@ pub(crate) fn acquire(rule: &Rule, high: u64) -> Option<u32> {
     e.refs.store(1, Ordering::Release);
     table.map.insert(key, id);
     table.last = Some((key, id));
+    pin(recent, id);
     Some(id)
+}
+
+/// Makes `id` (an entry in use) the entry of `recent`, with a reference held for the slot, and
+/// gives back the slot's reference to the entry it held before. Under the lock.
+fn pin(recent: &AtomicU32, id: u32) {
+    let old = recent.load(Ordering::Relaxed);
+    if old != id {
+        retain(id);
+        recent.store(id, Ordering::Relaxed);
+        release(old);
+    }
+}
+
+/// The entries pinned by [`RECENT`].
+fn pinned() -> impl Iterator<Item = u32> {
+    RECENT
+        .iter()
+        .map(|r| r.load(Ordering::Relaxed))
+        .filter(|&id| id < CAPACITY)
 }
 
 /// Adds a reference to entry `id` (a copy of a key that names it).
@@ -252,12 +321,24 @@ pub(crate) fn release(id: u32) {
     }
 }
 
-/// The rule and anchor high part of entry `id`, which the caller holds a reference to.
-#[inline(always)]
+/// The rule and anchor high part of entry `id`, which the caller holds a reference to (the
+/// module reads them in place: [`slot`]).
+#[cfg(test)]
 pub(crate) fn get(id: u32) -> Option<(Rule, u64)> {
     let e = entry(id)?;
     // SAFETY: the caller's reference keeps the entry from being rewritten (refs > 0).
     unsafe { *e.slot.get() }
+}
+
+/// Where entry `id`'s rule and anchor high part live, which the caller holds a reference to: read
+/// it only while that reference is held (an entry is rewritten only once no key names it). A
+/// pointer, not a copy: the hot path reads the fields it needs in place.
+#[inline(always)]
+pub(crate) fn slot(id: u32) -> Option<*const (Rule, u64)> {
+    let e = entry(id)?;
+    // SAFETY: the caller's reference keeps the entry from being rewritten (refs > 0); the
+    // pointer is into a chunk that is never freed.
+    unsafe { (*e.slot.get()).as_ref() }.map(|s| s as *const (Rule, u64))
 }
 
 /// `(entries in use, bytes the table takes)` for `INFO`.
@@ -268,9 +349,13 @@ pub(crate) fn usage() -> (u64, u64) {
     let Some(table) = table.as_ref() else {
         return (0, 0);
     };
+    let refs = |id: u32| entry(id).map_or(0, |e| e.refs.load(Ordering::Acquire));
+    // Entries that keys name: in use, but not by their pin alone.
+    let pins_alone = pinned().filter(|&id| refs(id) == 1).count();
     let used = (0..table.next)
-        .filter(|&id| entry(id).is_some_and(|e| e.refs.load(Ordering::Acquire) > 0))
-        .count();
+        .filter(|&id| refs(id) > 0)
+        .count()
+        .saturating_sub(pins_alone);
     let chunks = CHUNK_PTRS
         .iter()
         .filter(|c| !c.load(Ordering::Acquire).is_null())
@@ -297,6 +382,14 @@ mod tests {
     use super::*;
     use crate::algo::Algorithm;
 
+    /// Gives back every pin (see `RECENT`), as if the recent slots had moved on.
+    fn unpin_all() {
+        let _t = TABLE.lock().unwrap();
+        for r in &RECENT {
+            release(r.swap(u32::MAX, Ordering::Relaxed));
+        }
+    }
+
     // One test: the table is process-wide (other tests use it too, so only what this test
     // added is checked).
     #[test]
@@ -311,6 +404,11 @@ mod tests {
         let d = acquire(&r2, 7).unwrap();
         assert!(c != a && d != a && d != c);
         assert_eq!(get(d), Some((r2, 7)));
+        // A rule whose keys are all gone keeps its entry while its recent slot pins it (the
+        // lock-free path serves it again; other tests may move the slot on, then the lock does).
+        release(d);
+        assert_eq!(acquire(&r2, 7), Some(d));
+        unpin_all();
         retain(d);
         release(d);
         release(d);
@@ -338,6 +436,7 @@ mod tests {
         }
         let (used, bytes) = usage();
         assert!(used >= 300 && bytes > 0);
+        unpin_all();
         for &id in &ids {
             release(id);
             assert_eq!(entry(id).unwrap().refs.load(Ordering::Acquire), 0);

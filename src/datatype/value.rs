@@ -90,20 +90,37 @@ impl Word {
     }
 }
 
-/// The rule table entry a packed state names: its id, and its rule and anchor high part as read
-/// when the state was unpacked (an entry is not rewritten while a key names it), so that a write
-/// under the same rule and high part keeps the entry without reading the table again.
+/// The rule table entry a packed state names: its id, and where its rule and anchor high part
+/// live (an entry is not rewritten while a key names it), so that a write under the same rule
+/// and high part keeps the entry and reads them in place, copying nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     id: u32,
-    high: u64,
-    rule: Rule,
+    slot: *const (Rule, u64),
+}
+
+impl Entry {
+    /// Whether `rule` and `high` are the entry's.
+    #[inline(always)]
+    fn holds(&self, rule: &Rule, high: u64) -> bool {
+        // SAFETY: the key this entry was read from names it (holds a reference) while an
+        // `Opened` lives, so the slot is not rewritten (see `rules`).
+        let (r, h) = unsafe { &*self.slot };
+        *h == high && r == rule
+    }
+
+    /// Whether `rule` is the entry's.
+    #[inline(always)]
+    fn has_rule(&self, rule: &Rule) -> bool {
+        // SAFETY: as in `holds`.
+        unsafe { &(*self.slot).0 == rule }
+    }
 }
 
 /// Packs `limiter` into `cap` bits if its kind can: the bits and the entry to name, which is
 /// `current` (no new reference) when the state packs under the same rule and high part, else a
-/// new reference.
-#[inline]
+/// new reference. (Always inlined: with `cap` known the word's fields are 64-bit code.)
+#[inline(always)]
 fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u32)> {
     let mut packer = Packer::new(cap);
     if !limiter.state.pack(&limiter.rule, &mut packer) {
@@ -111,7 +128,7 @@ fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u
     }
     let packed = packer.finish();
     let id = match current {
-        Some(e) if e.high == packed.high && e.rule == limiter.rule => e.id,
+        Some(e) if e.holds(&limiter.rule, packed.high) => e.id,
         _ => rules::acquire(&limiter.rule, packed.high)?,
     };
     Some((packed.bits, id))
@@ -122,10 +139,12 @@ fn pack(limiter: &Limiter, cap: u32, current: Option<&Entry>) -> Option<(u128, u
 /// unpacked limiter through several temporaries.)
 #[inline(always)]
 fn unpack(id: u32, bits: u128, cap: u32) -> Option<(Limiter, Entry)> {
-    let (rule, high) = rules::get(id)?;
+    let slot = rules::slot(id)?;
+    // SAFETY: the caller holds a reference to the entry.
+    let (rule, high) = unsafe { *slot };
     let mut unpacker = Unpacker::new(bits, cap, high);
     let state = rule.algorithm().unpack_state(&rule, &mut unpacker)?;
-    Some((Limiter { rule, state }, Entry { id, high, rule }))
+    Some((Limiter { rule, state }, Entry { id, slot }))
 }
 
 fn new_block(id: u32, bits: u128) -> *mut Block {
@@ -313,8 +332,9 @@ unsafe fn footprint_of(value: *mut c_void) -> (u64, u64) {
             Err(_) => return (0, 0),
         },
     };
-    match rules::get(id) {
-        Some((rule, _)) if rule.algorithm() == Algorithm::MovingWindow => (1, 0),
+    // SAFETY: the value names the entry (holds a reference), so its slot is not rewritten.
+    match rules::slot(id).map(|slot| unsafe { (*slot).0.algorithm() }) {
+        Some(Algorithm::MovingWindow) => (1, 0),
         _ => (0, 0),
     }
 }
@@ -326,15 +346,163 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
     let (runs, leases) = footprint(&limiter);
     shift_gauges(runs, leases, false);
     if PACKING {
-        if let Some((bits, id)) = pack(&limiter, WORD_BITS, None) {
+        // Packed, the limiter is done with: dropped as an unpacked copy is (a plain kind's
+        // state owns nothing, so no drop call on a fresh key's path).
+        let limiter = NoEntry::new(limiter);
+        if let Some((bits, id)) = pack(&limiter.limiter, WORD_BITS, None) {
             let bits = u64::try_from(bits).unwrap_or(0);
             return Word::Packed { id, bits }.value();
         }
-        if let Some((bits, id)) = pack(&limiter, BLOCK_BITS, None) {
+        if let Some((bits, id)) = pack(&limiter.limiter, BLOCK_BITS, None) {
             return Word::Block(new_block(id, bits)).value();
         }
+        return Word::Boxed(Box::into_raw(Box::new(limiter.into_inner()))).value();
     }
     Word::Boxed(Box::into_raw(Box::new(limiter))).value()
+}
+
+/// The usual write, alone: a state read from the value word that packs there again under the
+/// same entry (same rule, same anchor high part) gives its new word, which names what the old
+/// one named and holds nothing else (so nothing is retired, and nothing is to discard if the
+/// server refuses it); `None` for every other case ([`restore`]).
+#[inline(always)]
+pub(crate) fn repack(opened: &Opened<'_>) -> Option<*mut c_void> {
+    match opened {
+        Opened::Packed { limiter, entry } => repack_word(limiter, entry),
+        _ => None,
+    }
+}
+
+/// [`repack`] of a limiter unpacked from the word naming `entry`.
+#[inline(always)]
+fn repack_word(limiter: &Limiter, entry: &Entry) -> Option<*mut c_void> {
+    if !PACKING || !entry.has_rule(&limiter.rule) {
+        return None;
+    }
+    let mut packer = Packer::new(WORD_BITS);
+    if !limiter.state.pack(&limiter.rule, &mut packer) {
+        return None;
+    }
+    let packed = packer.finish();
+    // SAFETY: as in `Entry::holds`.
+    if packed.high != unsafe { (*entry.slot).1 } {
+        return None;
+    }
+    let bits = u64::try_from(packed.bits).ok()?;
+    Some(Word::Packed { id: entry.id, bits }.value())
+}
+
+/// A state packed into the value word, unpacked on the stack for the hot path
+/// (`LimiterKey::update`): no handle is built or moved around it.
+pub(crate) struct Unpacked {
+    /// The copy (plain data, unless the state grew heap data while unpacked: see its `Drop`).
+    limiter: ManuallyDrop<Limiter>,
+    entry: Entry,
+}
+
+impl Unpacked {
+    /// The limiter.
+    #[inline(always)]
+    pub(crate) fn limiter_mut(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+
+    /// The new value word when the (changed) state packs into the word under the same entry,
+    /// as [`repack`] decides; `None`: [`Unpacked::into_opened`] and the general path.
+    #[inline(always)]
+    pub(crate) fn repack(&self) -> Option<*mut c_void> {
+        repack_word(&self.limiter, &self.entry)
+    }
+
+    /// The handle's form of it, and what the stored value added to the gauges (a packed state
+    /// is a counter or a one-run log, as [`free`] counts it): for the general path.
+    pub(crate) fn into_opened<'a>(self) -> (Opened<'a>, (u64, u64)) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the limiter moves into the result.
+        let limiter = unsafe { std::ptr::read(&this.limiter) };
+        // SAFETY: as in `Entry::holds`.
+        let moving = unsafe { (*this.entry.slot).0.algorithm() } == Algorithm::MovingWindow;
+        let footprint = if moving { (1, 0) } else { (0, 0) };
+        (
+            Opened::Packed {
+                limiter,
+                entry: this.entry,
+            },
+            footprint,
+        )
+    }
+}
+
+impl Drop for Unpacked {
+    /// As `Opened::release_copy`: a plain kind's copy owns nothing.
+    #[inline(always)]
+    fn drop(&mut self) {
+        release_plain(&mut self.limiter);
+    }
+}
+
+/// A limiter about to be packed (a new value's): dropped as an [`Unpacked`] copy is, without a
+/// call when its state is plain data.
+struct NoEntry {
+    limiter: ManuallyDrop<Limiter>,
+}
+
+impl NoEntry {
+    /// Holds `limiter`.
+    #[inline(always)]
+    fn new(limiter: Limiter) -> NoEntry {
+        NoEntry {
+            limiter: ManuallyDrop::new(limiter),
+        }
+    }
+
+    /// The limiter, to keep.
+    fn into_inner(self) -> Limiter {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the limiter moves out.
+        unsafe { std::ptr::read(&*this.limiter) }
+    }
+}
+
+impl Drop for NoEntry {
+    #[inline(always)]
+    fn drop(&mut self) {
+        release_plain(&mut self.limiter);
+    }
+}
+
+/// Drops a limiter copy, without a call when its state is plain data (the counters: a packed
+/// state owns nothing; a moving-window log or anything else may own heap blocks).
+#[inline(always)]
+fn release_plain(limiter: &mut ManuallyDrop<Limiter>) {
+    if !matches!(
+        limiter.state,
+        State::SlidingWindow(_)
+            | State::FixedWindow(_)
+            | State::Gcra(_)
+            | State::LimitsSlidingWindow(_)
+    ) {
+        // SAFETY: the caller drops the copy once, here.
+        unsafe { ManuallyDrop::drop(limiter) };
+    }
+}
+
+/// The state packed into value word `value`, unpacked; `None` for any other form (or null).
+///
+/// # Safety
+/// As for [`open`].
+#[inline(always)]
+pub(crate) unsafe fn unpack_word(value: *mut c_void) -> Option<Unpacked> {
+    match Word::of(value)? {
+        Word::Packed { id, bits } => {
+            let (limiter, entry) = unpack(id, u128::from(bits), WORD_BITS)?;
+            Some(Unpacked {
+                limiter: ManuallyDrop::new(limiter),
+                entry,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// After `opened` (read from `value`) may have changed: the value word to store now — `value`
@@ -343,23 +511,16 @@ pub(crate) fn into_value(limiter: Limiter) -> *mut c_void {
 /// the heap is moved there: `opened` is done afterwards.
 #[inline(always)]
 pub(crate) fn restore(value: *mut c_void, opened: &mut Opened<'_>) -> (*mut c_void, Retired) {
-    // The usual write, without the general case's work: a state in the word that packs there
+    // The usual writes, without the general case's work: a state in the word that packs there
     // again under the same entry (what `restore_forms` decides too), or a boxed state that
     // cannot pack.
-    match &*opened {
-        Opened::Packed { limiter, entry } if PACKING && limiter.rule == entry.rule => {
-            let mut packer = Packer::new(WORD_BITS);
-            if limiter.state.pack(&limiter.rule, &mut packer) {
-                let packed = packer.finish();
-                if packed.high == entry.high {
-                    let bits = u64::try_from(packed.bits).unwrap_or(0);
-                    let word = Word::Packed { id: entry.id, bits }.value();
-                    return (word, Retired::default());
-                }
-            }
+    if let Some(word) = repack(opened) {
+        return (word, Retired::default());
+    }
+    if let Opened::Boxed(l) = &*opened {
+        if !l.state.may_pack() {
+            return (value, Retired::default());
         }
-        Opened::Boxed(l) if !l.state.may_pack() => return (value, Retired::default()),
-        _ => {}
     }
     restore_forms(value, opened)
 }
