@@ -260,9 +260,7 @@ impl MovingWindowState {
         cost: u64,
         bounds: &Bounds,
     ) -> bool {
-        self.commit_with(old, new, now_us, cost, None, |log, now_us, cost| {
-            log.add(now_us, cost, new.window_us(), bounds.max_runs)
-        })
+        self.commit_counted(None, old, new, now_us, cost, bounds)
     }
 
     /// [`MovingWindowState::commit`] after [`decide`] counted this log under the same rules at
