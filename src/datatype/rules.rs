@@ -7,10 +7,13 @@
 //! **Threads.** Entries are reference-counted by the keys that name them. Keys are created,
 //! copied and rewritten on the main thread, but freed also on the lazyfree thread (`FLUSHALL
 //! ASYNC`, `UNLINK`, lazy expiry / eviction): so a release is one atomic decrement that touches
-//! nothing else, and entries never move (chunks of 256, allocated once, never freed). Everything
-//! else — finding or adding an entry — runs under one lock, in practice on the main thread only.
-//! An entry is reused for another rule only after its count dropped to 0: no key names it then,
-//! and only the locked side adds references.
+//! nothing else, and entries never move (chunks of 256, allocated once, never freed). Finding or
+//! adding an entry runs under one lock, in practice on the main thread only — except the first
+//! try of [`acquire`], which takes a recent entry without it, but only by adding to a count
+//! above 0 (then checking the entry is the one wanted). An entry is reused for another rule only
+//! after its count dropped to 0: no key names it then, and from 0 only the locked side adds
+//! references. The recent entries are pinned (their slots hold a reference), so the first try
+//! also serves a rule whose keys have all gone.
 //!
 //! **Bounds.** At most [`CAPACITY`] entries. Unused entries are reclaimed when the table would
 //! otherwise grow past twice the entries in use; when it is full of used entries, a key that
