@@ -1004,7 +1004,7 @@ impl LeasesState {
 
     /// Whether every invariant holds: 1 to [`FORMAT_MAX_LEASES`] leases sorted by `(end, id)`
     /// with unique valid ids, ends in `1..=MAX_TIMESTAMP_US`, a longest lease in
-    /// `1..=MAX_WINDOW_US`, chunks of 1 to [`CHUNK`]. O(N log N): for decoded states.
+    /// `1..=MAX_WINDOW_US`, chunks of 1 to `CHUNK`. O(N log N): for decoded states.
     pub fn is_valid(&self) -> bool {
         let t = &self.0;
         let mut previous: Option<&Lease> = None;
@@ -1332,9 +1332,9 @@ impl Kind for LeasesState {
         }
     }
 
-    /// Built lease by lease as the bytes are read, in chunks of [`FILL`]: each vector is
+    /// Built lease by lease as the bytes are read, in chunks of `FILL`: each vector is
     /// reserved once, for the leases declared or as many as the bytes left can hold, whichever
-    /// is fewer (a lease takes at least [`MIN_LEASE_BYTES`]), so a payload never reserves more
+    /// is fewer (a lease takes at least `MIN_LEASE_BYTES`), so a payload never reserves more
     /// than its own length allows and a real one is read without regrowing (found by fuzzing
     /// `decode`: growing by doubling held up to 24 bytes per payload byte at once).
     fn decode(bytes: &mut Reader<'_>, _rule: &Rule) -> Option<Self> {

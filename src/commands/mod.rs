@@ -8,7 +8,7 @@
 //! Writes are signalled explicitly: the module declares
 //! `REDISMODULE_OPTION_NO_IMPLICIT_SIGNAL_MODIFIED`, so a denial that opened its key for writing
 //! but changed nothing aborts no `WATCH` and sends no client-tracking invalidation; every real
-//! write calls [`wrote`].
+//! write calls [`wrote`](crate::ffi::wrote).
 
 mod apply;
 mod debug;
