@@ -378,6 +378,51 @@ impl<'a> Reader<'a> {
     pub fn remaining(&self) -> usize {
         self.bytes.len().saturating_sub(self.pos)
     }
+
+    /// Reads extension records `(id, length, bytes)` to the end, ids strictly increasing: one
+    /// encoding per payload (a repeated record would leave which one counts to the reader).
+    /// `read` parses a record it knows and answers `Some(true)`, `Some(false)` for an id it does
+    /// not know, `None` for a bad record. An unknown record is skipped in a `later` version's
+    /// payload (read by its oldest-reader byte) and refused otherwise, as is a known record not
+    /// read to its end.
+    ///
+    /// ```
+    /// use redis_ratelimit::varint::Reader;
+    /// let mut seen = vec![];
+    /// let ok = Reader::new(&[1, 1, 7, 3, 0]).records(false, |id, r| {
+    ///     seen.push((id, r.u64()));
+    ///     Some(true)
+    /// });
+    /// assert_eq!((ok, seen), (Some(()), vec![(1, Some(7)), (3, None)]));
+    /// assert_eq!(Reader::new(&[2, 0, 1, 0]).records(false, |_, _| Some(true)), None);
+    /// assert_eq!(Reader::new(&[9, 1, 0]).records(true, |_, _| Some(false)), Some(()));
+    /// ```
+    pub fn records(
+        &mut self,
+        later: bool,
+        mut read: impl FnMut(u64, &mut Reader<'a>) -> Option<bool>,
+    ) -> Option<()> {
+        let mut previous_id = None;
+        while !self.is_empty() {
+            let id = self.u64()?;
+            if previous_id.is_some_and(|p| id <= p) {
+                return None;
+            }
+            previous_id = Some(id);
+            let len = usize::try_from(self.u64()?).ok()?;
+            let mut record = Reader::new(self.take(len)?);
+            if !read(id, &mut record)? {
+                if later {
+                    continue;
+                }
+                return None;
+            }
+            if !later && !record.is_empty() {
+                return None;
+            }
+        }
+        Some(())
+    }
 }
 
 #[cfg(test)]

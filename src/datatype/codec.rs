@@ -340,17 +340,7 @@ pub fn decode_hit(bytes: &[u8]) -> Option<Hit> {
         return r.is_empty().then_some(hit);
     }
     let mut max_runs = None;
-    let mut previous_id = None;
-    while !r.is_empty() {
-        let id = r.u64()?;
-        // One encoding per hit: records in increasing id order, each at most once (a repeated
-        // record would leave which one counts to the reader).
-        if previous_id.is_some_and(|p| id <= p) {
-            return None;
-        }
-        previous_id = Some(id);
-        let len = usize::try_from(r.u64()?).ok()?;
-        let mut record = Reader::new(r.take(len)?);
+    r.records(later, |id, record| {
         match id {
             EXT_MAX_RUNS => {
                 let n = usize::try_from(record.u64()?).ok()?;
@@ -359,16 +349,11 @@ pub fn decode_hit(bytes: &[u8]) -> Option<Hit> {
             }
             EXT_AFTER => hit.after = Some((record.u64()?, record.u64()?)),
             EXT_REFUND if !v3 && !hit.refund => hit.refund = true,
-            EXT_HIT_BLOCK if !v3 && hit.block.is_none() => {
-                hit.block = Some(read_block(&mut record)?)
-            }
-            _ if later => continue,
-            _ => return None,
+            EXT_HIT_BLOCK if !v3 && hit.block.is_none() => hit.block = Some(read_block(record)?),
+            _ => return Some(false),
         }
-        if !later && !record.is_empty() {
-            return None;
-        }
-    }
+        Some(true)
+    })?;
     hit.bounds = Bounds {
         max_runs: max_runs?,
     };
