@@ -236,7 +236,7 @@ impl Slot {
             return;
         }
         assert_eq!(l.rule.algorithm(), self.algorithm, "{}", ctx());
-        if l.expires_at_us() <= now {
+        if l.is_over(now) {
             // Past its expiry a key answers as an absent one (the server may not have
             // removed it yet).
             for c in [0, 1, self.rule.capacity()] {
@@ -325,10 +325,10 @@ fn check_limits(l: &Limiter, lua: &LimitsLua, rule: &Rule, now: u64, ctx: &dyn F
         .map(|k| k.1)
         .max()
         .unwrap_or(0);
-    if last > t {
+    if last >= t {
         assert_eq!(l.expires_at_us(), last * 1_000, "limits' TTL: {}", ctx());
     } else {
-        assert!(l.expires_at_us() <= now, "outlives limits' keys: {}", ctx());
+        assert!(l.is_over(now), "outlives limits' keys: {}", ctx());
     }
 }
 
@@ -443,11 +443,7 @@ fn sequence(input: &mut Input<'_>) -> Option<()> {
         run.now = next;
         // The server's expiry (lazy: a key past its expiry may still be there).
         for s in &mut run.slots {
-            let expired = s
-                .node
-                .stored
-                .as_ref()
-                .is_some_and(|l| l.expires_at_us() <= run.now);
+            let expired = s.node.stored.as_ref().is_some_and(|l| l.is_over(run.now));
             if expired && input.chance(50)? {
                 s.remove();
             }

@@ -100,6 +100,10 @@ pub trait Kind: Sized + Clone + Debug + PartialEq + Eq {
     /// `limits`' sliding window shifts its counters on every access): then `RL.ALLOW … COST 0`
     /// decides (and may store) instead of only peeking.
     const COST_ZERO_WRITES: bool = false;
+    /// Whether the state lives through its expiry's ms, as a key on the server does (removed
+    /// once `now > expiry` in ms): `limits-sliding-window`, whose counters are limits' keys and
+    /// still count in that ms. Otherwise the state is over at its expiry (µs).
+    const LIVES_THROUGH_EXPIRY_MS: bool = false;
 
     /// Decides a request against an absent key; `Some` is the state to create.
     fn decide_absent(rule: &Rule, cost: u64, now_us: u64) -> (Decision, Option<Self>);
@@ -284,6 +288,12 @@ macro_rules! state_kinds {
             /// Whether `COST 0` may write (see [`Kind::COST_ZERO_WRITES`]).
             pub fn cost_zero_writes(self) -> bool {
                 match self { $(Algorithm::$variant => <$ty as Kind>::COST_ZERO_WRITES,)+ }
+            }
+
+            /// Whether its state lives through its expiry's ms (see
+            /// [`Kind::LIVES_THROUGH_EXPIRY_MS`]).
+            pub fn lives_through_expiry_ms(self) -> bool {
+                match self { $(Algorithm::$variant => <$ty as Kind>::LIVES_THROUGH_EXPIRY_MS,)+ }
             }
 
             /// How its writes reach replicas.

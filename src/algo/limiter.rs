@@ -187,12 +187,14 @@ impl Limiter {
     }
 
     /// Whether a request of `cost` at `now_us` must be decided as on an absent key, though
-    /// the key is stored: past its expiry a key equals an absent one, and the server still
-    /// holds it during its expiry's ms (it removes a key once `now > expiry` in ms). Every kind
-    /// reads such a state as empty, so only a `COST 0` that writes (limits-sliding-window:
-    /// limits' acquire of 0 starts a current counter on a limiter without one) needs it.
+    /// the key is stored: past its expiry ms a key equals an absent one (the server removes a
+    /// key once `now > expiry` in ms, but a node may still hold one it has not looked at).
+    /// Every kind reads such a state as empty, so only a `COST 0` that writes
+    /// (limits-sliding-window: limits' acquire of 0 starts a current counter on a limiter
+    /// without one) needs it. During its expiry ms a limits-sliding key still counts, as
+    /// limits' keys do.
     fn answers_as_absent(&self, cost: u64, now_us: u64) -> bool {
-        cost == 0 && self.state.algorithm().cost_zero_writes() && self.expires_at_us() <= now_us
+        cost == 0 && self.state.algorithm().cost_zero_writes() && self.is_over(now_us)
     }
 
     /// A request against a key under `block` (as seen at `now_us`).
@@ -595,6 +597,18 @@ impl Limiter {
     pub fn expires_at_us(&self) -> u64 {
         let state = self.state.expires_at_us(&self.rule);
         self.state.block().map_or(state, |b| state.max(b.until_us))
+    }
+
+    /// Whether the stored limiter equals an absent one at `now_us`: past its expiry, or past
+    /// its expiry's ms for a kind whose state lives through that ms
+    /// ([`Kind::LIVES_THROUGH_EXPIRY_MS`](super::kind::Kind::LIVES_THROUGH_EXPIRY_MS)). The server may still hold such a key.
+    pub fn is_over(&self, now_us: u64) -> bool {
+        let at = self.expires_at_us();
+        if self.state.algorithm().lives_through_expiry_ms() {
+            at.div_ceil(1000) < now_us / 1000
+        } else {
+            at <= now_us
+        }
     }
 
     /// Whether a decoded limiter (from RDB / a replicated payload) satisfies every invariant:

@@ -92,14 +92,16 @@ impl LimitsSlidingState {
         )
     }
 
-    /// The counters that still exist at `t` (ms): the others dropped.
+    /// The counters that still exist at `t` (ms): the others dropped. As limits' keys on the
+    /// server, a counter exists through its expiry ms (the server removes a key once
+    /// `now > expiry`): there its TTL is 0 and it still counts.
     fn alive(&self, t: u64) -> LimitsSlidingState {
         let mut s = *self;
-        if s.current_expire_ms <= t {
+        if s.current_expire_ms < t {
             s.current = 0;
             s.current_expire_ms = 0;
         }
-        if s.previous_expire_ms <= t {
+        if s.previous_expire_ms < t {
             s.previous = 0;
             s.previous_expire_ms = 0;
         }
@@ -111,7 +113,8 @@ impl LimitsSlidingState {
         let e = window_ms(rule);
         let mut s = self.alive(t);
         let ttl = s.current_expire_ms.saturating_sub(t);
-        if s.current_expire_ms != 0 && ttl < e {
+        // limits shifts when `0 < ttl < E`: not in the current counter's expiry ms.
+        if s.current_expire_ms != 0 && ttl > 0 && ttl < e {
             s.previous = s.current;
             s.previous_expire_ms = s.current_expire_ms;
             s.current = 0;
@@ -177,7 +180,8 @@ impl LimitsSlidingState {
         }
         if s.admits_at(rule, cost, t) {
             let mut w = s;
-            if w.current_expire_ms > t {
+            // (`accessed` left only live counters: an expiry, if any, is at least `t`.)
+            if w.current_expire_ms != 0 {
                 w.current = w.current.saturating_add(cost).min(MAX_COUNT);
             } else {
                 w.current = cost;
@@ -192,10 +196,13 @@ impl LimitsSlidingState {
             };
             return (d, Some(w));
         }
-        // The weighted count only falls as time passes (the previous counter's weight, then the
-        // shift that drops it, then the end of the current one): the first ms that admits.
+        // The weighted count falls as time passes (the previous counter's weight, then the shift
+        // that drops it, then the end of the current one), except in the current counter's
+        // expiry ms, where limits does not shift and the counter counts in full; everything is
+        // gone the ms after the last expiry. The search keeps `lo - 1` refusing and `hi`
+        // admitting: a ms that admits, one before which the same hit does not.
         let mut lo = t.saturating_add(1);
-        let mut hi = s.last_expire_ms().max(lo);
+        let mut hi = s.last_expire_ms().saturating_add(1).max(lo);
         while lo < hi {
             let mid = lo.saturating_add(hi.saturating_sub(lo) / 2);
             if s.admits_at(rule, cost, mid) {
@@ -222,7 +229,7 @@ impl LimitsSlidingState {
     fn charged(&self, rule: &Rule, cost: u64, now_us: u64) -> LimitsSlidingState {
         let t = now_us / 1000;
         let (mut w, _) = self.accessed(rule, t);
-        if w.current_expire_ms > t {
+        if w.current_expire_ms != 0 {
             w.current = w.current.saturating_add(cost).min(MAX_COUNT);
         } else {
             w.current = cost.min(MAX_COUNT);
@@ -259,6 +266,7 @@ impl LimitsSlidingState {
 
 impl Kind for LimitsSlidingState {
     const COST_ZERO_WRITES: bool = true;
+    const LIVES_THROUGH_EXPIRY_MS: bool = true;
 
     /// limits' acquire of 0 on a limiter without counters starts a current counter of 0 for
     /// `2E` (it anchors the next windows): `COST 0` creates it here too.
@@ -308,7 +316,7 @@ impl Kind for LimitsSlidingState {
     fn carried_over(&self, stored: &Rule, rule: &Rule, now_us: u64) -> Option<Self> {
         let t = now_us / 1000;
         let (s, _) = self.clamped(stored, now_us).accessed(rule, t);
-        (s.last_expire_ms() > t).then_some(s)
+        (s.last_expire_ms() != 0).then_some(s) // `accessed` left only live counters
     }
 
     fn is_ahead(&self, rule: &Rule, now_us: u64) -> bool {
@@ -365,7 +373,7 @@ impl Kind for LimitsSlidingState {
             .clamped(stored, now_us)
             .clamped(rule, now_us)
             .accessed(rule, t);
-        if view.last_expire_ms() <= t {
+        if view.last_expire_ms() == 0 {
             return Change::Unchanged;
         }
         if view.current == 0 && view.previous == 0 {
@@ -522,33 +530,49 @@ mod unit {
         assert_eq!(s.counters(), ((0, 3_000), (3, 2_000)));
     }
 
-    /// Found by `scripts/fuzz` (multi): in the ms its counters expire, the server still has
-    /// the key (it expires keys once their expiry ms has passed), and `COST 0` there answered
-    /// `reset_after` 0 and stored nothing, where limits' acquire of 0 — and the module on an
-    /// absent key — starts a current counter of 0 for `2E`, which anchors the next windows.
+    /// In the ms its counters expire the server still has the key (it removes keys once their
+    /// expiry ms has passed), and limits' keys still count there: their TTL is 0, limits does
+    /// not shift, and its acquire of 0 changes nothing (`INCRBY … 0` on the live key). Found by
+    /// the Python differential test on a real server (the previous counter at TTL 0 still
+    /// holding its count). Once that ms has passed, a stored key answers as an absent one: `COST
+    /// 0` starts a current counter of 0 for `2E` (found by `scripts/fuzz` multi).
     #[test]
-    fn cost_zero_on_expired_counters_starts_a_current_one() {
+    fn counters_count_through_their_expiry_ms() {
         use crate::algo::{Limiter, Outcome, State};
         let r = rule(3, 10);
         let (_, s) = LimitsSlidingState::decide_absent(&r, 1, 1_700_467_670_335_000);
         let s = s.unwrap();
         assert_eq!(s.counters(), ((1, 1_700_467_690_335), (0, 0)));
-        let mut l = Limiter {
+        let l = Limiter {
             rule: r,
             state: State::LimitsSlidingWindow(s),
         };
-        let now = 1_700_467_690_335_001; // in the expiry's ms
-        assert!(l.expires_at_us() <= now);
+        // In the expiry's ms: the counter still counts, COST 0 writes nothing.
+        let now = 1_700_467_690_335_001;
+        assert!(!l.is_over(now));
+        let mut during = l.clone();
+        let (d, outcome) = Limiter::decide(Some(&mut during), &r, 0, now).unwrap();
+        assert_eq!((d.allowed, d.remaining, d.reset_after_us), (true, 2, 0));
+        assert_eq!(outcome, Outcome::Unchanged);
+        assert_eq!(during, l);
+        let fields = l.inspect(now);
+        assert!(fields.contains(&("current", 1)) && fields.contains(&("current_ttl_ms", 0)));
+        let (d, _) = Limiter::decide(Some(&mut during), &r, 3, now).unwrap();
+        assert!(!d.allowed, "1 + 3 > 3 while the counter counts");
+        // The ms after: an absent key.
+        let now = now + 1_000;
+        assert!(l.is_over(now));
+        let mut after = l.clone();
         let absent = Limiter::decide(None, &r, 0, now).unwrap();
-        assert_eq!(Limiter::peek(Some(&l), &r, 0, now), Ok(absent.0));
-        let got = Limiter::decide(Some(&mut l), &r, 0, now).unwrap();
+        assert_eq!(Limiter::peek(Some(&after), &r, 0, now), Ok(absent.0));
+        let got = Limiter::decide(Some(&mut after), &r, 0, now).unwrap();
         assert_eq!(got.0, absent.0);
         assert_eq!(absent.0.reset_after_us, 19_999_999);
         assert_eq!(got.1, Outcome::Updated);
         let Outcome::Created(fresh) = absent.1 else {
             panic!("{absent:?}")
         };
-        assert_eq!(l, fresh);
+        assert_eq!(after, fresh);
     }
 
     /// Found by `scripts/fuzz` (algo): `RL.CHARGE` / `RL.REFUND` under a shorter window kept

@@ -23,10 +23,12 @@
 //!   kind whose reads move its state on ([`Kind::COST_ZERO_WRITES`]: `limits-sliding-window`).
 //! * `cost > capacity` is denied with [`RetryAfter::Never`] and never written.
 //! * An allowed request with `cost >= 1` is charged and stored; the stored limiter's
-//!   [`Limiter::expires_at_us`] is exactly `now + reset_after_us`.
+//!   [`Limiter::expires_at_us`] is exactly `now + reset_after_us` — except a
+//!   `limits-sliding-window` key written in its counters' expiry ms, which keeps that ms
+//!   (`reset_after_us` 0; see [`Kind::LIVES_THROUGH_EXPIRY_MS`]).
 //! * A denied request (cost within capacity) returns the *exact* earliest delay after which the
 //!   same request would pass if nothing else arrived: at `now + d - 1` it is still denied.
-//! * A stored state past its expiry behaves exactly like an absent key.
+//! * A stored state past its expiry ([`Limiter::is_over`]) behaves exactly like an absent key.
 //! * **Clock steps.** A state can never legitimately be ahead of `now` by more than its rule
 //!   allows (a window that has not started yet, a gcra `tat` beyond `now + burst × T`, a log
 //!   entry in the future). Such a state — left by a clock that stepped back, or by a promoted

@@ -573,8 +573,9 @@ pub struct LimitsLua {
 }
 
 impl LimitsLua {
+    /// A key exists through its expiry ms: the server removes it once `now > expiry`.
     fn live(k: Option<(u64, u64)>, t: u64) -> Option<(u64, u64)> {
-        k.filter(|&(_, e)| e > t)
+        k.filter(|&(_, e)| e >= t)
     }
 
     fn pttl(k: Option<(u64, u64)>, t: u64) -> i64 {

@@ -554,7 +554,7 @@ fn limits_sliding_window_charge_and_refund_match_limits_keys() {
             let n = rng.range(0, limit * 2);
             let context = || format!("seed {seed} step {step} t {t} n {n} limit {limit} e {e}");
             // The server expires a key whose state is over before any command sees it.
-            if stored.as_ref().is_some_and(|l| l.expires_at_us() <= now) {
+            if stored.as_ref().is_some_and(|l| l.is_over(now)) {
                 stored = None;
             }
             match rng.range(0, 3) {

@@ -128,7 +128,7 @@ pub(crate) fn charge_with(
     // effect is replicated from it). (The verdict is written where it is read, not returned
     // through the closure: it holds a created limiter.)
     let mut verdict = None;
-    let old_expire_at_ms = key
+    let (old_expire_at_ms, written_at_ms) = key
         .update(|mut stored| {
             // The expiry the stored state implies (the key's TTL, unless PERSIST took it): a
             // write that keeps it (a counter inside its window) only checks that the key still
@@ -143,14 +143,16 @@ pub(crate) fn charge_with(
                 block_us,
             ));
             let mut keep = false;
+            let mut written_at_ms = None;
             if let (Ok(v), Some(limiter)) = (&*decided, stored) {
                 if matches!(v.outcome, Outcome::Updated) {
                     let charged = if v.decision.allowed { cost } else { 0 };
                     replicate_write(ctx, key_name, limiter, now_us, charged, &bounds);
                     keep = true;
+                    written_at_ms = exact_expire_at_ms(&v.decision, limiter);
                 }
             }
-            (old_expire_at_ms, keep)
+            ((old_expire_at_ms, written_at_ms), keep)
         })
         .map_err(|_| {
             counters.errors.add(1);
@@ -176,7 +178,8 @@ pub(crate) fn charge_with(
     }
     counters.verdict(d.allowed);
     stats::answered(d.allowed);
-    let expire_at_ms = ceil_ms(now_us.saturating_add(d.reset_after_us));
+    let expire_at_ms =
+        written_at_ms.unwrap_or_else(|| ceil_ms(now_us.saturating_add(d.reset_after_us)));
     match &mut verdict.outcome {
         // Replicated and stored above.
         Outcome::Updated => {
@@ -193,6 +196,7 @@ pub(crate) fn charge_with(
             else {
                 return Err(WRONGTYPE);
             };
+            let expire_at_ms = exact_expire_at_ms(&d, &limiter).unwrap_or(expire_at_ms);
             key.create(limiter).map_err(|_| WRONGTYPE)?;
             key.set_expire_at_ms(expire_at_ms);
             wrote(ctx, key_name, c"rl.allow");
@@ -201,6 +205,14 @@ pub(crate) fn charge_with(
         Outcome::Unchanged | Outcome::Emptied => {}
     }
     Ok(d)
+}
+
+/// The key's expiry (ms) after a write, when `now + reset_after` does not give it: a write
+/// that leaves `reset_after` 0 — a limits-sliding key written in its counters' expiry ms keeps
+/// that ms (limits' `INCRBY` on a key whose TTL is 0), which may be before `now`. Otherwise
+/// `None`: the expiry is `now + reset_after` (no second look at the state on the hot path).
+fn exact_expire_at_ms(d: &Decision, written: &Limiter) -> Option<i64> {
+    (d.reset_after_us == 0).then(|| ceil_ms(written.expires_at_us()))
 }
 
 /// The error for a key of another kind: `DEL` it to change algorithms, or for leases, use
