@@ -526,24 +526,16 @@ pub fn compare_limits(input: &mut Input<'_>, algorithm: Algorithm) -> Option<()>
                 .stored
                 .as_ref()
                 .map_or_else(Vec::new, |l| l.inspect(now));
-            let field = |n: &str| fields.iter().find(|f| f.0 == n).map_or(0, |f| f.1);
-            let got = (
-                field("previous"),
-                field("previous_ttl_ms"),
-                field("current"),
-                field("current_ttl_ms"),
+            assert_eq!(
+                LimitsLua::window_of(&fields),
+                (pc, pt, cc, ct),
+                "fields at {t}"
             );
-            assert_eq!(got, (pc, pt, cc, ct), "fields at {t}");
-            let weighted = (pc as f64 * pt as f64 / e as f64 + cc as f64).floor() as u64;
+            let weighted = LimitsLua::weighted((pc, pt, cc, ct), e);
             assert_eq!(d.remaining, limit.saturating_sub(weighted));
         }
         // The key lives exactly as long as limits' last key; the server drops it then.
-        let last = [lua.current, lua.previous]
-            .iter()
-            .flatten()
-            .map(|k| k.1)
-            .max()
-            .unwrap_or(0);
+        let last = lua.last_expire_ms();
         match &node.stored {
             Some(l) if last >= t => assert_eq!(l.expires_at_us(), last * 1_000),
             Some(_) => {

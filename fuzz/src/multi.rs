@@ -301,17 +301,10 @@ fn lua_op(lua: &mut LimitsLua, rule: &Rule, op: Op, now: u64, got: &Decision) {
 /// limits' last key.
 fn check_limits(l: &Limiter, lua: &LimitsLua, rule: &Rule, now: u64, ctx: &dyn Fn() -> String) {
     let (e, t) = (rule.window_us() / 1_000, now / 1_000);
-    let (pc, pt, cc, ct) = lua.clone().get(e, t);
-    let fields = l.inspect(now);
-    let field = |n: &str| fields.iter().find(|f| f.0 == n).map_or(0, |f| f.1);
-    let got = (
-        field("previous"),
-        field("previous_ttl_ms"),
-        field("current"),
-        field("current_ttl_ms"),
-    );
-    assert_eq!(got, (pc, pt, cc, ct), "limits' keys at {t}: {}", ctx());
-    let weighted = (pc as f64 * pt as f64 / e as f64 + cc as f64).floor() as u64;
+    let window = lua.clone().get(e, t);
+    let got = LimitsLua::window_of(&l.inspect(now));
+    assert_eq!(got, window, "limits' keys at {t}: {}", ctx());
+    let weighted = LimitsLua::weighted(window, e);
     let d = Limiter::peek_with(Some(l), rule, 0, now, 0).expect("its own algorithm");
     assert_eq!(
         d.remaining,
@@ -319,12 +312,7 @@ fn check_limits(l: &Limiter, lua: &LimitsLua, rule: &Rule, now: u64, ctx: &dyn F
         "limits' remaining at {t}: {}",
         ctx()
     );
-    let last = [lua.current, lua.previous]
-        .iter()
-        .flatten()
-        .map(|k| k.1)
-        .max()
-        .unwrap_or(0);
+    let last = lua.last_expire_ms();
     if last >= t {
         assert_eq!(l.expires_at_us(), last * 1_000, "limits' TTL: {}", ctx());
     } else {

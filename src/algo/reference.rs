@@ -653,6 +653,34 @@ impl LimitsLua {
         self.read(t)
     }
 
+    /// The latest expiry (ms) of its keys (0: none): a limits-sliding key lives exactly as long.
+    pub fn last_expire_ms(&self) -> u64 {
+        [self.current, self.previous]
+            .iter()
+            .flatten()
+            .map(|k| k.1)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// limits' weighted count of a window read by [`LimitsLua::get`]:
+    /// `⌊previous × previous_ttl / E + current⌋`, in its Lua floating point.
+    pub fn weighted((pc, pt, cc, _): (u64, u64, u64, u64), expiry_ms: u64) -> u64 {
+        (pc as f64 * pt as f64 / expiry_ms as f64 + cc as f64).floor() as u64
+    }
+
+    /// The same four values as a limits-sliding key's `RL.INSPECT` fields show them
+    /// (`previous previous_ttl_ms current current_ttl_ms`; zeros without a key).
+    pub fn window_of(fields: &[(&str, u64)]) -> (u64, u64, u64, u64) {
+        let field = |n: &str| fields.iter().find(|f| f.0 == n).map_or(0, |f| f.1);
+        (
+            field("previous"),
+            field("previous_ttl_ms"),
+            field("current"),
+            field("current_ttl_ms"),
+        )
+    }
+
     fn read(&self, t: u64) -> (u64, u64, u64, u64) {
         let count = |k: Option<(u64, u64)>| Self::live(k, t).map_or(0, |(v, _)| v);
         let ttl = |k: Option<(u64, u64)>| Self::pttl(k, t).max(0) as u64;
